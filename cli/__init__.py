@@ -1,0 +1,1 @@
+"""The ``nextface`` command-line tool (import name ``nextface_cli``)."""

@@ -1,0 +1,17 @@
+"""NextFace core: hook specs, plugin registry, data contracts, math and the fit.
+
+Plugins implement hooks with :data:`hookimpl`::
+
+    from nextface_core import hookimpl
+
+    @hookimpl
+    def nextface_register_renderers(register):
+        register("mine", MyRenderer, description="my renderer")
+"""
+
+from .errors import NextFaceError
+from .plugins import Availability, PluginRegistry, hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = ["Availability", "NextFaceError", "PluginRegistry", "hookimpl", "__version__"]

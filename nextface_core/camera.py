@@ -1,0 +1,72 @@
+"""Rotations, the model→camera transform and the pinhole projection (one place for each).
+
+Camera space is OpenCV's: x right, y down, z forward. Model space is Basel's: y up,
++z out of the face. With rotation 0 the face looks straight at the camera:
+``camera = R(rotation) @ (FLIP * model) + translation`` with ``FLIP = (1, -1, -1)``.
+A pixel is ``focal * (x / z, y / z) + principal_point`` with (0, 0) the centre of the
+top-left pixel's corner, i.e. pixel centres at integer + 0.5.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_FLIP = (1.0, -1.0, -1.0)
+
+
+def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula. ``rotation [..., 3]`` (axis × angle in radians) → ``[..., 3, 3]``.
+
+    Near zero angle the coefficients use their Taylor series, so values and gradients stay
+    finite and exact at ``rotation = 0`` (where a naive ``sin(t)/t`` gives NaN gradients).
+    """
+    theta2 = (rotation * rotation).sum(-1, keepdim=True)
+    small = theta2 < 1e-8
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = safe2.sqrt()
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / safe2)
+    x, y, z = rotation.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*rotation.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotation.dtype, device=rotation.device).expand_as(k)
+    return eye + a[..., None] * k + b[..., None] * (k @ k)
+
+
+def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`axis_angle_to_matrix` for angles in [0, π). ``[..., 3, 3]`` → ``[..., 3]``."""
+    m = matrix
+    cos = ((m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0) / 2.0).clamp(-1.0, 1.0)
+    angle = torch.acos(cos)
+    axis = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1)
+    sin = torch.sin(angle)
+    scale = torch.where(sin.abs() < 1e-6, 0.5 * torch.ones_like(sin), angle / (2.0 * sin.clamp_min(1e-12)))
+    return axis * scale[..., None]
+
+
+def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """Model-space ``vertices [B,N,3]`` → camera space, with ``rotation [B,3]``, ``translation [B,3]``."""
+    flip = vertices.new_tensor(_FLIP)
+    r = axis_angle_to_matrix(rotation)
+    return torch.einsum("bij,bnj->bni", r, vertices * flip) + translation[:, None, :]
+
+
+def rotate_normals(normals: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Model-space ``normals [B,N,3]`` → camera space (the rotation part of :func:`model_to_camera`)."""
+    r = axis_angle_to_matrix(rotation)
+    return torch.einsum("bij,bnj->bni", r, normals * normals.new_tensor(_FLIP))
+
+
+def project(points: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
+    """Pinhole projection of camera-space ``points [B,N,3]`` → pixels ``[B,N,2]``.
+
+    ``focal [B]`` in pixels, ``principal_point [B,2]`` in pixels (x, y).
+    """
+    z = points[..., 2:3]
+    return focal[:, None, None] * points[..., :2] / z + principal_point[:, None, :]
+
+
+def unproject(pixels: torch.Tensor, depth: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`project`: ``pixels [B,N,2]`` at camera ``depth [B,N]`` → points ``[B,N,3]``."""
+    xy = (pixels - principal_point[:, None, :]) / focal[:, None, None] * depth[..., None]
+    return torch.cat([xy, depth[..., None]], dim=-1)

@@ -1,0 +1,180 @@
+"""The configuration: packaged TOML defaults, a user TOML file, and CLI overrides.
+
+The defaults live in one place, ``default_config.toml`` beside this module; their types
+are the schema. A user file may set any subset; an unknown key, a value of the wrong
+type, or one out of range raises :class:`ConfigError` naming the key. Tables
+``[plugins.<name>]`` are free-form options for third-party plugins.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULTS_PATH = Path(__file__).with_name("default_config.toml")
+
+#: value rules beyond the type: (min, max) inclusive, or a tuple of allowed values
+RULES: dict[str, tuple] = {
+    "run.max_resolution": (64, 8192),
+    "run.debug_frequency": (0, None),
+    "run.seed": (0, None),
+    "model.shape_components": (0, None),
+    "model.expression_components": (0, None),
+    "model.albedo_components": (0, None),
+    "camera.initial_focal": (0.0, None),
+    "light.bands": (1, 9),
+    "light.envmap_resolution": (8, 4096),
+    "texture.resolution": ("choices", 256, 512, 1024, 2048),
+    "render.samples": (1, None),
+    "render.final_samples": (1, None),
+    "stage1.iterations": (0, None),
+    "stage2.iterations": (0, None),
+    "stage3.iterations": (0, None),
+    "stage1.learning_rate": (0.0, None),
+    "stage2.learning_rate": (0.0, None),
+    "stage3.learning_rate": (0.0, None),
+}
+_NON_NEGATIVE_SECTIONS = ("weights",)
+
+
+class Section:
+    """Read-only attribute access to one table of the config (``config.stage1.iterations``)."""
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {self._name}.{key}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("config sections are read-only; use Config.with_overrides")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration. ``data`` holds the merged tables; sections are attributes."""
+
+    data: Mapping[str, Mapping[str, Any]]
+
+    def __getattr__(self, section: str) -> Any:
+        if section == "plugins":
+            return self.data.get("plugins", {})
+        if section in self.data:
+            return Section(section, self.data[section])
+        raise AttributeError(f"config has no section [{section}]")
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy({k: dict(v) for k, v in self.data.items()})
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """A new config with ``{"section.key": value}`` overrides applied and validated."""
+        data = self.as_dict()
+        nested: dict[str, dict[str, Any]] = {}
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            nested.setdefault(section, {})[key] = value
+        return Config(_merge(data, nested, source="override"))
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    with DEFAULTS_PATH.open("rb") as f:
+        return tomllib.load(f)
+
+
+def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
+    want = type(default)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not want:
+        raise ConfigError(
+            f"{source}: {dotted} must be a {want.__name__}, got {type(value).__name__} {value!r}",
+            f"set {dotted} = {default!r} or another {want.__name__}",
+        )
+    rule = RULES.get(dotted)
+    if rule is None and dotted.split(".")[0] in _NON_NEGATIVE_SECTIONS:
+        rule = (0.0, None)
+    if rule and rule[0] == "choices":
+        if value not in rule[1:]:
+            raise ConfigError(f"{source}: {dotted} = {value!r} is not allowed", f"use one of {list(rule[1:])}")
+    elif rule:
+        lo, hi = rule
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+            raise ConfigError(f"{source}: {dotted} = {value!r} is out of range", f"it must be {span}")
+    return value
+
+
+def _merge(base: dict[str, dict[str, Any]], user: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    merged = copy.deepcopy(base)
+    for section, table in user.items():
+        if section == "plugins":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [plugins] must be a table of tables", "write [plugins.NAME] tables")
+            merged.setdefault("plugins", {}).update(copy.deepcopy(table))
+            continue
+        if section not in base:
+            known = ", ".join(sorted(base))
+            raise ConfigError(f"{source}: unknown section [{section}]", f"known sections: {known}, plugins")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {section} must be a table", f"write it as [{section}]")
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if key not in base[section]:
+                known = ", ".join(sorted(base[section]))
+                raise ConfigError(f"{source}: unknown key {dotted}", f"keys of [{section}]: {known}")
+            merged[section][key] = _check_value(dotted, base[section][key], value, source)
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file at ``path`` (if any), then ``{"section.key": value}`` overrides."""
+    data = _defaults()
+    data.setdefault("plugins", {})
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist", "check the path given to --config") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}", "pass a UTF-8 TOML file") from None
+        try:
+            user = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax at that line") from None
+        data = _merge(data, user, source=str(path))
+    config = Config(data)
+    return config.with_overrides(overrides) if overrides else config
+
+
+def resolve_device(config: Config) -> str:
+    """The torch device string ``run.device`` means here ("auto" → cuda if available)."""
+    import torch
+
+    device = config.run.device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"run.device = {device!r} but no CUDA GPU is available", 'use device = "cpu" or "auto"')
+        return device
+    raise ConfigError(f"run.device = {device!r} is not a device", 'use "auto", "cpu", "cuda" or "cuda:N"')

@@ -1,0 +1,53 @@
+"""The landmark contract: :class:`LandmarkSet` and the :class:`LandmarkDetector` protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@dataclass
+class LandmarkSet:
+    """2D landmarks of one schema for a batch of B images.
+
+    ``schema``: e.g. ``"ibug68"`` or ``"mediapipe478"``. ``points [B,L,2]`` in pixels
+    (x right, y down; pixel centres at integer + 0.5). ``confidence [B,L]`` in [0, 1].
+    ``found [B]`` bool: False where no face was found (its points are zeros).
+    ``names``: the image name of each row.
+    """
+
+    schema: str
+    points: torch.Tensor
+    confidence: torch.Tensor
+    found: torch.Tensor
+    names: list[str]
+
+    def __post_init__(self) -> None:
+        b = len(self.names)
+        if self.points.ndim != 3 or self.points.shape[0] != b or self.points.shape[2] != 2:
+            raise ValueError(f"LandmarkSet.points has shape {tuple(self.points.shape)}, expected [{b},L,2]")
+        if tuple(self.confidence.shape) != tuple(self.points.shape[:2]):
+            raise ValueError(
+                f"LandmarkSet.confidence has shape {tuple(self.confidence.shape)}, expected {tuple(self.points.shape[:2])}"
+            )
+        if tuple(self.found.shape) != (b,):
+            raise ValueError(f"LandmarkSet.found has shape {tuple(self.found.shape)}, expected [{b}]")
+
+    @property
+    def missing(self) -> list[str]:
+        """Names of the images in which no face was found."""
+        return [n for n, f in zip(self.names, self.found.tolist()) if not f]
+
+
+@runtime_checkable
+class LandmarkDetector(Protocol):
+    """What a detector factory returns."""
+
+    name: str
+
+    def detect(self, images: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, LandmarkSet]:
+        """Detect landmarks on ``[H,W,3]`` uint8 sRGB images → ``{schema: LandmarkSet}``."""
+        ...

@@ -1,0 +1,161 @@
+"""The morphable-model data contract: pure tensors that loaders produce and the fit consumes.
+
+Shapes: N vertices, F triangles, K_s shape, K_e expression and K_a albedo components.
+Model space follows the Basel convention: millimetres, y up, +z out of the face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class LandmarkAssociation:
+    """Which model vertex each landmark of one schema corresponds to.
+
+    ``landmark_index [L]``: indices into the detector's schema (e.g. 0..67 for ibug68).
+    ``vertex_index [L]``: the model vertex of each of those landmarks.
+    ``contour``: for dynamic jaw-contour matching, ``{landmark index: candidate vertices [M]}``;
+    per pose the fit picks the candidate on the silhouette. Empty when not used.
+    """
+
+    landmark_index: torch.Tensor
+    vertex_index: torch.Tensor
+    contour: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> "LandmarkAssociation":
+        return LandmarkAssociation(
+            self.landmark_index.to(device),
+            self.vertex_index.to(device),
+            {k: v.to(device) for k, v in self.contour.items()},
+        )
+
+
+@dataclass(frozen=True)
+class MorphableModel:
+    """A linear morphable model of shape, expression and reflectance.
+
+    Geometry:    ``shape_mean [N,3]``, ``shape_basis [K_s,N,3]``, ``shape_var [K_s]``,
+                 ``expression_basis [K_e,N,3]``, ``expression_var [K_e]``.
+    Reflectance: ``diffuse_mean [N,3]``, ``diffuse_basis [K_a,N,3]``, ``diffuse_var [K_a]``,
+                 ``specular_mean [N,3]``, ``specular_basis [K_a,N,3]``, ``specular_var [K_a]``
+                 (linear RGB in [0, 1]).
+    Topology:    ``faces [F,3]`` int64 (counter-clockwise seen from outside), ``uv [N,2]`` in
+                 [0,1] (u → texture column, v → texture row, origin at the top-left texel
+                 corner) on a left–right mirror-symmetric layout.
+    ``landmarks``: ``{schema: LandmarkAssociation}``; ``symmetry [N]``: the mirror vertex of
+    each vertex, or None. Variances are of the unit-variance coefficients' scale: a sample is
+    ``mean + sum_k c_k * sqrt(var_k) * basis_k`` with ``c ~ N(0, 1)``.
+    """
+
+    shape_mean: torch.Tensor
+    shape_basis: torch.Tensor
+    shape_var: torch.Tensor
+    expression_basis: torch.Tensor
+    expression_var: torch.Tensor
+    diffuse_mean: torch.Tensor
+    diffuse_basis: torch.Tensor
+    diffuse_var: torch.Tensor
+    specular_mean: torch.Tensor
+    specular_basis: torch.Tensor
+    specular_var: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    landmarks: dict[str, LandmarkAssociation] = field(default_factory=dict)
+    symmetry: torch.Tensor | None = None
+    name: str = "model"
+    units: str = "mm"
+
+    def __post_init__(self) -> None:
+        n = self.shape_mean.shape[0]
+        expect = {
+            "shape_mean": (n, 3),
+            "diffuse_mean": (n, 3),
+            "specular_mean": (n, 3),
+            "uv": (n, 2),
+        }
+        for name, shape in expect.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"MorphableModel.{name} has shape {got}, expected {shape}")
+        for basis, var in (
+            ("shape_basis", "shape_var"),
+            ("expression_basis", "expression_var"),
+            ("diffuse_basis", "diffuse_var"),
+            ("specular_basis", "specular_var"),
+        ):
+            b, v = getattr(self, basis), getattr(self, var)
+            if b.ndim != 3 or b.shape[1:] != (n, 3) or v.shape != (b.shape[0],):
+                raise ValueError(
+                    f"MorphableModel.{basis} {tuple(b.shape)} / {var} {tuple(v.shape)} do not match [K,{n},3] / [K]"
+                )
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"MorphableModel.faces has shape {tuple(self.faces.shape)}, expected [F,3]")
+
+    @property
+    def n_vertices(self) -> int:
+        return self.shape_mean.shape[0]
+
+    @property
+    def n_faces(self) -> int:
+        return self.faces.shape[0]
+
+    @property
+    def n_shape(self) -> int:
+        return self.shape_basis.shape[0]
+
+    @property
+    def n_expression(self) -> int:
+        return self.expression_basis.shape[0]
+
+    @property
+    def n_albedo(self) -> int:
+        return self.diffuse_basis.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.shape_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.shape_mean.dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "MorphableModel":
+        """A copy on ``device`` with floating tensors cast to ``dtype``; index tensors keep int64."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                cast = dtype if (dtype is not None and value.is_floating_point()) else None
+                changes[f.name] = value.to(device=device, dtype=cast)
+        changes["landmarks"] = {k: v.to(device or self.device) for k, v in self.landmarks.items()}
+        return replace(self, **changes)
+
+    def truncated(self, n_shape: int | None = None, n_expression: int | None = None, n_albedo: int | None = None) -> "MorphableModel":
+        """Keep only the first components of each basis (None or 0 keeps all)."""
+        def cut(t: torch.Tensor, k: int | None) -> torch.Tensor:
+            return t[:k] if k else t
+
+        return replace(
+            self,
+            shape_basis=cut(self.shape_basis, n_shape),
+            shape_var=cut(self.shape_var, n_shape),
+            expression_basis=cut(self.expression_basis, n_expression),
+            expression_var=cut(self.expression_var, n_expression),
+            diffuse_basis=cut(self.diffuse_basis, n_albedo),
+            diffuse_var=cut(self.diffuse_var, n_albedo),
+            specular_basis=cut(self.specular_basis, n_albedo),
+            specular_var=cut(self.specular_var, n_albedo),
+        )
+
+
+def combine(mean: torch.Tensor, basis: torch.Tensor, var: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """``mean + sum_k coeffs[:, k] * sqrt(var_k) * basis_k``.
+
+    ``mean [N,C]`` (or ``[L,C]`` for a gathered subset), ``basis [K,N,C]``, ``var [K]``,
+    ``coeffs [B,K]`` in units of standard deviations → ``[B,N,C]``.
+    """
+    scaled = coeffs * var.sqrt()
+    return mean + torch.einsum("bk,knc->bnc", scaled, basis)

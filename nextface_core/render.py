@@ -1,0 +1,95 @@
+"""The renderer contract: :class:`RenderInputs` in, :class:`RenderOutput` out.
+
+This is all a renderer sees. Everything is in camera space (OpenCV: x right, y down,
+z forward) and linear RGB; conventions of :mod:`nextface_core.camera` and
+:mod:`nextface_core.sh` apply.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+class RenderMode(str, enum.Enum):
+    """What to render: the full shading, the diffuse albedo alone, or the lighting alone."""
+
+    FULL = "full"
+    ALBEDO = "albedo"
+    LIGHTING = "lighting"
+
+
+@dataclass
+class RenderInputs:
+    """One batch of B images to render.
+
+    ``vertices [B,N,3]`` camera space; ``faces [F,3]`` int32, counter-clockwise when seen
+    from the camera for front faces; ``normals [B,N,3]`` unit, camera space; ``uv [N,2]``
+    (model convention: u → column, v → row from the top, in [0, 1]).
+    Textures ``[B or 1, T, T, C]`` linear: ``diffuse`` C=3, ``specular`` C=3,
+    ``roughness`` C=1 (a leading 1 means shared by all images).
+    ``sh [B,bands²,3]`` light; ``focal [B]`` and ``principal_point [B,2]`` in pixels;
+    ``image_size`` (H, W); ``samples`` per pixel and ``seed`` for stochastic renderers.
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    normals: torch.Tensor
+    uv: torch.Tensor
+    diffuse: torch.Tensor
+    specular: torch.Tensor
+    roughness: torch.Tensor
+    sh: torch.Tensor
+    focal: torch.Tensor
+    principal_point: torch.Tensor
+    image_size: tuple[int, int]
+    samples: int = 1
+    seed: int = 0
+    mode: RenderMode = RenderMode.FULL
+
+    def __post_init__(self) -> None:
+        b, n = self.vertices.shape[:2]
+        checks = {
+            "vertices": (self.vertices.shape, (b, n, 3)),
+            "normals": (self.normals.shape, (b, n, 3)),
+            "uv": (self.uv.shape, (n, 2)),
+            "focal": (self.focal.shape, (b,)),
+            "principal_point": (self.principal_point.shape, (b, 2)),
+        }
+        for name, (got, want) in checks.items():
+            if tuple(got) != want:
+                raise ValueError(f"RenderInputs.{name} has shape {tuple(got)}, expected {want}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"RenderInputs.faces has shape {tuple(self.faces.shape)}, expected [F,3]")
+        if self.sh.ndim != 3 or self.sh.shape[0] != b or self.sh.shape[2] != 3:
+            raise ValueError(f"RenderInputs.sh has shape {tuple(self.sh.shape)}, expected [{b},bands²,3]")
+        for name, channels in (("diffuse", 3), ("specular", 3), ("roughness", 1)):
+            t = getattr(self, name)
+            if t.ndim != 4 or t.shape[0] not in (1, b) or t.shape[3] != channels:
+                raise ValueError(f"RenderInputs.{name} has shape {tuple(t.shape)}, expected [1 or {b},T,T,{channels}]")
+
+    @property
+    def batch_size(self) -> int:
+        return self.vertices.shape[0]
+
+
+@dataclass
+class RenderOutput:
+    """``image [B,H,W,3]`` linear RGB and ``mask [B,H,W,1]`` coverage in [0, 1]."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """What a renderer factory returns."""
+
+    name: str
+
+    def render(self, inputs: RenderInputs) -> RenderOutput:
+        """Render the batch; differentiable w.r.t. vertices, textures, SH and focal."""
+        ...

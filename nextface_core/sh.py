@@ -1,0 +1,131 @@
+"""Real spherical harmonics (1 to 9 bands), irradiance, and SH ↔ environment-map conversion.
+
+The one SH basis of NextFace, shared by every renderer. Light is expressed in camera space
+(OpenCV: x right, y down, z forward). The SH polar axis is "up" (camera −y); with
+``(X, Y, Z) = (x, z, −y)`` the basis is the standard orthonormal real SH
+(no Condon–Shortley phase), coefficient ``l * (l + 1) + m`` for band ``l``, order ``m``.
+``bands`` B gives B² coefficients per colour channel; light tensors are ``[batch, B², 3]``.
+
+Environment maps are equirectangular ``[H, 2H, 3]``: row 0 looks up (camera −y), the
+middle row is the horizon, column ``j`` has azimuth ``φ = 2π (j + ½) / W`` measured from
+camera +x towards camera +z (so the centre column looks away from the camera, forward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MAX_BANDS = 9
+
+
+def _check_bands(bands: int) -> None:
+    if not 1 <= bands <= MAX_BANDS:
+        raise ValueError(f"SH bands must be between 1 and {MAX_BANDS}, got {bands}")
+
+
+def sh_basis(directions: torch.Tensor, bands: int) -> torch.Tensor:
+    """Evaluate the basis at unit ``directions [..., 3]`` (camera space) → ``[..., bands²]``.
+
+    Uses polynomial (Cartesian) forms, so it is smooth everywhere, poles included.
+    """
+    _check_bands(bands)
+    x, y, z = directions.unbind(-1)
+    cx, cy, cz = x, z, -y  # SH frame: polar axis = camera up
+    out = [None] * (bands * bands)
+    # (cx + i cy)^m = sin^m(θ) e^{imφ}: real and imaginary parts per m
+    re = [torch.ones_like(cz)]
+    im = [torch.zeros_like(cz)]
+    for m in range(1, bands):
+        re.append(re[-1] * cx - im[-1] * cy)
+        im.append(re[-2] * cy + im[-1] * cx)
+    for m in range(bands):
+        # Q_l^m(t) = P_l^m(t) / sin^m θ, by the standard three-term recurrence in l
+        q_mm = torch.full_like(cz, float(math.prod(range(1, 2 * m, 2))) if m > 0 else 1.0)
+        q_prev, q = None, q_mm
+        for l in range(m, bands):
+            if l == m + 1:
+                q_prev, q = q, cz * (2 * m + 1) * q_mm
+            elif l > m + 1:
+                q_prev, q = q, ((2 * l - 1) * cz * q - (l + m - 1) * q_prev) / (l - m)
+            k = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
+            if m == 0:
+                out[l * (l + 1)] = k * q
+            else:
+                out[l * (l + 1) + m] = math.sqrt(2.0) * k * q * re[m]
+                out[l * (l + 1) - m] = math.sqrt(2.0) * k * q * im[m]
+    return torch.stack(out, dim=-1)
+
+
+def lambert_kernel(bands: int) -> list[float]:
+    """Per-band coefficients Â_l of the clamped-cosine kernel (Ramamoorthi & Hanrahan 2001)."""
+    _check_bands(bands)
+    kernel = []
+    for l in range(bands):
+        if l == 0:
+            kernel.append(math.pi)
+        elif l == 1:
+            kernel.append(2.0 * math.pi / 3.0)
+        elif l % 2 == 1:
+            kernel.append(0.0)
+        else:
+            kernel.append(
+                2.0 * math.pi * (-1) ** (l // 2 - 1) / ((l + 2) * (l - 1))
+                * math.factorial(l) / (2**l * math.factorial(l // 2) ** 2)
+            )
+    return kernel
+
+
+def irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+    """Irradiance ``E(n) = ∫ L(ω) max(0, n·ω) dω`` for ``normals [B,...,3]`` under ``sh [B,bands²,3]``.
+
+    Returns ``[B,...,3]``. A Lambertian surface of albedo ρ reflects ``ρ E / π``.
+    """
+    bands = int(round(math.sqrt(sh.shape[1])))
+    kernel = sh.new_tensor([lambert_kernel(bands)[l] for l in range(bands) for _ in range(2 * l + 1)])
+    basis = sh_basis(normals, bands)  # [B,...,K]
+    weighted = sh * kernel[None, :, None]  # [B,K,3]
+    flat = basis.reshape(basis.shape[0], -1, basis.shape[-1])
+    return torch.bmm(flat, weighted).reshape(*normals.shape[:-1], 3)
+
+
+def radiance(directions: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+    """Incoming radiance ``L(ω)`` from ``directions [B,...,3]`` under ``sh [B,bands²,3]`` → ``[B,...,3]``."""
+    bands = int(round(math.sqrt(sh.shape[1])))
+    basis = sh_basis(directions, bands)
+    flat = basis.reshape(basis.shape[0], -1, basis.shape[-1])
+    return torch.bmm(flat, sh).reshape(*directions.shape[:-1], 3)
+
+
+def envmap_directions(height: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Unit camera-space direction of each texel centre of an ``[H, 2H]`` equirectangular map → ``[H,2H,3]``."""
+    width = 2 * height
+    theta = (torch.arange(height, device=device, dtype=dtype) + 0.5) * math.pi / height
+    phi = (torch.arange(width, device=device, dtype=dtype) + 0.5) * 2.0 * math.pi / width
+    t, p = torch.meshgrid(theta, phi, indexing="ij")
+    cx, cy, cz = torch.sin(t) * torch.cos(p), torch.sin(t) * torch.sin(p), torch.cos(t)
+    return torch.stack([cx, -cz, cy], dim=-1)  # back to camera (x, y, z)
+
+
+def envmap_solid_angles(height: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Solid angle of each texel of an ``[H, 2H]`` equirectangular map → ``[H, 2H]`` (sums to 4π)."""
+    width = 2 * height
+    edges = torch.arange(height + 1, device=device, dtype=torch.float64) * math.pi / height
+    band = (torch.cos(edges[:-1]) - torch.cos(edges[1:])) * (2.0 * math.pi / width)
+    return band[:, None].expand(height, width).to(dtype)
+
+
+def sh_to_envmap(sh: torch.Tensor, height: int) -> torch.Tensor:
+    """Radiance environment map of ``sh [B,bands²,3]`` → ``[B, H, 2H, 3]`` (linear RGB, may be < 0)."""
+    dirs = envmap_directions(height, sh.device, sh.dtype)
+    return radiance(dirs.expand(sh.shape[0], *dirs.shape), sh)
+
+
+def envmap_to_sh(envmap: torch.Tensor, bands: int) -> torch.Tensor:
+    """Project an equirectangular ``envmap [B,H,2H,3]`` onto the SH basis → ``[B,bands²,3]``."""
+    height = envmap.shape[1]
+    dirs = envmap_directions(height, envmap.device, envmap.dtype)
+    weights = envmap_solid_angles(height, envmap.device, envmap.dtype)
+    basis = sh_basis(dirs, bands) * weights[..., None]  # [H,W,K]
+    return torch.einsum("hwk,bhwc->bkc", basis, envmap)

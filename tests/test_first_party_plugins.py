@@ -1,0 +1,31 @@
+"""The six first-party plugin distributions are installed, discovered and listed with versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from nextface_core.plugins import KNOWN_DISTRIBUTIONS, PluginRegistry
+
+
+def test_all_first_party_names_resolve_from_installed_entry_points() -> None:
+    registry = PluginRegistry(env={})
+    for (kind, name), dist in KNOWN_DISTRIBUTIONS.items():
+        reg = registry.resolve(kind, name)
+        info = next(p for p in registry.plugins() if p.name == reg.plugin)
+        assert info.distribution == dist
+        assert info.version
+
+
+def test_cli_plugins_list_json_shows_six_distributions() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "nextface_cli.main", "plugins", "list", "--json"],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+    )
+    data = json.loads(out.stdout)
+    dists = {p["distribution"]: p for p in data["plugins"]}
+    assert set(KNOWN_DISTRIBUTIONS.values()) <= set(dists)
+    for dist in KNOWN_DISTRIBUTIONS.values():
+        assert dists[dist]["version"] == "0.1.0"
+        assert dists[dist]["registered"], dist
