@@ -1,0 +1,135 @@
+"""Triangle-mesh machinery shared by models, renderers and regularisers.
+
+- :func:`vertex_normals`: area-weighted vertex normals by ``index_add_`` over faces (no loops).
+- :class:`MeshTopology`: edges, vertex adjacency (CSR) and boundary loops, computed once per
+  model topology and reused every iteration.
+- :func:`symmetry_map`: the left–right mirror vertex of every vertex, from a mean shape.
+
+Faces are ``[F,3]`` int64 vertex indices, counter-clockwise seen from outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Un-normalised face normals (length = 2 × triangle area). ``[...,N,3]``, ``[F,3]`` → ``[...,F,3]``."""
+    v0 = vertices[..., faces[:, 0], :]
+    v1 = vertices[..., faces[:, 1], :]
+    v2 = vertices[..., faces[:, 2], :]
+    return torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Unit vertex normals, the area-weighted mean of the adjacent face normals.
+
+    ``vertices [N,3]`` or ``[B,N,3]``, ``faces [F,3]`` → same shape as ``vertices``;
+    differentiable. A vertex no face uses gets a zero normal.
+    """
+    batched = vertices.ndim == 3
+    v = vertices if batched else vertices[None]
+    fn = face_normals(v, faces)  # [B,F,3]
+    normals = torch.zeros_like(v)
+    for corner in range(3):  # three corners, not a loop over triangles
+        normals = normals.index_add(1, faces[:, corner], fn)
+    length = normals.norm(dim=-1, keepdim=True)
+    normals = normals / length.clamp_min(eps)
+    return normals if batched else normals[0]
+
+
+@dataclass(frozen=True)
+class MeshTopology:
+    """Connectivity derived once from ``faces``.
+
+    ``edges [E,2]``: each undirected edge once, ``edges[:,0] < edges[:,1]``.
+    ``adjacency_offsets [N+1]``, ``adjacency_indices [2E]``: CSR vertex neighbours, the
+    neighbours of vertex ``i`` are ``adjacency_indices[offsets[i]:offsets[i+1]]``.
+    ``boundary_loops``: each boundary loop as an ordered vertex-index tensor, longest first
+    (an open face mask has one outer loop, plus one per hole such as eyes or mouth).
+    """
+
+    n_vertices: int
+    edges: torch.Tensor
+    adjacency_offsets: torch.Tensor
+    adjacency_indices: torch.Tensor
+    boundary_loops: tuple[torch.Tensor, ...]
+
+    @classmethod
+    def from_faces(cls, faces: torch.Tensor, n_vertices: int) -> "MeshTopology":
+        """Build edges, CSR adjacency and boundary loops from ``faces [F,3]``."""
+        f = faces.detach().cpu().numpy().astype(np.int64)
+        directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])  # [3F,2]
+        undirected = np.sort(directed, axis=1)
+        edges, counts = np.unique(undirected, axis=0, return_counts=True)
+        both = np.concatenate([edges, edges[:, ::-1]])
+        order = np.lexsort((both[:, 1], both[:, 0]))
+        both = both[order]
+        offsets = np.zeros(n_vertices + 1, dtype=np.int64)
+        np.add.at(offsets, both[:, 0] + 1, 1)
+        offsets = np.cumsum(offsets)
+        loops = _boundary_loops(directed, edges[counts == 1])
+        return cls(
+            n_vertices=n_vertices,
+            edges=torch.from_numpy(edges),
+            adjacency_offsets=torch.from_numpy(offsets),
+            adjacency_indices=torch.from_numpy(np.ascontiguousarray(both[:, 1])),
+            boundary_loops=tuple(torch.from_numpy(loop) for loop in loops),
+        )
+
+    def degree(self) -> torch.Tensor:
+        """Number of neighbours of each vertex ``[N]``."""
+        return self.adjacency_offsets[1:] - self.adjacency_offsets[:-1]
+
+    def boundary_vertices(self) -> torch.Tensor:
+        """All boundary vertex indices, concatenated over loops."""
+        if not self.boundary_loops:
+            return torch.zeros(0, dtype=torch.int64)
+        return torch.cat(self.boundary_loops)
+
+
+def _boundary_loops(directed: np.ndarray, boundary_edges: np.ndarray) -> list[np.ndarray]:
+    """Order the boundary edges into closed loops, following the faces' winding.
+
+    ``directed [3F,2]`` all half-edges; ``boundary_edges [Eb,2]`` (sorted pairs) used once.
+    The walk is O(boundary length) and runs once per topology.
+    """
+    if len(boundary_edges) == 0:
+        return []
+    key = directed.min(1) * (directed.max() + 1) + directed.max(1)
+    bkey = boundary_edges[:, 0] * (directed.max() + 1) + boundary_edges[:, 1]
+    half = directed[np.isin(key, bkey)]  # boundary half-edges with the face winding
+    nxt = dict(zip(half[:, 0].tolist(), half[:, 1].tolist()))
+    loops: list[np.ndarray] = []
+    seen: set[int] = set()
+    for start in half[:, 0].tolist():
+        if start in seen:
+            continue
+        loop = [start]
+        seen.add(start)
+        v = nxt[start]
+        while v != start and v not in seen:
+            loop.append(v)
+            seen.add(v)
+            v = nxt.get(v, start)
+        loops.append(np.asarray(loop, dtype=np.int64))
+    return sorted(loops, key=len, reverse=True)
+
+
+def symmetry_map(mean: torch.Tensor, axis: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror vertex of each vertex of ``mean [N,3]`` under ``axis → -axis`` (x for Basel).
+
+    Returns ``(symmetry [N] int64, distance [N])``: the nearest vertex to each mirrored
+    vertex and how far it is (model units), so callers can judge how symmetric the mesh is.
+    The mirror plane is ``axis = 0``; the model must be centred on it.
+    """
+    from scipy.spatial import cKDTree
+
+    points = mean.detach().cpu().double().numpy()
+    mirrored = points.copy()
+    mirrored[:, axis] *= -1.0
+    distance, index = cKDTree(points).query(mirrored)
+    return torch.from_numpy(index.astype(np.int64)), torch.from_numpy(distance)
