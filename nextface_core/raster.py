@@ -1,0 +1,342 @@
+"""A differentiable triangle rasteriser in plain PyTorch (CPU and CUDA tensors).
+
+Three steps, each vectorised over triangles, pixels and images (no Python loops):
+
+1. **Visibility** (:func:`rasterize`, no gradient): every triangle enumerates the pixel
+   centres inside its screen bounding box (one flat ``repeat_interleave`` over all
+   triangles of all images), tests them against its three edge functions and writes
+   ``(1/z, face)`` packed into one int64 key with a ``scatter_reduce(amax)`` — a z-buffer
+   in one kernel, nearest surface wins, equal depths go to the larger face index.
+   Shared edges are watertight: each edge function is evaluated from the edge's vertices
+   in a canonical order (smaller vertex id first), so the two triangles of an edge get
+   bit-identical values of opposite sign, and a pixel centre exactly on the edge belongs
+   to exactly one of them (a top-left-style tie rule on the edge normal).
+2. **Barycentrics** (differentiable): for the covered pixels only, the barycentrics of
+   the chosen face are recomputed from the vertex positions, made perspective-correct
+   (``b_i/z_i`` renormalised) together with the depth ``1/Σ(b_i/z_i)``; gradients flow
+   to ``pixels`` and ``depth`` (hence to camera-space vertices and focal).
+3. **Anti-aliasing** (:func:`antialias`, differentiable): point sampling alone gives no
+   gradient when a silhouette moves across pixels. As in nvdiffrast's analytic
+   antialiasing (Laine et al. 2020), for every pair of horizontal or vertical neighbour
+   pixels that straddle a *silhouette* edge of the nearer triangle (an edge whose
+   neighbour triangle is missing or faces the other way on screen) we find where that
+   edge crosses the segment between the two centres, ``t ∈ [0, 1]``, and blend the two
+   colours by the coverage a 1-pixel box filter would see: the outside pixel takes
+   ``max(t − ½, 0)`` of the inside colour, the inside pixel ``max(½ − t, 0)`` of the
+   outside one. Each edge is blended along one axis only, horizontal pairs for edges
+   steeper than 45° and vertical pairs for flatter ones, so a moving edge changes the
+   summed coverage at the right rate whatever its slope. ``t`` is a rational function of the edge's vertices, so colours and the
+   coverage mask get gradients w.r.t. vertex positions along silhouettes.
+   We chose this over soft rasterisation (SoftRas-style blurred coverage) because it
+   leaves interior pixels exact (a fit compares against a photo pixel by pixel), costs
+   work only along silhouettes, and matches what the nvdiffrast path computes on CUDA.
+
+Conventions: pixel coordinates x right, y down, pixel centres at integer + 0.5
+(:mod:`nextface_core.camera`); ``depth`` is camera z (> 0). Triangles with a vertex at
+z ≤ 0 are skipped (no clipping), as are degenerate ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Fragments:
+    """What the rasteriser hands to shading, per pixel of a ``[B,H,W]`` batch of images.
+
+    ``face_index [B,H,W]`` int64, −1 where no triangle covers the pixel centre;
+    ``barycentric [B,H,W,3]`` perspective-correct weights of the face's three vertices
+    (0 where uncovered), differentiable w.r.t. pixels and depth; ``depth [B,H,W]``
+    camera z at the pixel centre (0 where uncovered); ``covered [M]`` the flat indices
+    ``b·H·W + y·W + x`` of the covered pixels, ascending (shading works on these only).
+    """
+
+    face_index: Tensor
+    barycentric: Tensor
+    depth: Tensor
+    covered: Tensor
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.face_index.shape[1]), int(self.face_index.shape[2])
+
+    @property
+    def mask(self) -> Tensor:
+        """``[B,H,W,1]`` 1.0 where a triangle covers the pixel centre, else 0.0 (no gradient)."""
+        return (self.face_index >= 0).to(self.barycentric.dtype)[..., None]
+
+
+def _check_inputs(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> None:
+    if pixels.ndim != 3 or pixels.shape[2] != 2:
+        raise ValueError(f"pixels must be [B,N,2], got {tuple(pixels.shape)}")
+    if tuple(depth.shape) != tuple(pixels.shape[:2]):
+        raise ValueError(f"depth must be [B,N] = {tuple(pixels.shape[:2])}, got {tuple(depth.shape)}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"faces must be [F,3], got {tuple(faces.shape)}")
+    if faces.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"faces must be an integer tensor (int32 or int64), got {faces.dtype}")
+    if not pixels.is_floating_point():
+        raise ValueError(f"pixels must be floating point, got {pixels.dtype}")
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise ValueError(f"image_size must be (H, W) with H, W ≥ 1, got {image_size}")
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= pixels.shape[1]):
+        raise ValueError(f"faces index vertices outside [0, {pixels.shape[1]})")
+    if pixels.device != depth.device or pixels.device != faces.device:
+        raise ValueError("pixels, depth and faces must be on the same device")
+
+
+def _edge_functions(px: Tensor, py: Tensor, tri: Tensor) -> Tensor:
+    """Edge functions of points ``(px, py) [...]`` for triangles ``tri [...,3,2]`` → ``[...,3]``.
+
+    Entry i is twice the signed area of (v_{i+1}, v_{i+2}, p): the unnormalised
+    screen-space barycentric of vertex i, positive inside a counter-clockwise
+    (on screen, y down: clockwise-looking) triangle. Evaluated relative to the vertices,
+    which keeps float32 precise where it matters (differentiable pass).
+    """
+    a = tri[..., [1, 2, 0], :]
+    b = tri[..., [2, 0, 1], :]
+    return (b[..., 0] - a[..., 0]) * (py[..., None] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (px[..., None] - a[..., 0])
+
+
+@torch.no_grad()
+def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
+    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64 (−1: none)."""
+    batch = pixels.shape[0]
+    n_faces = faces.shape[0]
+    dtype = torch.float32 if pixels.dtype != torch.float64 else torch.float64
+    f64 = faces.long()
+    # coordinates relative to the image centre: halves the magnitudes in the edge constants
+    cx, cy = width / 2.0, height / 2.0
+    xy = pixels.detach().to(dtype) - pixels.new_tensor([cx, cy], dtype=dtype)
+    tri = xy[:, f64]  # [B,F,3,2]
+    z = depth.detach().to(dtype)[:, f64]  # [B,F,3]
+
+    # canonical edge constants: edge i joins vertices j=i+1, k=i+2; evaluate it from the
+    # smaller vertex id to the larger so both triangles of an edge get identical numbers
+    vj, vk = f64[:, [1, 2, 0]], f64[:, [2, 0, 1]]
+    flip = vj > vk  # [F,3]
+    pj = tri[:, :, [1, 2, 0]]
+    pk = tri[:, :, [2, 0, 1]]
+    first = torch.where(flip[None, :, :, None], pk, pj)
+    second = torch.where(flip[None, :, :, None], pj, pk)
+    ea = first[..., 1] - second[..., 1]  # w = ea * x + eb * y + ec  (for first → second)
+    eb = second[..., 0] - first[..., 0]
+    ec = first[..., 0] * second[..., 1] - first[..., 1] * second[..., 0]
+    sign_flip = torch.where(flip, -1.0, 1.0).to(dtype)[None]
+    ea, eb, ec = ea * sign_flip, eb * sign_flip, ec * sign_flip  # now w_i in the face's own orientation
+    area2 = _edge_functions(tri[..., 0, 0], tri[..., 0, 1], tri)[..., 0]  # 2·signed area [B,F]
+    orient = torch.sign(area2)
+    # inside ⇔ every orient·w_i > 0, or = 0 on an edge this face owns (inward normal
+    # points to +x, or straight +y): exactly one of two faces sharing an edge owns it
+    na, nb = ea * orient[..., None], eb * orient[..., None]
+    owner = (na > 0) | ((na == 0) & (nb > 0))
+    valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(tri).all(-1).all(-1) & torch.isfinite(z).all(-1)
+
+    # bounding boxes of covered pixel centres (index i has its centre at i + 0.5)
+    lo = tri.amin(2) + xy.new_tensor([cx, cy]) - 0.5
+    hi = tri.amax(2) + xy.new_tensor([cx, cy]) - 0.5
+    lim = xy.new_tensor([width - 1, height - 1])
+    x0y0 = torch.ceil(lo).clamp(min=0).minimum(lim + 1)
+    x1y1 = torch.floor(hi).clamp(max=lim).maximum(x0y0.new_tensor(-1.0))
+    span = (x1y1 - x0y0 + 1).clamp(min=0)
+    span = torch.where(valid[..., None], span, torch.zeros_like(span)).to(torch.int64)
+    counts = (span[..., 0] * span[..., 1]).reshape(-1)  # [B*F]
+    total = int(counts.sum())
+    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=pixels.device)
+    if total == 0:
+        return keys
+    # enumerate every (triangle, bbox pixel) candidate in one flat tensor
+    tid = torch.repeat_interleave(torch.arange(counts.numel(), device=pixels.device), counts, output_size=total)
+    start = torch.cumsum(counts, 0) - counts
+    local = torch.arange(total, device=pixels.device) - start[tid]
+    span_flat = span.reshape(-1, 2)
+    origin = x0y0.reshape(-1, 2).to(torch.int64)
+    bw = span_flat[tid, 0]
+    ix = origin[tid, 0] + local % bw
+    iy = origin[tid, 1] + local // bw
+    gx = (ix.to(dtype) + 0.5 - cx)[:, None]
+    gy = (iy.to(dtype) + 0.5 - cy)[:, None]
+    coef = torch.cat([ea, eb, ec], -1).reshape(-1, 9)[tid]  # [T,9]
+    w = coef[:, 0:3] * gx + coef[:, 3:6] * gy + coef[:, 6:9]
+    o = orient.reshape(-1)[tid][:, None]
+    ws = w * o
+    inside = ((ws > 0) | ((ws == 0) & owner.reshape(-1, 3)[tid])).all(-1)
+    # perspective depth at the centre: 1/z = Σ (w_i / area2) / z_i
+    inv_z = (ws * (1.0 / (z * area2.abs()[..., None])).reshape(-1, 3)[tid]).sum(-1)
+    inside &= inv_z > 0
+    bits = inv_z.float().clamp_min(0).view(torch.int32).to(torch.int64)  # monotone for positive floats
+    face = tid % n_faces
+    key = torch.where(inside, (bits << 32) | face, torch.full_like(face, -1))
+    pix = (tid // n_faces) * (height * width) + iy * width + ix
+    keys.scatter_reduce_(0, pix, key, reduce="amax", include_self=True)
+    return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys)
+
+
+def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> Fragments:
+    """Rasterise triangles with a z-buffer → :class:`Fragments`.
+
+    ``pixels [B,N,2]`` screen positions (x right, y down, pixel centres at integer + 0.5),
+    ``depth [B,N]`` camera z > 0, ``faces [F,3]`` vertex indices, ``image_size`` (H, W).
+    The visible face per pixel is not differentiable; barycentrics and depth are (w.r.t.
+    ``pixels`` and ``depth``). For silhouette gradients apply :func:`antialias` to what
+    you shade from these fragments.
+    """
+    _check_inputs(pixels, depth, faces, image_size)
+    height, width = int(image_size[0]), int(image_size[1])
+    batch, n_verts = pixels.shape[:2]
+    face_flat = _visible_faces(pixels, depth, faces, height, width)
+    covered = torch.nonzero(face_flat >= 0).squeeze(1)
+    face = face_flat[covered]
+    img = covered // (height * width)
+    pix = covered % (height * width)
+    px = (pix % width).to(pixels.dtype) + 0.5
+    py = (pix // width).to(pixels.dtype) + 0.5
+    vid = img[:, None] * n_verts + faces.long()[face]  # [M,3] rows of the flattened batch
+    tri = pixels.reshape(-1, 2)[vid]  # [M,3,2]
+    z = depth.reshape(-1)[vid]  # [M,3]
+    w = _edge_functions(px, py, tri)
+    bary_screen = w / w.sum(-1, keepdim=True)
+    q = bary_screen / z
+    inv_depth = q.sum(-1, keepdim=True)
+    bary = q / inv_depth
+    total = batch * height * width
+    bary_full = pixels.new_zeros(total, 3).index_put((covered,), bary)
+    depth_full = pixels.new_zeros(total).index_put((covered,), 1.0 / inv_depth.squeeze(-1))
+    return Fragments(
+        face_index=face_flat.view(batch, height, width),
+        barycentric=bary_full.view(batch, height, width, 3),
+        depth=depth_full.view(batch, height, width),
+        covered=covered,
+    )
+
+
+def interpolate_covered(attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+    """Per-vertex ``attributes [B or 1,N,C]`` at the covered pixels → ``[M,C]`` (order of ``fragments.covered``)."""
+    if attributes.ndim != 3:
+        raise ValueError(f"attributes must be [B or 1,N,C], got {tuple(attributes.shape)}")
+    batch, height, width = fragments.face_index.shape
+    if attributes.shape[0] not in (1, batch):
+        raise ValueError(f"attributes batch {attributes.shape[0]} must be 1 or {batch}")
+    hw = height * width
+    covered = fragments.covered
+    face = fragments.face_index.reshape(-1)[covered]
+    vid = faces.long()[face]  # [M,3]
+    if attributes.shape[0] == batch and batch > 1:
+        vid = vid + (covered // hw)[:, None] * attributes.shape[1]
+    values = attributes.reshape(-1, attributes.shape[2])[vid]  # [M,3,C]
+    bary = fragments.barycentric.reshape(-1, 3)[covered]
+    return torch.einsum("mk,mkc->mc", bary, values)
+
+
+def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:
+    """Covered-pixel ``values [M,C]`` → an image batch ``[B,H,W,C]`` with zeros elsewhere."""
+    batch, height, width = fragments.face_index.shape
+    out = values.new_zeros(batch * height * width, values.shape[1]).index_put((fragments.covered,), values)
+    return out.view(batch, height, width, values.shape[1])
+
+
+def interpolate(attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+    """Per-vertex ``attributes [B or 1,N,C]`` → per-pixel ``[B,H,W,C]`` (zeros where uncovered)."""
+    return scatter_covered(interpolate_covered(attributes, fragments, faces), fragments)
+
+
+def face_neighbors(faces: Tensor) -> Tensor:
+    """For each face and edge i (the edge opposite vertex i) the face across it → ``[F,3]`` int64, −1 on borders.
+
+    Compute once per mesh topology; :func:`antialias` uses it to find silhouette edges.
+    """
+    f = faces.long()
+    n_faces = f.shape[0]
+    a = f[:, [1, 2, 0]].reshape(-1)
+    b = f[:, [2, 0, 1]].reshape(-1)
+    key = torch.minimum(a, b) * (int(f.max()) + 1 if f.numel() else 1) + torch.maximum(a, b)
+    order = torch.argsort(key)
+    sk = key[order]
+    same = sk[1:] == sk[:-1]
+    left, right = order[:-1][same], order[1:][same]
+    out = torch.full((n_faces * 3,), -1, dtype=torch.int64, device=faces.device)
+    out[left] = right // 3
+    out[right] = left // 3
+    return out.view(n_faces, 3)
+
+
+def antialias(
+    values: Tensor, fragments: Fragments, pixels: Tensor, faces: Tensor, neighbors: Tensor | None = None
+) -> Tensor:
+    """Analytic silhouette anti-aliasing of a shaded ``values [B,H,W,C]`` batch → ``[B,H,W,C]``.
+
+    ``pixels [B,N,2]`` the screen positions the fragments came from (gradients flow to
+    them), ``faces [F,3]``, ``neighbors`` from :func:`face_neighbors` (computed if None).
+    See the module docstring for the blending rule. Include the coverage mask as a
+    channel of ``values`` to get an anti-aliased, differentiable mask.
+    """
+    if neighbors is None:
+        neighbors = face_neighbors(faces)
+    batch, height, width = fragments.face_index.shape
+    n_faces = faces.shape[0]
+    n_verts = pixels.shape[1]
+    f64 = faces.long()
+    with torch.no_grad():
+        tri_all = pixels.detach()[:, f64]  # [B,F,3,2]
+        area2 = _edge_functions(tri_all[..., 0, 0], tri_all[..., 0, 1], tri_all)[..., 0]
+        orient = torch.sign(area2)  # [B,F]
+        nb = neighbors.clamp(min=0)
+        silhouette = (neighbors[None] < 0) | (orient[:, nb] != orient[..., None])  # [B,F,3]
+        has_silhouette = silhouette.any(-1).reshape(-1)
+        face = fragments.face_index
+        depth = fragments.depth.detach()
+        idx = torch.arange(batch * height * width, device=face.device).view(batch, height, width)
+        pairs_a, pairs_o, pairs_axis = [], [], []
+        for axis, (sl_p, sl_q) in enumerate((
+            ((slice(None), slice(None), slice(None, -1)), (slice(None), slice(None), slice(1, None))),
+            ((slice(None), slice(None, -1), slice(None)), (slice(None), slice(1, None), slice(None))),
+        )):
+            fp, fq = face[sl_p], face[sl_q]
+            dp, dq = depth[sl_p], depth[sl_q]
+            ip, iq = idx[sl_p], idx[sl_q]
+            differ = fp != fq
+            p_front = differ & (fp >= 0) & ((fq < 0) | (dp <= dq))
+            q_front = differ & (fq >= 0) & ~p_front
+            pairs_a += [ip[p_front], iq[q_front]]
+            pairs_o += [iq[p_front], ip[q_front]]
+            pairs_axis.append(torch.full((int(p_front.sum() + q_front.sum()),), axis, device=face.device))
+        inside_px = torch.cat(pairs_a)
+        outside_px = torch.cat(pairs_o)
+        axis = torch.cat(pairs_axis)
+        img = inside_px // (height * width)
+        tri_face = face.reshape(-1)[inside_px]
+        keep = has_silhouette[img * n_faces + tri_face]
+        inside_px, outside_px, img, tri_face, axis = (x[keep] for x in (inside_px, outside_px, img, tri_face, axis))
+        sil = silhouette.reshape(-1, 3)[img * n_faces + tri_face]  # [K,3]
+
+    def centre(flat: Tensor) -> tuple[Tensor, Tensor]:
+        pix = flat % (height * width)
+        return (pix % width).to(pixels.dtype) + 0.5, (pix // width).to(pixels.dtype) + 0.5
+
+    tri = pixels.reshape(-1, 2)[img[:, None] * n_verts + f64[tri_face]]  # [K,3,2] differentiable
+    wa = _edge_functions(*centre(inside_px), tri)
+    wo = _edge_functions(*centre(outside_px), tri)
+    orient_k = torch.sign(wa.detach().sum(-1, keepdim=True))
+    wa, wo = wa * orient_k, wo * orient_k
+    # each edge is handled along one axis only, the one closer to its normal (horizontal
+    # pairs for steep edges, vertical pairs for flat ones), so a moving edge changes the
+    # summed coverage at the right rate whatever its slope
+    with torch.no_grad():
+        d = (tri[:, [2, 0, 1]] - tri[:, [1, 2, 0]]).abs()  # [K,3,2] edge vectors
+        steep = d[..., 1] >= d[..., 0]
+        eligible = torch.where(axis[:, None] == 0, steep, ~steep)
+    crossing = sil & eligible & (wo < 0) & (wa >= 0)
+    t = torch.where(crossing, wa / torch.where(crossing, wa - wo, torch.ones_like(wa)), torch.full_like(wa, 2.0))
+    t = t.amin(-1)
+    hit = t <= 1.0
+    t, inside_px, outside_px = t[hit], inside_px[hit], outside_px[hit]
+    flat = values.reshape(-1, values.shape[-1])
+    diff = flat[inside_px] - flat[outside_px]  # [K,C]
+    to_outside = (t - 0.5).clamp(min=0)[:, None] * diff
+    to_inside = -(0.5 - t).clamp(min=0)[:, None] * diff
+    out = flat.index_add(0, outside_px, to_outside).index_add(0, inside_px, to_inside)
+    return out.view_as(values)
