@@ -1,0 +1,130 @@
+"""Landmark overlays: dots drawn on the photo, saved as PNG by the fit and by the CLI.
+
+Each point is a filled disc with a one-pixel dark rim (visible on light and dark skin);
+dense schemas (more than :data:`DENSE` points, e.g. ``mediapipe478``) are drawn without a
+rim (and one size smaller on large images) so the sparse points on top stay readable.
+Colours: ``ibug68`` green, ``mediapipe478`` cyan, other schemas magenta; points whose
+confidence is below :data:`LOW_CONFIDENCE` are yellow. An image in which no face was found
+gets a red frame instead of dots. Drawing is vectorised over points (no per-point loop).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InputError, UsageError
+from .landmarks import LandmarkSet
+
+SCHEMA_COLOURS: dict[str, tuple[int, int, int]] = {"ibug68": (0, 255, 0), "mediapipe478": (0, 200, 255)}
+OTHER_COLOUR = (255, 0, 255)
+LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE_COLOUR = (255, 230, 0)
+RIM_COLOUR = (0, 0, 0)
+DENSE = 100
+NO_FACE_COLOUR = (255, 0, 0)
+#: schemas drawn first (underneath); dense schemas go below sparse ones
+_DRAW_ORDER = {"mediapipe478": 0}
+
+
+def _disc(radius: int) -> np.ndarray:
+    """``[K,2]`` integer (dy, dx) offsets of a filled disc."""
+    r = np.arange(-radius, radius + 1)
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    inside = dy**2 + dx**2 <= radius**2 + radius  # a slightly round-ish disc at small radii
+    return np.stack([dy[inside], dx[inside]], axis=1)
+
+
+def _stamp(canvas: np.ndarray, centres: np.ndarray, colours: np.ndarray, radius: int) -> None:
+    """Paint discs of ``radius`` at integer pixel ``centres [L,2]`` (x, y) with ``colours [L,3]``, in place."""
+    offsets = _disc(radius)  # [K,2]
+    ys = (centres[:, None, 1] + offsets[None, :, 0]).ravel()
+    xs = (centres[:, None, 0] + offsets[None, :, 1]).ravel()
+    rgb = np.repeat(colours, len(offsets), axis=0)
+    h, w = canvas.shape[:2]
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    canvas[ys[inside], xs[inside]] = rgb[inside]
+
+
+def point_radius(height: int, width: int) -> int:
+    """Dot radius in pixels for an image of this size (1 px up to ~400 px, growing slowly)."""
+    return max(1, round(min(height, width) / 400))
+
+
+def draw_landmarks(
+    image: np.ndarray,
+    points: np.ndarray | torch.Tensor,
+    colour: tuple[int, int, int] = SCHEMA_COLOURS["ibug68"],
+    confidence: np.ndarray | torch.Tensor | None = None,
+    radius: int | None = None,
+    rim: bool = True,
+) -> np.ndarray:
+    """Return a copy of ``image [H,W,3]`` uint8 with ``points [L,2]`` (pixels) drawn as dots.
+
+    A point lands in the pixel that contains it (pixel centres at integer + 0.5); points
+    outside the image are clipped away. ``confidence [L]``: points below
+    :data:`LOW_CONFIDENCE` are drawn in :data:`LOW_CONFIDENCE_COLOUR`. ``radius`` defaults
+    to :func:`point_radius`; ``rim`` adds a dark ring one pixel wider.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"draw_landmarks needs an [H,W,3] uint8 image, got {image.dtype} {tuple(image.shape)}")
+    pts = torch.as_tensor(points).detach().cpu().double().numpy()
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"draw_landmarks needs points [L,2], got {tuple(pts.shape)}")
+    radius = point_radius(*image.shape[:2]) if radius is None else radius
+    canvas = image.copy()
+    finite = np.isfinite(pts).all(axis=1)
+    centres = np.floor(pts[finite]).astype(np.int64)
+    colours = np.tile(np.array(colour, dtype=np.uint8), (len(centres), 1))
+    if confidence is not None:
+        low = torch.as_tensor(confidence).detach().cpu().numpy()[finite] < LOW_CONFIDENCE
+        colours[low] = LOW_CONFIDENCE_COLOUR
+    if rim:
+        _stamp(canvas, centres, np.tile(np.array(RIM_COLOUR, np.uint8), (len(centres), 1)), radius + 1)
+    _stamp(canvas, centres, colours, radius)
+    return canvas
+
+
+def _frame(image: np.ndarray, colour: tuple[int, int, int], width: int) -> np.ndarray:
+    out = image.copy()
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = colour, colour, colour, colour
+    return out
+
+
+def overlay_image(image: np.ndarray, sets: Mapping[str, LandmarkSet] | LandmarkSet, index: int = 0) -> np.ndarray:
+    """``image [H,W,3]`` uint8 with row ``index`` of every landmark set drawn on it.
+
+    ``sets``: one :class:`LandmarkSet` or ``{schema: LandmarkSet}`` (as detectors return).
+    If no set found a face in that row, the image gets a red frame instead.
+    """
+    chosen = [sets] if isinstance(sets, LandmarkSet) else sorted(sets.values(), key=lambda s: _DRAW_ORDER.get(s.schema, 1))
+    out = image
+    drawn = False
+    for ls in chosen:
+        if not bool(ls.found[index]):
+            continue
+        colour = SCHEMA_COLOURS.get(ls.schema, OTHER_COLOUR)
+        dense = ls.points.shape[1] > DENSE
+        radius = max(1, point_radius(*image.shape[:2]) - 1) if dense else point_radius(*image.shape[:2])
+        out = draw_landmarks(out, ls.points[index], colour, ls.confidence[index], radius=radius, rim=not dense)
+        drawn = True
+    if not drawn:
+        out = _frame(image, NO_FACE_COLOUR, max(2, point_radius(*image.shape[:2]) * 2))
+    return out if out is not image else image.copy()
+
+
+def save_overlay(path: str | Path, image: np.ndarray, sets: Mapping[str, LandmarkSet] | LandmarkSet, index: int = 0) -> Path:
+    """Draw row ``index`` of ``sets`` on ``image`` and save it as a PNG at ``path``."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"overlay {path} must be a .png file", "choose a file name ending in .png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(overlay_image(image, sets, index)).save(path)
+    except OSError as exc:
+        raise InputError(f"cannot write overlay {path}: {exc}", "choose a writable location") from None
+    return path

@@ -1,0 +1,161 @@
+"""The ``mediapipe`` detector: MediaPipe's 478-point face mesh plus an ibug68 view.
+
+MediaPipe 0.10.x ships its face detector and face-mesh models inside the wheel, so this
+works offline. ``refine_landmarks=True`` gives 478 points: the 468-point mesh and 5 points
+per iris (468–472 the subject's right iris, 473–477 the left).
+
+Points are pixels: MediaPipe's normalised ``x·W, y·H``, which is NextFace's convention
+(continuous coordinates, pixel centres at integer + 0.5); the mirror test checks it.
+
+Confidence: MediaPipe's face mesh reports neither per-point visibility nor presence (both
+read 0.0 for every point) and the solution API does not expose its face score, so every
+point of a found face gets confidence 1 and every point of a missing face 0.
+
+Several faces: the largest (by the area of its landmarks' bounding box) is kept, with a
+warning naming the image. No face: that image's row has ``found=False``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from nextface_core.errors import BackendUnavailableError, ConfigError, InputError
+from nextface_core.landmarks import LandmarkSet
+
+PLUGIN_NAME = "landmarks_mediapipe"
+NUM_POINTS = 478
+
+#: MediaPipe face-mesh index(es) of each ibug 68-point landmark (0-based ibug order);
+#: where two are given, the ibug point is their midpoint. Correspondence published by
+#: Peizhi Yan, "Mediapipe_2_Dlib_Landmarks" (github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks,
+#: mediapipe2dlib/mp2dlib.py, 2024); single indices are written twice here.
+IBUG68_FROM_MEDIAPIPE: tuple[tuple[int, int], ...] = (
+    # jaw, 0-16 (subject's right ear → chin → left ear)
+    (127, 127), (234, 234), (93, 93), (132, 58), (58, 172), (136, 136), (150, 150), (176, 176), (152, 152),
+    (400, 400), (379, 379), (365, 365), (397, 288), (361, 361), (323, 323), (454, 454), (356, 356),
+    # right brow 17-21, left brow 22-26
+    (70, 70), (63, 63), (105, 105), (66, 66), (107, 107),
+    (336, 336), (296, 296), (334, 334), (293, 293), (300, 300),
+    # nose bridge 27-30, nostrils 31-35
+    (168, 6), (197, 195), (5, 5), (4, 4), (75, 75), (97, 97), (2, 2), (326, 326), (305, 305),
+    # right eye 36-41, left eye 42-47
+    (33, 33), (160, 160), (158, 158), (133, 133), (153, 153), (144, 144),
+    (362, 362), (385, 385), (387, 387), (263, 263), (373, 373), (380, 380),
+    # outer lips 48-59
+    (61, 61), (39, 39), (37, 37), (0, 0), (267, 267), (269, 269), (291, 291),
+    (321, 321), (314, 314), (17, 17), (84, 84), (91, 91),
+    # inner lips 60-67
+    (78, 78), (82, 82), (13, 13), (312, 312), (308, 308), (317, 317), (14, 14), (87, 87),
+)
+_IBUG_INDEX = torch.tensor(IBUG68_FROM_MEDIAPIPE, dtype=torch.long)  # [68, 2]
+
+
+def ibug68_from_mediapipe(points: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B,478,2]``, ``[B,478]`` → the ibug68 view ``[B,68,2]``, ``[B,68]`` (pair midpoints)."""
+    return points[:, _IBUG_INDEX].mean(dim=2), confidence[:, _IBUG_INDEX].mean(dim=2)
+
+
+def _options(config: Any) -> tuple[float, int]:
+    """``[plugins.landmarks_mediapipe]`` options: ``min_detection_confidence`` (0.5), ``max_faces`` (4)."""
+    table = dict(config.plugins.get(PLUGIN_NAME, {})) if config is not None else {}
+    unknown = set(table) - {"min_detection_confidence", "max_faces"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key plugins.{PLUGIN_NAME}.{sorted(unknown)[0]}",
+            f"keys of [plugins.{PLUGIN_NAME}]: max_faces, min_detection_confidence",
+        )
+    confidence = table.get("min_detection_confidence", 0.5)
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
+        raise ConfigError(f"plugins.{PLUGIN_NAME}.min_detection_confidence = {confidence!r} is not in [0, 1]", "use e.g. 0.5")
+    max_faces = table.get("max_faces", 4)
+    if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1:
+        raise ConfigError(f"plugins.{PLUGIN_NAME}.max_faces = {max_faces!r} is not a positive integer", "use e.g. 4")
+    return float(confidence), max_faces
+
+
+class MediaPipeDetector:
+    """MediaPipe face mesh on ``[H,W,3]`` uint8 sRGB images → ``mediapipe478`` + ``ibug68``.
+
+    The graph is built once per detector; call :meth:`close` (or use ``with``) to free it.
+    MediaPipe has no batch API, so images run one after another.
+    """
+
+    name = "mediapipe"
+
+    def __init__(self, config: Any = None) -> None:
+        self.min_detection_confidence, self.max_faces = _options(config)
+        try:
+            from mediapipe.python.solutions import face_mesh
+        except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
+            raise BackendUnavailableError(
+                f"mediapipe cannot be imported: {type(exc).__name__}: {exc}",
+                'pip install "mediapipe>=0.10.14,<0.11" "numpy<2"',
+            ) from None
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=self.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=self.min_detection_confidence,
+        )
+
+    def close(self) -> None:
+        """Release MediaPipe's graph."""
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def __enter__(self) -> "MediaPipeDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _face(self, image: np.ndarray, name: str) -> np.ndarray | None:
+        """The largest face's ``[478,2]`` pixel points in one image, or None."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(
+                f"image {name} is {image.dtype} {tuple(image.shape)}, the detector needs [H,W,3] uint8 sRGB",
+                "load images with nextface_core.images.load_image",
+            )
+        if self._mesh is None:
+            raise RuntimeError("MediaPipeDetector.detect called after close()")
+        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        if not faces:
+            return None
+        h, w = image.shape[:2]
+        scale = np.array([w, h], dtype=np.float64)
+        # MediaPipe hands out protobuf messages: one attribute read per point is the only access
+        all_points = [np.array([(p.x, p.y) for p in face.landmark], dtype=np.float64) * scale for face in faces]
+        if len(all_points) > 1:
+            spans = np.stack([pts.max(axis=0) - pts.min(axis=0) for pts in all_points])
+            areas = spans.prod(axis=1)
+            warnings.warn(
+                f"{len(all_points)} faces found in {name}; using the largest "
+                f"({spans[areas.argmax()][0]:.0f}×{spans[areas.argmax()][1]:.0f} px)",
+                stacklevel=3,
+            )
+            return all_points[int(areas.argmax())]
+        return all_points[0]
+
+    def detect(self, images: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, LandmarkSet]:
+        """Detect on ``[H,W,3]`` uint8 sRGB images → ``{"mediapipe478": ..., "ibug68": ...}``."""
+        if len(images) != len(names):
+            raise ValueError(f"detect got {len(images)} images but {len(names)} names")
+        points = torch.zeros(len(images), NUM_POINTS, 2)
+        found = torch.zeros(len(images), dtype=torch.bool)
+        for b, (image, name) in enumerate(zip(images, names)):
+            face = self._face(image, name)
+            if face is not None:
+                points[b] = torch.from_numpy(face).float()
+                found[b] = True
+        confidence = found[:, None].float().expand(-1, NUM_POINTS).contiguous()
+        ibug_points, ibug_conf = ibug68_from_mediapipe(points, confidence)
+        names = list(names)
+        return {
+            "mediapipe478": LandmarkSet("mediapipe478", points, confidence, found, names),
+            "ibug68": LandmarkSet("ibug68", ibug_points, ibug_conf, found.clone(), names),
+        }
