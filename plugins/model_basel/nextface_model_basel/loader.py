@@ -1,0 +1,220 @@
+"""Load BFM 2017 + AlbedoMM into a :class:`MorphableModel`, through a memory-mapped cache.
+
+Cold load: read and check both HDF5 files, find units and axes, compute the symmetry map
+and the UV parametrisation, and write every array as an ``.npy`` file (plus ``meta.json``)
+into ``<cache dir>/<key>/``, where ``key`` is the SHA-256 of the format version and both
+files' contents. Warm load: hash the files, memory-map the ``.npy`` files (copy-on-write,
+no copy until written) and never open the HDF5. A changed file changes the key, so it is
+read again; stale entries are left for the user to delete.
+
+Conventions of the result (see :class:`nextface_core.model.MorphableModel`):
+
+- ``shape_mean`` is the BFM shape mean plus the expression model's mean (BFM 2017 stores
+  the neutral-to-mean-expression offset as the expression mean), in millimetres;
+- each basis is ``[K,N,3]``: column ``k`` of the file's ``(3N,K)`` ``pcaBasis`` reshaped per
+  vertex; columns are orthonormal, ``var`` holds ``pcaVariance`` (times scale² when the file
+  is not in mm), so a sample is ``mean + sum_k c_k sqrt(var_k) basis_k`` with ``c ~ N(0,1)``;
+- diffuse and specular albedo come from AlbedoMM (linear RGB).
+
+Cache folder: ``$NEXTFACE_CACHE_DIR`` if set, else the per-user cache dir (platformdirs).
+Model folder: ``config.model.path``, else the per-user data dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nextface_core.errors import ConfigError, InputError
+from nextface_core.mesh import symmetry_map
+from nextface_core.model import MorphableModel
+from nextface_core.uvmap import symmetric_uv, uv_quality
+
+from .files import find_model_files, read_groups
+from .geometry import check_frame
+from .landmarks import ibug68
+
+CACHE_ENV = "NEXTFACE_CACHE_DIR"
+CACHE_FORMAT = 1
+_ARRAYS = (
+    "shape_mean", "shape_basis", "shape_var", "expression_basis", "expression_var",
+    "diffuse_mean", "diffuse_basis", "diffuse_var", "specular_mean", "specular_basis",
+    "specular_var", "faces", "uv", "symmetry",
+)
+
+
+def default_model_dir() -> Path:
+    """Where models live when ``model.path`` is empty: ``<user data dir>/nextface/basel``."""
+    import platformdirs
+
+    return platformdirs.user_data_path("nextface") / "basel"
+
+
+def cache_root() -> Path:
+    """``$NEXTFACE_CACHE_DIR`` or ``<user cache dir>/nextface``; the Basel cache is ``basel/`` in it."""
+    import platformdirs
+
+    override = os.environ.get(CACHE_ENV)
+    return (Path(override) if override else platformdirs.user_cache_path("nextface")) / "basel"
+
+
+@dataclass
+class LoadInfo:
+    """How a load went and what the checks found (for ``nextface model info``)."""
+
+    folder: Path
+    files: list[str]
+    cache_path: Path
+    cache_hit: bool
+    seconds: float
+    meta: dict = field(default_factory=dict)
+    landmark_source: dict[str, str] = field(default_factory=dict)
+
+
+def load_basel(
+    folder: str | Path | None = None,
+    *,
+    n_shape: int = 0,
+    n_expression: int = 0,
+    n_albedo: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[MorphableModel, LoadInfo]:
+    """Load the model in ``folder`` (default :func:`default_model_dir`), keep the first
+    ``n_*`` components of each basis (0 = all) and move it to ``device``/``dtype``.
+
+    Raises :class:`InputError` for missing, truncated or mis-laid-out files and
+    :class:`ConfigError` for a component count larger than the model has.
+    """
+    start = time.perf_counter()
+    folder = Path(folder).expanduser() if folder else default_model_dir()
+    shape_file, albedo_file = find_model_files(folder)
+    key = _content_key((shape_file, albedo_file))
+    entry = cache_root() / key
+    hit = (entry / "meta.json").is_file()
+    if not hit:
+        _build_cache(shape_file, albedo_file, entry)
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    arrays = {name: torch.from_numpy(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in _ARRAYS}
+    mean = arrays["shape_mean"].numpy()
+    association, lm_source = ibug68(folder, mean, arrays["faces"].numpy())
+    model = MorphableModel(
+        **arrays,
+        landmarks={"ibug68": association} if association is not None else {},
+        name=f"basel:{shape_file.stem}",
+        units="mm",
+    )
+    model = _truncate(model, n_shape, n_expression, n_albedo)
+    if torch.device(device) != model.device or dtype != model.dtype:
+        model = model.to(device, dtype)
+    info = LoadInfo(
+        folder=folder,
+        files=[shape_file.name, albedo_file.name],
+        cache_path=entry,
+        cache_hit=hit,
+        seconds=time.perf_counter() - start,
+        meta=meta,
+        landmark_source={"ibug68": lm_source},
+    )
+    return model, info
+
+
+def _truncate(model: MorphableModel, n_shape: int, n_expression: int, n_albedo: int) -> MorphableModel:
+    for key, want, have in (
+        ("model.shape_components", n_shape, model.n_shape),
+        ("model.expression_components", n_expression, model.n_expression),
+        ("model.albedo_components", n_albedo, model.n_albedo),
+    ):
+        if want > have:
+            raise ConfigError(f"{key} = {want} but the Basel model has {have} components", f"use 0 (all) or at most {have}")
+    return model.truncated(n_shape, n_expression, n_albedo)
+
+
+def _content_key(paths: tuple[Path, ...]) -> str:
+    """SHA-256 over the cache format and each file's name and content."""
+    total = hashlib.sha256(f"nextface-basel-cache-v{CACHE_FORMAT}".encode())
+    for path in paths:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        total.update(f"{path.name}:{digest}".encode())
+    return total.hexdigest()[:32]
+
+
+def _build_cache(shape_file: Path, albedo_file: Path, entry: Path) -> None:
+    """Read, check and convert both files, then write ``entry`` atomically (temp dir + rename)."""
+    bfm = read_groups(shape_file, ("shape", "expression"))
+    albedo = read_groups(albedo_file, ("diffuseAlbedo", "specularAlbedo"))
+    shape, expression = bfm["shape"], bfm["expression"]
+    n, faces = shape.mean.shape[0], shape.faces
+    for path, group in ((shape_file, expression), (albedo_file, albedo["diffuseAlbedo"]), (albedo_file, albedo["specularAlbedo"])):
+        if group.mean.shape[0] != n or not np.array_equal(group.faces, faces):
+            raise InputError(
+                f"{path}: group '{group.name}' has {group.mean.shape[0]} vertices / {len(group.faces)} triangles, "
+                f"but {shape_file.name} has {n} / {len(faces)}",
+                "use the AlbedoMM file made for the same BFM mesh (face12 with face12, bfm with bfm)",
+            )
+    neutral = shape.mean + expression.mean
+    frame = check_frame(neutral, faces, str(shape_file))
+    s = frame.scale
+    mean_mm = torch.from_numpy((neutral * s).astype(np.float32))
+    symmetry, residual = symmetry_map(mean_mm)
+    faces_t = torch.from_numpy(faces)
+    uv = symmetric_uv(mean_mm.double(), faces_t, symmetry).float()
+    quality = uv_quality(uv, mean_mm.double(), faces_t, symmetry)
+    arrays = {
+        "shape_mean": mean_mm.numpy(),
+        "shape_basis": shape.basis,
+        "shape_var": (shape.var * s * s).astype(np.float32),
+        "expression_basis": expression.basis,
+        "expression_var": (expression.var * s * s).astype(np.float32),
+        "diffuse_mean": albedo["diffuseAlbedo"].mean,
+        "diffuse_basis": albedo["diffuseAlbedo"].basis,
+        "diffuse_var": albedo["diffuseAlbedo"].var.astype(np.float32),
+        "specular_mean": albedo["specularAlbedo"].mean,
+        "specular_basis": albedo["specularAlbedo"].basis,
+        "specular_var": albedo["specularAlbedo"].var.astype(np.float32),
+        "faces": faces,
+        "uv": uv.numpy(),
+        "symmetry": symmetry.numpy(),
+    }
+    if albedo["diffuseAlbedo"].basis.shape[0] != albedo["specularAlbedo"].basis.shape[0]:
+        raise InputError(
+            f"{albedo_file}: diffuseAlbedo has {albedo['diffuseAlbedo'].basis.shape[0]} components but specularAlbedo "
+            f"{albedo['specularAlbedo'].basis.shape[0]}",
+            f"download {albedo_file.name} again",
+        )
+    meta = {
+        "format": CACHE_FORMAT,
+        "files": [shape_file.name, albedo_file.name],
+        "units_in_file": frame.units,
+        "scale_to_mm": frame.scale,
+        "extent_mm": frame.extent_mm,
+        "axes": frame.axes,
+        "mirror_residual_mm": frame.mirror_residual_mm,
+        "symmetry_max_distance_mm": float(residual.max()),
+        "basis_storage": {g.name: g.basis_storage for g in (shape, expression, albedo["diffuseAlbedo"], albedo["specularAlbedo"])},
+        "uv": quality.as_dict(),
+    }
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        for name, array in arrays.items():
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        try:
+            staging.rename(entry)
+        except OSError:  # another process finished the same entry first
+            if not (entry / "meta.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
