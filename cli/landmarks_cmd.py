@@ -1,11 +1,123 @@
-"""``nextface landmarks``: detect landmarks and write them in the file detector's format."""
+"""``nextface landmarks``: detect landmarks and write them in the file detector's format.
+
+The written file can be inspected or corrected by hand and fed back with
+``--landmarks file --landmarks-file FILE`` (to this command or to ``nextface fit``).
+"""
 
 from __future__ import annotations
 
-from .main import _not_yet, app
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from nextface_core.config import load_config
+from nextface_core.errors import InputError, UsageError
+from nextface_core.images import list_images, load_image
+from nextface_core.landmark_files import write_landmarks
+from nextface_core.landmarks import LandmarkSet
+from nextface_core.overlay import save_overlay
+from nextface_core.plugins import PluginRegistry
+
+from .main import app
+
+#: images loaded and detected at a time, so a large folder does not fill the memory
+CHUNK = 16
+_SHOWN = 5  # image names listed in a message before "..."
+
+
+def _names(paths: list[Path], names_shown: int = _SHOWN) -> str:
+    shown = ", ".join(str(p) for p in paths[:names_shown])
+    return shown + (f" and {len(paths) - names_shown} more" if len(paths) > names_shown else "")
+
+
+def _concat(chunks: list[dict[str, LandmarkSet]]) -> dict[str, LandmarkSet]:
+    """Join per-chunk ``{schema: LandmarkSet}`` results along the batch axis."""
+    out = {}
+    for schema in chunks[0]:
+        parts = [c[schema] for c in chunks]
+        out[schema] = LandmarkSet(
+            schema,
+            torch.cat([p.points for p in parts]),
+            torch.cat([p.confidence for p in parts]),
+            torch.cat([p.found for p in parts]),
+            [n for p in parts for n in p.names],
+        )
+    return out
+
+
+def _overlay_path(overlay: Path, folder_input: bool, name: str) -> Path:
+    return overlay / f"{Path(name).stem}_landmarks.png" if folder_input else overlay
 
 
 @app.command()
-def landmarks() -> None:
-    """Detect landmarks on an image or a folder and write them to a file."""
-    _not_yet("landmarks", "arrives with the landmark-detectors issue")
+def landmarks(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image file, or a folder of images (not recursive)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Landmark file to write: .json or .csv."),
+    detector: Optional[str] = typer.Option(
+        None, "--landmarks", help="Detector: mediapipe, fan, file or any installed one (default: config run.landmarks)."
+    ),
+    landmarks_file: Optional[Path] = typer.Option(
+        None, "--landmarks-file", help="The JSON/CSV file read by '--landmarks file' (sets config landmarks.file)."
+    ),
+    overlay: Optional[Path] = typer.Option(
+        None, "--overlay", help="PNG with the landmarks drawn; for a folder INPUT, a folder of <name>_landmarks.png."
+    ),
+    config_path: Optional[Path] = typer.Option(None, "--config", help="TOML config file (see default_config.toml)."),
+    skip_no_face: bool = typer.Option(
+        False, "--skip-no-face", help="Leave out images without a face instead of stopping (or set config run.skip_no_face)."
+    ),
+) -> None:
+    """Detect landmarks on an image or a folder and write them to a file the 'file' detector reads."""
+    config = load_config(
+        config_path,
+        {
+            "run.landmarks": detector,
+            "landmarks.file": str(landmarks_file) if landmarks_file is not None else None,
+            "run.skip_no_face": True if skip_no_face else None,
+        },
+    )
+    if output.suffix.lower() not in (".json", ".csv"):
+        raise UsageError(f"-o {output} must end in .json or .csv", "e.g. -o landmarks.json")
+    folder_input = input_path.is_dir()
+    paths = list_images(input_path) if folder_input else [input_path]
+    if overlay is not None and not folder_input and overlay.suffix.lower() != ".png":
+        raise UsageError(f"--overlay {overlay} must be a .png file", "e.g. --overlay landmarks.png")
+    if overlay is not None and folder_input and overlay.suffix:
+        raise UsageError(f"--overlay {overlay} must be a folder when INPUT is a folder", "e.g. --overlay overlays/")
+    found_detector = PluginRegistry().create("detector", config.run.landmarks, config)
+    chunks: list[dict[str, LandmarkSet]] = []
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        for start in range(0, len(paths), CHUNK):
+            batch = paths[start : start + CHUNK]
+            images = [load_image(p) for p in batch]
+            names = [p.name for p in batch]
+            result = found_detector.detect(images, names)
+            chunks.append(result)
+            sizes.update({n: (im.shape[1], im.shape[0]) for n, im in zip(names, images)})
+            if overlay is not None:
+                for b, (name, image) in enumerate(zip(names, images)):
+                    save_overlay(_overlay_path(overlay, folder_input, name), image, result, b)
+    finally:
+        close = getattr(found_detector, "close", None)
+        if callable(close):
+            close()
+    sets = _concat(chunks)
+    found_any = torch.stack([s.found for s in sets.values()]).any(dim=0)
+    missing = [p for p, f in zip(paths, found_any.tolist()) if not f]
+    if missing and not config.run.skip_no_face:
+        raise InputError(
+            f"no face found in {_names(missing)} (detector '{config.run.landmarks}')",
+            "pass --skip-no-face to leave such images out, or give landmarks with --landmarks file",
+        )
+    if len(missing) == len(paths):
+        raise InputError(f"no face found in any image of {input_path}", "check the photos, or try --landmarks fan")
+    if missing:
+        typer.echo(f"warning: skipping {len(missing)} image(s) without a face: {_names(missing)}", err=True)
+    write_landmarks(output, sets, sizes)
+    counts = ", ".join(f"{s.points.shape[1]} {name}" for name, s in sets.items())
+    found = int(np.count_nonzero(found_any.numpy()))
+    typer.echo(f"wrote landmarks ({counts}) of {found} image(s) to {output}")
