@@ -1,0 +1,121 @@
+"""Texture-space machinery: per-vertex values ↔ ``T × T`` textures on a model's uv layout.
+
+:class:`TextureMapper` rasterises the uv triangles once per ``(uv, faces, T)`` with the
+core rasteriser (:func:`nextface_core.raster.rasterize`, pixels = ``uv · T``, depth 1) and
+keeps, for every texel, the face it lies in and its barycentrics. Texels no triangle covers
+(the gutters around and between charts) take the face and barycentrics of the nearest
+covered texel (a dilation), so bilinear lookups at chart borders never blend in black.
+
+- :meth:`TextureMapper.to_texture`: ``[B,N,C]`` per-vertex → ``[B,T,T,C]`` (a gather and a
+  weighted sum; differentiable w.r.t. the values);
+- :meth:`TextureMapper.to_vertices`: ``[B,T,T,C]`` → ``[B,N,C]`` by bilinear sampling at
+  each vertex's uv (differentiable w.r.t. the texture).
+
+uv convention: ``u`` → column, ``v`` → row from the top, origin at the top-left texel's
+corner, so texel ``(row, col)`` has its centre at ``uv = ((col + .5)/T, (row + .5)/T)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .raster import rasterize
+
+RESOLUTIONS = (256, 512, 1024, 2048)
+_CACHE_SIZE = 8
+_cache: "OrderedDict[tuple, TextureMapper]" = OrderedDict()
+
+
+class TextureMapper:
+    """Texel lookup tables for one ``uv [N,2]``, ``faces [F,3]`` and resolution ``T``.
+
+    ``texel_vertices [T·T,3]`` int64: the three vertices whose values each texel blends;
+    ``texel_weights [T·T,3]``: their barycentric weights; ``coverage [T,T]`` bool: texels
+    inside a uv triangle (False in the dilated gutters).
+    """
+
+    def __init__(self, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> None:
+        if resolution < 2:
+            raise ValueError(f"texture resolution must be at least 2, got {resolution}")
+        if uv.ndim != 2 or uv.shape[1] != 2:
+            raise ValueError(f"uv must be [N,2], got {tuple(uv.shape)}")
+        t = int(resolution)
+        self.resolution = t
+        self.uv = uv.detach()
+        pixels = (self.uv * t)[None]
+        fragments = rasterize(pixels, torch.ones_like(pixels[..., 0]), faces, (t, t))
+        face = fragments.face_index[0]
+        covered = face >= 0
+        if not bool(covered.any()):
+            raise ValueError("no uv triangle covers any texel centre; are the uv coordinates in [0, 1]?")
+        source = _nearest_covered(covered.cpu().numpy())
+        source = torch.from_numpy(source).to(face.device)
+        face_of_texel = face.reshape(-1)[source]
+        self.coverage = covered
+        self.texel_vertices = faces.long()[face_of_texel]
+        self.texel_weights = fragments.barycentric[0].detach().reshape(-1, 3)[source]
+
+    @classmethod
+    def cached(cls, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> "TextureMapper":
+        """A mapper for these arrays, reused across calls (keyed by content, a few kept)."""
+        key = (_digest(uv), _digest(faces), int(resolution), str(uv.device))
+        mapper = _cache.get(key)
+        if mapper is None:
+            mapper = cls(uv, faces, resolution)
+            _cache[key] = mapper
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+        _cache.move_to_end(key)
+        return mapper
+
+    def to(self, device: torch.device | str) -> "TextureMapper":
+        """Move the lookup tables (in place) and return self."""
+        self.uv = self.uv.to(device)
+        self.coverage = self.coverage.to(device)
+        self.texel_vertices = self.texel_vertices.to(device)
+        self.texel_weights = self.texel_weights.to(device)
+        return self
+
+    def to_texture(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-vertex ``values [B,N,C]`` → texture ``[B,T,T,C]`` (barycentric blend per texel)."""
+        if values.ndim != 3:
+            raise ValueError(f"values must be [B,N,C], got {tuple(values.shape)}")
+        weights = self.texel_weights.to(values.dtype)
+        out = None
+        for corner in range(3):  # three corners, not a loop over texels
+            term = values[:, self.texel_vertices[:, corner], :] * weights[None, :, corner, None]
+            out = term if out is None else out + term
+        t = self.resolution
+        return out.reshape(values.shape[0], t, t, values.shape[2])
+
+    def to_vertices(self, texture: torch.Tensor) -> torch.Tensor:
+        """Texture ``[B,T,T,C]`` → per-vertex ``[B,N,C]``, bilinear at each vertex's uv."""
+        return sample(texture, self.uv.to(texture.dtype)[None].expand(texture.shape[0], -1, -1))
+
+
+def sample(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of ``texture [B,T,T,C]`` at ``uv [B,M,2]`` → ``[B,M,C]`` (edge texels
+    extend outwards; u → column, v → row from the top, origin at the top-left corner)."""
+    if texture.ndim != 4:
+        raise ValueError(f"texture must be [B,T,T,C], got {tuple(texture.shape)}")
+    grid = (uv * 2.0 - 1.0)[:, None]  # [B,1,M,2], x = u, y = v
+    out = F.grid_sample(texture.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].permute(0, 2, 1)
+
+
+def _nearest_covered(covered: np.ndarray) -> np.ndarray:
+    """For every texel, the flat index of the nearest covered texel (itself if covered)."""
+    from scipy.ndimage import distance_transform_edt
+
+    _, (rows, cols) = distance_transform_edt(~covered, return_indices=True)
+    return (rows * covered.shape[1] + cols).reshape(-1).astype(np.int64)
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    data = tensor.detach().cpu().contiguous().numpy()
+    return hashlib.sha1(data.tobytes() + str(data.dtype).encode() + str(data.shape).encode()).hexdigest()
