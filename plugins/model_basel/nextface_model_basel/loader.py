@@ -35,12 +35,11 @@ import numpy as np
 import torch
 
 from nextface_core.errors import ConfigError, InputError
-from nextface_core.mesh import symmetry_map
+from nextface_core.mesh import check_frame, symmetry_map
 from nextface_core.model import MorphableModel
 from nextface_core.uvmap import symmetric_uv, uv_quality
 
 from .files import find_model_files, read_groups
-from .geometry import check_frame
 from .landmarks import ibug68
 
 CACHE_ENV = "NEXTFACE_CACHE_DIR"
