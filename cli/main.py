@@ -93,26 +93,8 @@ def _not_yet(command: str, issue: str) -> None:
     raise typer.Exit(code=4)
 
 
-@app.command()
-def fit() -> None:
-    """Fit the morphable model to one image, a folder, or several photos of one person."""
-    _not_yet("fit", "arrives with the fit issue")
-
-
-@app.command()
-def demo() -> None:
-    """Fit a face rendered from the built-in synthetic model and print recovered-vs-true errors."""
-    _not_yet("demo", "arrives with the fit issue")
-
-
-@app.command()
-def replay() -> None:
-    """Render a turntable animation of a fit result."""
-    _not_yet("replay", "arrives with the fit issue")
-
-
 # Command modules attach themselves to `app` / `model_app` on import.
-from . import landmarks_cmd, model_cmd  # noqa: E402,F401
+from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -19,3 +19,11 @@ def _file_detector(config: Any) -> Any:
 @hookimpl
 def nextface_register_landmark_detectors(register) -> None:
     register("file", _file_detector, description="landmarks read from a JSON or CSV file (--landmarks-file)")
+
+
+@hookimpl
+def nextface_register_losses(register) -> None:
+    from .losses import standard_terms
+
+    for term in standard_terms():
+        register(term.name, lambda config, term=term: term, description=(term.fn.__doc__ or "").split("\n")[0])

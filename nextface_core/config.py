@@ -35,6 +35,7 @@ RULES: dict[str, tuple] = {
     "light.bands": (1, 9),
     "light.envmap_resolution": (8, 4096),
     "texture.resolution": ("choices", 256, 512, 1024, 2048),
+    "texture.initial_roughness": (0.0, 1.0),
     "render.samples": (1, None),
     "render.final_samples": (1, None),
     "stage1.iterations": (0, None),

@@ -129,3 +129,13 @@ def envmap_to_sh(envmap: torch.Tensor, bands: int) -> torch.Tensor:
     weights = envmap_solid_angles(height, envmap.device, envmap.dtype)
     basis = sh_basis(dirs, bands) * weights[..., None]  # [H,W,K]
     return torch.einsum("hwk,bhwc->bkc", basis, envmap)
+
+
+def dominant_direction(sh: torch.Tensor) -> torch.Tensor:
+    """Unit camera-space direction the light mostly comes from, from the band-1 terms of
+    ``sh [B,bands²,3]`` (luminance-weighted over colours) → ``[B,3]``. Needs bands ≥ 2."""
+    if sh.shape[1] < 4:
+        raise ValueError("the light direction needs at least 2 SH bands")
+    c = (sh[:, 1:4] * sh.new_tensor([0.2126, 0.7152, 0.0722])).sum(-1)  # [B,3]: Y1-1 ∝ z, Y10 ∝ −y, Y11 ∝ x
+    direction = torch.stack([c[:, 2], -c[:, 1], c[:, 0]], dim=-1)
+    return torch.nn.functional.normalize(direction, dim=-1)

@@ -1,0 +1,366 @@
+"""The three-stage fit, speaking only to the contracts (any model, detector, renderer).
+
+1. pose, expression and (optionally) focal from landmarks, after a closed-form pose
+   initialisation, evaluating only the landmark vertices;
+2. shape, expression, statistical diffuse/specular albedo, pose and SH light from the
+   photometric loss inside the coverage mask, plus landmark and prior terms;
+3. per-texel diffuse, specular and roughness maps with symmetry, consistency and
+   smoothness regularisers.
+
+Every weight, learning rate and iteration count comes from the config; loss terms come
+from the losses hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..config import Config, resolve_device
+from ..errors import InputError, UsageError
+from ..landmarks import LandmarkSet
+from ..losses import LossContext, LossTerm
+from ..model import MorphableModel
+from ..params import SceneParameters
+from ..plugins import PluginRegistry
+from ..render import Renderer, RenderMode
+from .inputs import ImageBatch, make_batch
+from .pose import initial_pose
+from .result import FitResult, StageReport
+from .scene import FaceScene, LandmarkRows, expand_identity
+
+log = logging.getLogger(__name__)
+
+#: per-parameter step scales for Adam (a step moves a parameter by about lr × scale)
+STEP_SCALES = {"translation": 10.0, "focal": None}  # focal: scaled by its initial value
+
+Progress = Callable[[int, int, int, float], None]  # (stage, iteration, total, loss)
+
+
+@dataclass
+class Targets:
+    """Detected landmarks of the chosen schema, in the fit's (resized) pixels."""
+
+    schema: str
+    points: torch.Tensor  # [B,L,2]
+    weights: torch.Tensor  # [B,L]
+
+
+@dataclass
+class Fitter:
+    """Runs the fit for one config. Model, renderer and detector come from the registry
+    unless passed in (the Python API accepts ready-made objects)."""
+
+    config: Config
+    registry: PluginRegistry | None = None
+    model: MorphableModel | None = None
+    renderer: Renderer | None = None
+    losses: list[LossTerm] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(resolve_device(self.config))
+        if self.registry is None:
+            self.registry = PluginRegistry()
+        if self.model is None:
+            self.model = self.registry.create("model", self.config.run.model, self.config)
+        self.model = self.model.to(self.device)
+        if self.renderer is None:
+            self.renderer = self.registry.create("renderer", self.config.run.renderer, self.config)
+        if not self.losses:
+            self.losses = [self.registry.create("loss", n, self.config) for n in self.registry.names("loss")]
+
+    # -- landmarks ----------------------------------------------------------------------
+
+    def detect(self, images: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, LandmarkSet]:
+        """Run the configured detector on the original photos."""
+        detector = self.registry.create("detector", self.config.run.landmarks, self.config)
+        return detector.detect(list(images), list(names))
+
+    def _targets(self, detections: dict[str, LandmarkSet], batch: ImageBatch) -> Targets:
+        usable = [s for s in detections if s in self.model.landmarks]
+        if not usable:
+            raise UsageError(
+                f"the detector gives landmark schemas {sorted(detections)} but model '{self.model.name}' "
+                f"has associations for {sorted(self.model.landmarks)}",
+                "choose a detector whose schema the model supports (e.g. --landmarks mediapipe for ibug68)",
+            )
+        lms = detections[usable[0]]
+        missing = lms.missing
+        if missing:
+            raise InputError(
+                f"no face found in {', '.join(missing)}",
+                "remove the image, or set run.skip_no_face = true / --skip-no-face to skip it",
+            )
+        scale = torch.tensor(batch.scales, dtype=self.model.dtype, device=self.device)
+        points = lms.points.to(self.device, self.model.dtype) * scale[:, None, None]
+        return Targets(lms.schema, points, lms.confidence.to(self.device, self.model.dtype))
+
+    # -- the fit ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        images: Sequence[np.ndarray],
+        names: Sequence[str] | None = None,
+        landmarks: dict[str, LandmarkSet] | None = None,
+        shared_identity: bool = False,
+        start: FitResult | None = None,
+        skip_stages: Sequence[int] = (),
+        progress: Progress | None = None,
+    ) -> FitResult:
+        """Fit ``images`` (``[H,W,3]`` uint8 sRGB arrays) and return the result.
+
+        ``landmarks``: detections to use instead of running the detector (``{schema: set}``,
+        in original-image pixels). ``start``: a checkpoint to resume from (its completed
+        stages are not run again). ``skip_stages``: stage numbers not to run.
+        """
+        cfg = self.config
+        names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
+        if len(images) == 0:
+            raise InputError("no images to fit", "pass at least one image")
+        if shared_identity and len(images) < 2:
+            shared_identity = False
+        torch.manual_seed(cfg.run.seed)
+        detections = landmarks if landmarks is not None else self.detect(images, names)
+        if cfg.run.skip_no_face:
+            images, names, detections = _drop_faceless(images, names, detections)
+        batch = make_batch(images, names, cfg.run.max_resolution, self.device, self.model.dtype)
+        targets = self._targets(detections, batch)
+        rows = LandmarkRows.gather(self.model, targets.schema, self.model.landmarks[targets.schema])
+        scene = FaceScene(self.model, batch.image_size, batch.principal_point, cfg.texture.resolution, {targets.schema: rows})
+
+        if start is not None:
+            params, maps, done = start.params.to(self.device), start.maps_to(self.device), start.completed_stage
+            reports = list(start.stages)
+        else:
+            params, maps, done, reports = self._initial_params(batch, targets, rows, shared_identity), {}, 0, []
+        state = _RunState(self, batch, targets, scene, progress)
+        for stage in (1, 2, 3):
+            if stage <= done:
+                continue
+            if stage in skip_stages:
+                reports.append(StageReport(stage, 0, 0.0, [], skipped=True))
+                continue
+            run = {1: state.stage1, 2: state.stage2, 3: state.stage3}[stage]
+            params, maps, report = run(params, maps)
+            reports.append(report)
+            done = stage
+        return state.result(params, maps, reports, done)
+
+    def _initial_params(self, batch: ImageBatch, targets: Targets, rows: LandmarkRows, shared: bool) -> SceneParameters:
+        cfg, m = self.config, self.model
+        longer = batch.longer_sides
+        focal = torch.full_like(longer, cfg.camera.initial_focal) if cfg.camera.initial_focal > 0 else 2.0 * longer
+        params = SceneParameters.neutral(
+            batch_size=len(batch.names),
+            n_shape=m.n_shape,
+            n_expression=m.n_expression,
+            n_albedo=m.n_albedo,
+            bands=cfg.light.bands,
+            focal=focal,
+            distance=1.0,
+            shared_identity=shared,
+        )
+        idx = rows.landmark_index
+        pts = rows.mean[None].expand(params.batch_size, -1, -1)
+        # contour rows: use their first candidate for the closed-form start
+        n_fixed = rows.fixed_landmarks.shape[0]
+        first = torch.arange(rows.contour_landmarks.shape[0], device=idx.device) * rows.contour_candidates.shape[1]
+        pts = torch.cat([pts[:, :n_fixed], pts[:, n_fixed:][:, first]], dim=1)
+        rotation, translation = initial_pose(
+            pts, targets.points[:, idx], targets.weights[:, idx], params.focal, batch.principal_point
+        )
+        params.rotation, params.translation = rotation, translation
+        return params
+
+
+def _drop_faceless(
+    images: Sequence[np.ndarray], names: list[str], detections: dict[str, LandmarkSet]
+) -> tuple[list[np.ndarray], list[str], dict[str, LandmarkSet]]:
+    """Keep the images in which every schema found a face (``run.skip_no_face``)."""
+    found = torch.stack([s.found for s in detections.values()]).all(0)
+    keep = found.nonzero()[:, 0]
+    if keep.numel() == 0:
+        raise InputError(f"no face found in any of {len(names)} images", "check the images or the detector")
+    for i in (~found).nonzero()[:, 0].tolist():
+        log.warning("skipping %s: no face found", names[i])
+    kept = {
+        schema: LandmarkSet(s.schema, s.points[keep], s.confidence[keep], s.found[keep], [s.names[i] for i in keep.tolist()])
+        for schema, s in detections.items()
+    }
+    return [images[i] for i in keep.tolist()], [names[i] for i in keep.tolist()], kept
+
+
+class _RunState:
+    """What the stages of one fit share: inputs, scene, losses, timing and progress."""
+
+    def __init__(self, fitter: Fitter, batch: ImageBatch, targets: Targets, scene: FaceScene, progress: Progress | None):
+        self.fitter, self.cfg, self.batch, self.targets, self.scene = fitter, fitter.config, batch, targets, scene
+        self.progress = progress
+        self.rows = scene.landmarks[targets.schema]
+        self.lm_targets = targets.points[:, self.rows.landmark_index]
+        self.lm_weights = targets.weights[:, self.rows.landmark_index]
+        self.f0 = None
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _optimizer(self, params: SceneParameters, names: list[str], lr: float, extra: dict[str, torch.Tensor] | None = None):
+        groups = []
+        for name in names:
+            t = getattr(params, name).detach().clone().requires_grad_(True)
+            setattr(params, name, t)
+            scale = STEP_SCALES.get(name, 1.0)
+            if name == "focal":
+                scale = float(t.detach().mean())
+            groups.append({"params": [t], "lr": lr * scale, "name": name})
+        for name, t in (extra or {}).items():
+            groups.append({"params": [t], "lr": lr, "name": name})
+        return torch.optim.Adam(groups)
+
+    def _context(self, stage: int, params: SceneParameters, **kw: Any) -> LossContext:
+        lms = self.scene.project_landmarks(params, self.targets.schema, self.targets.points)
+        return LossContext(
+            stage=stage,
+            params=params,
+            landmarks=lms,
+            landmark_targets=self.lm_targets,
+            landmark_weights=self.lm_weights,
+            image_scale=self.batch.longer_sides,
+            images=self.batch.images,
+            valid=self.batch.valid,
+            **kw,
+        )
+
+    def _total(self, stage: int, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = None, {}
+        for term in self.fitter.losses:
+            w = term.weight(self.cfg, stage)
+            if w == 0.0:
+                continue
+            value = term(ctx)
+            parts[term.name] = float(value.detach())
+            total = w * value if total is None else total + w * value
+        if total is None:
+            raise UsageError(f"every loss weight of stage {stage} is 0", "set at least one [weights] entry of that stage")
+        return total, parts
+
+    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[], torch.Tensor], after=None):
+        history: list[float] = []
+        t0 = time.perf_counter()
+        for it in range(iterations):
+            opt.zero_grad(set_to_none=True)
+            loss = step()
+            loss.backward()
+            opt.step()
+            if after is not None:
+                with torch.no_grad():
+                    after()
+            history.append(float(loss.detach()))
+            if self.progress is not None:
+                self.progress(stage, it + 1, iterations, history[-1])
+        seconds = time.perf_counter() - t0
+        return StageReport(stage, iterations, seconds, history)
+
+    def _roughness(self, params: SceneParameters) -> torch.Tensor:
+        s, t = params.shape.shape[0], self.cfg.texture.resolution
+        return torch.full((s, t, t, 1), self.cfg.texture.initial_roughness, device=params.shape.device, dtype=params.shape.dtype)
+
+    # -- stages -------------------------------------------------------------------------
+
+    def stage1(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
+        cfg = self.cfg
+        names = ["rotation", "translation", "expression"] + (["focal"] if cfg.camera.optimize_focal else [])
+        opt = self._optimizer(params, names, cfg.stage1.learning_rate)
+        report = self._loop(1, cfg.stage1.iterations, opt, lambda: self._total(1, self._context(1, params))[0])
+        return params.detached(), maps, report
+
+    def stage2(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
+        cfg = self.cfg
+        with torch.no_grad():
+            self._init_light(params)
+        names = ["shape", "expression", "diffuse", "specular", "rotation", "translation", "sh"]
+        names += ["focal"] if cfg.camera.optimize_focal else []
+        opt = self._optimizer(params, names, cfg.stage2.learning_rate)
+        roughness = self._roughness(params)
+
+        def step() -> torch.Tensor:
+            diffuse, specular = self.scene.albedo_textures(params)
+            out = self.render(params, diffuse, specular, roughness, cfg.render.samples)
+            return self._total(2, self._context(2, params, render=out))[0]
+
+        report = self._loop(2, cfg.stage2.iterations, opt, step)
+        return params.detached(), maps, report
+
+    def stage3(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
+        cfg = self.cfg
+        with torch.no_grad():
+            diffuse, specular = self.scene.albedo_textures(params)
+            initial = {"diffuse": diffuse, "specular": specular, "roughness": self._roughness(params)}
+        maps = {k: v.detach().clone().requires_grad_(True) for k, v in initial.items()}
+        opt = torch.optim.Adam([{"params": [t], "lr": cfg.stage3.learning_rate} for t in maps.values()])
+        frozen = params.detached()
+
+        def step() -> torch.Tensor:
+            out = self.render(frozen, maps["diffuse"], maps["specular"], maps["roughness"], cfg.render.samples)
+            return self._total(3, self._context(3, frozen, render=out, maps=maps, maps_initial=initial))[0]
+
+        def clamp() -> None:
+            for t in maps.values():
+                t.clamp_(0.0, 1.0)
+
+        report = self._loop(3, cfg.stage3.iterations, opt, step, after=clamp)
+        return frozen, {k: v.detach() for k, v in maps.items()}, report
+
+    def render(self, params, diffuse, specular, roughness, samples, mode=RenderMode.FULL, seed=None):
+        inputs = self.scene.render_inputs(
+            params, diffuse, specular, roughness, samples, self.cfg.run.seed if seed is None else seed, mode
+        )
+        return self.fitter.renderer.render(inputs)
+
+    def _init_light(self, params: SceneParameters) -> None:
+        """Ambient light so the mean-albedo face matches the photo's mean brightness there."""
+        lo = self.lm_targets.amin(1).floor().long().clamp_min(0)
+        hi = self.lm_targets.amax(1).ceil().long()
+        means = []
+        for b in range(params.batch_size):  # once per image, not in a loop over iterations
+            x0, y0 = lo[b].tolist()
+            x1, y1 = hi[b].tolist()
+            crop = self.batch.images[b, y0:y1, x0:x1]
+            means.append(crop.reshape(-1, 3).mean(0) if crop.numel() else self.batch.images[b].reshape(-1, 3).mean(0))
+        target = torch.stack(means)  # [B,3]
+        albedo = self.fitter.model.diffuse_mean.mean(0).clamp_min(0.05)  # [3]
+        params.sh.zero_()
+        params.sh[:, 0, :] = target / albedo * 2.0 * math.sqrt(math.pi)
+
+    # -- result -------------------------------------------------------------------------
+
+    def result(self, params: SceneParameters, maps: dict[str, torch.Tensor], reports: list, done: int) -> FitResult:
+        with torch.no_grad():
+            lms = self.scene.project_landmarks(params, self.targets.schema, self.targets.points)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        if self.fitter.device.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
+        return FitResult(
+            config=self.cfg,
+            model=self.fitter.model,
+            renderer=self.fitter.renderer,
+            scene=self.scene,
+            batch=self.batch,
+            params=params,
+            maps=maps,
+            stages=reports,
+            completed_stage=done,
+            schema=self.targets.schema,
+            landmark_index=self.rows.landmark_index,
+            landmarks=lms,
+            landmark_targets=self.lm_targets,
+            landmark_weights=self.lm_weights,
+            detected=self.targets.points,
+            peak_memory_mb=peak,
+        )

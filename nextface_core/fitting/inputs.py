@@ -1,0 +1,78 @@
+"""Turning photographs into the fit's batch: resize, linearise, pad to a common size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..color import srgb_to_linear
+
+
+@dataclass
+class ImageBatch:
+    """A batch of B photos of possibly different sizes, padded to ``[B,H,W,*]``.
+
+    ``srgb``: the (resized) photos as uint8 arrays; ``images [B,H,W,3]`` linear RGB;
+    ``valid [B,H,W,1]`` 1 inside each photo, 0 in its padding; ``sizes`` (h, w) per photo;
+    ``scales`` resize factor applied to each photo; ``principal_point [B,2]`` each photo's centre.
+    """
+
+    names: list[str]
+    srgb: list[np.ndarray]
+    images: torch.Tensor
+    valid: torch.Tensor
+    sizes: list[tuple[int, int]]
+    scales: list[float]
+    principal_point: torch.Tensor
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.images.shape[1], self.images.shape[2])
+
+    @property
+    def longer_sides(self) -> torch.Tensor:
+        """``[B]`` the longer side of each photo in pixels."""
+        return self.principal_point.new_tensor([float(max(h, w)) for h, w in self.sizes])
+
+
+def resize_to_limit(image: np.ndarray, max_resolution: int) -> tuple[np.ndarray, float]:
+    """Scale ``[H,W,3]`` uint8 down so its longer side is at most ``max_resolution``."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_resolution / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)), scale
+
+
+def make_batch(
+    images: Sequence[np.ndarray],
+    names: Sequence[str],
+    max_resolution: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> ImageBatch:
+    """Resize each ``[H,W,3]`` uint8 sRGB photo, linearise, and pad to the largest size."""
+    resized = [resize_to_limit(np.ascontiguousarray(im), max_resolution) for im in images]
+    sizes = [im.shape[:2] for im, _ in resized]
+    height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
+    batch = torch.zeros(len(images), height, width, 3, dtype=dtype)
+    valid = torch.zeros(len(images), height, width, 1, dtype=dtype)
+    for i, (im, _) in enumerate(resized):
+        h, w = im.shape[:2]
+        batch[i, :h, :w] = torch.from_numpy(im).to(dtype) / 255.0
+        valid[i, :h, :w] = 1.0
+    pp = torch.tensor([[w / 2.0, h / 2.0] for h, w in sizes], dtype=dtype)
+    return ImageBatch(
+        names=list(names),
+        srgb=[im for im, _ in resized],
+        images=srgb_to_linear(batch).to(device),
+        valid=valid.to(device),
+        sizes=[(int(h), int(w)) for h, w in sizes],
+        scales=[s for _, s in resized],
+        principal_point=pp.to(device),
+    )

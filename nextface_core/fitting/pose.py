@@ -1,0 +1,44 @@
+"""Closed-form head-pose initialisation from 2D–3D landmark pairs (scaled orthography).
+
+Fits ``u ≈ s · (R X)_xy + c`` to normalised image points ``u = (q − pp) / f`` by linear
+least squares, projects the 2×3 solution onto the nearest pair of orthonormal rows (SVD),
+completes the rotation, and sets the depth ``t_z = 1 / s``. Good to a few degrees for
+near-frontal faces — a start for the stage-1 optimisation, not a result.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..camera import matrix_to_axis_angle
+
+
+def initial_pose(
+    model_points: torch.Tensor,
+    pixels: torch.Tensor,
+    weights: torch.Tensor,
+    focal: torch.Tensor,
+    principal_point: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation ``[B,3]`` (axis-angle) and translation ``[B,3]`` for each image.
+
+    ``model_points [B,L,3]`` model space (Basel axes), ``pixels [B,L,2]`` detected points,
+    ``weights [B,L]`` (0 excludes a point), ``focal [B]``, ``principal_point [B,2]``.
+    """
+    x = model_points * model_points.new_tensor([1.0, -1.0, -1.0])  # to the camera's axes
+    u = (pixels - principal_point[:, None]) / focal[:, None, None]
+    w = weights[..., None]
+    wsum = w.sum(1, keepdim=True).clamp_min(1e-8)
+    xm, um = (w * x).sum(1, keepdim=True) / wsum, (w * u).sum(1, keepdim=True) / wsum
+    xc, uc = (x - xm) * w.sqrt(), (u - um) * w.sqrt()
+    m = torch.linalg.lstsq(xc, uc).solution.transpose(1, 2)  # [B,2,3]: uc ≈ xc @ mᵀ
+    scale = torch.linalg.matrix_norm(m) / (2.0**0.5)
+    left, _, right = torch.linalg.svd(m, full_matrices=False)
+    rows = left @ right  # [B,2,3] orthonormal rows
+    r = torch.cat([rows, torch.linalg.cross(rows[:, 0], rows[:, 1])[:, None]], dim=1)
+    tz = 1.0 / scale
+    centre = (r @ xm.transpose(1, 2))[..., 0]  # [B,3]
+    translation = torch.stack(
+        [um[:, 0, 0] * tz - centre[:, 0], um[:, 0, 1] * tz - centre[:, 1], tz - centre[:, 2]], dim=-1
+    )
+    return matrix_to_axis_angle(r), translation

@@ -1,0 +1,215 @@
+"""What a fit returns: parameters, maps, per-stage reports, metrics, and checkpoints.
+
+A :class:`FitResult` lives in memory (the Python API never touches the disk unless asked);
+:func:`nextface_core.fitting.outputs.save_result` writes it out. :class:`Checkpoint` is the
+resumable part, saved as ``.npz`` (arrays only, loaded with ``allow_pickle=False``) + JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..color import linear_to_srgb
+from ..errors import InputError
+from ..files import atomic_path
+from ..params import SceneParameters
+from ..render import RenderMode, RenderOutput
+
+#: outer eye corners per landmark schema, for the inter-ocular distance
+#: (ibug-68: points 37 and 46 in 1-based numbering; MediaPipe face mesh: 33 and 263)
+OUTER_EYE_CORNERS = {"ibug68": (36, 45), "mediapipe478": (33, 263)}
+
+CHECKPOINT_FORMAT = "nextface-checkpoint-1"
+
+
+@dataclass
+class StageReport:
+    """Iterations, wall seconds and the loss after each iteration of one stage."""
+
+    stage: int
+    iterations: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def iterations_per_second(self) -> float:
+        return self.iterations / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to resume a fit after ``completed_stage``."""
+
+    params: SceneParameters
+    maps: dict[str, torch.Tensor]
+    completed_stage: int
+    stages: list[StageReport]
+    names: list[str]
+
+    def maps_to(self, device: torch.device) -> dict[str, torch.Tensor]:
+        return {k: v.to(device) for k, v in self.maps.items()}
+
+    def save(self, path: str | Path) -> None:
+        """Atomically write the checkpoint as one ``.npz`` holding arrays and a JSON header."""
+        arrays = {f"param_{k}": v.detach().cpu().numpy() for k, v in self.params.tensors().items()}
+        arrays.update({f"map_{k}": v.detach().cpu().numpy() for k, v in self.maps.items()})
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "completed_stage": self.completed_stage,
+            "names": self.names,
+            "stages": [asdict(s) for s in self.stages],
+        }
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with atomic_path(path) as tmp:
+            with tmp.open("wb") as f:
+                np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Checkpoint":
+        """Read a checkpoint; never executes code (no pickle). Bad files raise InputError."""
+        path = Path(path)
+        fix = "pass a checkpoint written by this version of NextFace, or start the fit again"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise InputError(f"checkpoint {path} does not exist", "check the path given to --resume") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"checkpoint {path} is truncated or not a NextFace checkpoint ({exc})", fix) from None
+        try:
+            meta = json.loads(arrays.pop("meta_json").tobytes().decode())
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise InputError(f"checkpoint {path} has no readable header", fix) from None
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"checkpoint {path} has format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}", fix)
+        tensors = {k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("param_")}
+        try:
+            params = SceneParameters(**tensors)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"checkpoint {path} has inconsistent parameters: {exc}", fix) from None
+        maps = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("map_")}
+        stages = [StageReport(**s) for s in meta["stages"]]
+        return cls(params, maps, int(meta["completed_stage"]), stages, list(meta["names"]))
+
+
+@dataclass
+class FitResult:
+    """The outcome of :meth:`Fitter.fit`, with the objects needed to render and save it.
+
+    ``landmarks``/``landmark_targets [B,L,2]`` projected/detected points (rows in the order
+    of ``landmark_index``, schema indices), ``detected [B,L_schema,2]`` every detected point,
+    ``maps`` the stage-3 textures (empty before
+    stage 3); other fields as in :class:`Fitter`.
+    """
+
+    config: Any
+    model: Any
+    renderer: Any
+    scene: Any
+    batch: Any
+    params: SceneParameters
+    maps: dict[str, torch.Tensor]
+    stages: list[StageReport]
+    completed_stage: int
+    schema: str
+    landmark_index: torch.Tensor
+    landmarks: torch.Tensor
+    landmark_targets: torch.Tensor
+    landmark_weights: torch.Tensor
+    detected: torch.Tensor
+    peak_memory_mb: float
+
+    @property
+    def names(self) -> list[str]:
+        return self.batch.names
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.params, self.maps, self.completed_stage, self.stages, self.names)
+
+    def textures(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Diffuse ``[S,T,T,3]``, specular ``[S,T,T,3]`` and roughness ``[S,T,T,1]`` maps:
+        the stage-3 maps when stage 3 ran, else the statistical albedos baked to textures."""
+        if self.maps:
+            return self.maps["diffuse"], self.maps["specular"], self.maps["roughness"]
+        with torch.no_grad():
+            diffuse, specular = self.scene.albedo_textures(self.params)
+        t = diffuse.shape[1]
+        rough = torch.full((diffuse.shape[0], t, t, 1), self.config.texture.initial_roughness, dtype=diffuse.dtype, device=diffuse.device)
+        return diffuse, specular, rough
+
+    def vertices(self) -> torch.Tensor:
+        """Model-space vertices with identity and expression ``[B,N,3]``."""
+        with torch.no_grad():
+            return self.scene.vertices(self.params)
+
+    def render(self, mode: RenderMode = RenderMode.FULL, textures: tuple | None = None) -> RenderOutput:
+        """Re-render the batch with the final sample count."""
+        diffuse, specular, rough = textures or self.textures()
+        with torch.no_grad():
+            inputs = self.scene.render_inputs(
+                self.params, diffuse, specular, rough, self.config.render.final_samples, self.config.run.seed, mode
+            )
+            return self.renderer.render(inputs)
+
+    def metrics(self, render: RenderOutput | None = None) -> list[dict[str, float | None]]:
+        """Per image: mean landmark error (px and % inter-ocular distance), masked PSNR (sRGB)."""
+        render = render or self.render()
+        dist = (self.landmarks - self.landmark_targets).norm(dim=-1)
+        w = (self.landmark_weights > 0).to(dist.dtype)
+        err_px = (dist * w).sum(1) / w.sum(1).clamp_min(1.0)
+        iod = self._interocular()
+        mask = render.mask * self.batch.valid
+        se = ((linear_to_srgb(render.image) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
+        mse = se / (3.0 * mask.sum((1, 2, 3)).clamp_min(1.0))
+        out = []
+        for b in range(self.params.batch_size):
+            psnr = float(10.0 * math.log10(1.0 / max(float(mse[b]), 1e-12))) if float(mask[b].sum()) > 0 else None
+            out.append(
+                {
+                    "landmark_error_px": float(err_px[b]),
+                    "landmark_error_iod_percent": float(100.0 * err_px[b] / iod[b]) if iod is not None else None,
+                    "psnr_db": psnr,
+                    "coverage_pixels": float(mask[b].sum()),
+                }
+            )
+        return out
+
+    def _interocular(self) -> torch.Tensor | None:
+        corners = OUTER_EYE_CORNERS.get(self.schema)
+        if corners is None:
+            return None
+        return (self.detected[:, corners[0]] - self.detected[:, corners[1]]).norm(dim=-1).clamp_min(1e-6)
+
+    def summary(self, metrics: list[dict] | None = None) -> dict[str, Any]:
+        """The content of ``summary.json``."""
+        metrics = metrics or self.metrics()
+        return {
+            "version": __version__,
+            "schema": self.schema,
+            "shared_identity": self.params.shared_identity,
+            "completed_stage": self.completed_stage,
+            "peak_memory_mb": self.peak_memory_mb,
+            "stages": [
+                {
+                    "stage": s.stage,
+                    "iterations": s.iterations,
+                    "seconds": s.seconds,
+                    "iterations_per_second": s.iterations_per_second,
+                    "final_loss": s.losses[-1] if s.losses else None,
+                    "skipped": s.skipped,
+                }
+                for s in self.stages
+            ],
+            "images": [{"name": n, **m} for n, m in zip(self.names, metrics)],
+        }

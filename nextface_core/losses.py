@@ -1,0 +1,148 @@
+"""Loss terms of the fit, registered through the ``nextface_register_losses`` hook.
+
+A :class:`LossTerm` maps the :class:`LossContext` of one iteration to a scalar tensor; the
+fit multiplies it by :meth:`LossTerm.weight` (from ``[weights]`` in the config) and skips
+terms whose weight is 0 in the current stage. Third-party terms take their weight from
+``[plugins.<name>] weight`` (and optionally ``stages``, a list of stage numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+
+from .params import SceneParameters
+from .render import RenderOutput
+
+
+@dataclass
+class LossContext:
+    """What one iteration of stage ``stage`` gives the loss terms.
+
+    ``landmarks [B,L,2]`` projected, ``landmark_targets [B,L,2]`` detected (pixels),
+    ``landmark_weights [B,L]`` confidences (0 for missing points); ``image_scale [B]`` the
+    longer image side, to make pixel errors resolution independent. ``render`` and
+    ``images [B,H,W,3]`` (linear) with ``valid [B,H,W,1]`` (1 inside each image, 0 in padding)
+    are set in stages 2 and 3. ``maps``/``maps_initial``: stage-3 textures by name
+    (``diffuse``, ``specular``, ``roughness``, each ``[S,T,T,C]``) and their stage-2 values.
+    """
+
+    stage: int
+    params: SceneParameters
+    landmarks: torch.Tensor
+    landmark_targets: torch.Tensor
+    landmark_weights: torch.Tensor
+    image_scale: torch.Tensor
+    render: RenderOutput | None = None
+    images: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    maps_initial: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """A named loss; ``weight(config, stage)`` is 0 where the term is inactive."""
+
+    name: str
+
+    def weight(self, config: Any, stage: int) -> float: ...
+
+    def __call__(self, ctx: LossContext) -> torch.Tensor: ...
+
+
+@dataclass
+class WeightedTerm:
+    """A loss from a function, weighted by ``[weights] <key>`` in the listed stages.
+
+    ``key`` may contain ``{stage}`` (e.g. ``landmarks_stage{stage}``).
+    """
+
+    name: str
+    fn: Callable[[LossContext], torch.Tensor]
+    key: str
+    stages: tuple[int, ...]
+
+    def weight(self, config: Any, stage: int) -> float:
+        if stage not in self.stages:
+            return 0.0
+        return float(getattr(config.weights, self.key.format(stage=stage)))
+
+    def __call__(self, ctx: LossContext) -> torch.Tensor:
+        return self.fn(ctx)
+
+
+def landmark_loss(ctx: LossContext) -> torch.Tensor:
+    """Confidence-weighted mean distance between projected and detected landmarks, in % of
+    the image's longer side (so weights do not depend on resolution)."""
+    dist = (ctx.landmarks - ctx.landmark_targets).norm(dim=-1) / ctx.image_scale[:, None] * 100.0
+    return (dist * ctx.landmark_weights).sum() / ctx.landmark_weights.sum().clamp_min(1e-8)
+
+
+def photometric_loss(ctx: LossContext) -> torch.Tensor:
+    """Mean absolute colour difference over the pixels the face covers (linear RGB)."""
+    assert ctx.render is not None and ctx.images is not None and ctx.valid is not None
+    mask = ctx.render.mask * ctx.valid
+    diff = (ctx.render.image - ctx.images).abs() * mask
+    return diff.sum() / (3.0 * mask.sum().clamp_min(1.0))
+
+
+def _prior(name: str) -> Callable[[LossContext], torch.Tensor]:
+    def prior(ctx: LossContext) -> torch.Tensor:
+        return getattr(ctx.params, name).pow(2).mean()
+
+    prior.__doc__ = f"Mean squared {name} coefficient (a Gaussian prior in units of standard deviations)."
+    return prior
+
+
+def albedo_prior(ctx: LossContext) -> torch.Tensor:
+    """Gaussian prior on the diffuse and specular albedo coefficients."""
+    return ctx.params.diffuse.pow(2).mean() + ctx.params.specular.pow(2).mean()
+
+
+def _symmetry(map_name: str) -> Callable[[LossContext], torch.Tensor]:
+    def symmetry(ctx: LossContext) -> torch.Tensor:
+        t = ctx.maps[map_name]
+        return (t - t.flip(2)).abs().mean()
+
+    symmetry.__doc__ = f"The {map_name} map against its mirror image (the UV layout is left–right symmetric)."
+    return symmetry
+
+
+def _consistency(map_name: str) -> Callable[[LossContext], torch.Tensor]:
+    def consistency(ctx: LossContext) -> torch.Tensor:
+        return (ctx.maps[map_name] - ctx.maps_initial[map_name]).abs().mean()
+
+    consistency.__doc__ = f"The {map_name} map against its statistical (stage-2) value."
+    return consistency
+
+
+def _smoothness(map_name: str) -> Callable[[LossContext], torch.Tensor]:
+    def smoothness(ctx: LossContext) -> torch.Tensor:
+        t = ctx.maps[map_name]
+        dy = (t[:, 1:] - t[:, :-1]).pow(2).mean()
+        dx = (t[:, :, 1:] - t[:, :, :-1]).pow(2).mean()
+        return dx + dy
+
+    smoothness.__doc__ = f"Squared differences of neighbouring texels of the {map_name} map."
+    return smoothness
+
+
+def standard_terms() -> list[WeightedTerm]:
+    """The loss terms of the original method, as registered by the core plugin."""
+    terms = [
+        WeightedTerm("landmarks", landmark_loss, "landmarks_stage{stage}", (1, 2)),
+        WeightedTerm("photometric", photometric_loss, "photometric", (2, 3)),
+        WeightedTerm("shape_prior", _prior("shape"), "shape_prior", (2,)),
+        WeightedTerm("expression_prior", _prior("expression"), "expression_prior", (1, 2)),
+        WeightedTerm("albedo_prior", albedo_prior, "albedo_prior", (2,)),
+    ]
+    for map_name in ("diffuse", "specular", "roughness"):
+        terms += [
+            WeightedTerm(f"{map_name}_symmetry", _symmetry(map_name), f"{map_name}_symmetry", (3,)),
+            WeightedTerm(f"{map_name}_consistency", _consistency(map_name), f"{map_name}_consistency", (3,)),
+            WeightedTerm(f"{map_name}_smoothness", _smoothness(map_name), f"{map_name}_smoothness", (3,)),
+        ]
+    return terms

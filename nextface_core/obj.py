@@ -1,0 +1,60 @@
+"""Wavefront OBJ meshes as NextFace writes them: positions, uv (v up), normals, triangles."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class ObjMesh:
+    """``vertices [N,3]``, ``uv [N,2]`` (NextFace convention: v counted from the top),
+    ``normals [N,3]``, ``faces [F,3]`` 0-based; one index per corner for all three."""
+
+    vertices: np.ndarray
+    uv: np.ndarray
+    normals: np.ndarray
+    faces: np.ndarray
+
+
+def obj_text(mesh: ObjMesh, mtl: str | None = None) -> str:
+    """The OBJ text of ``mesh`` (texture v flipped to OBJ's bottom-up convention)."""
+    out = io.StringIO()
+    out.write("# NextFace mesh: model space (millimetres, y up)\n")
+    if mtl:
+        out.write(f"mtllib {mtl}\nusemtl face\n")
+    np.savetxt(out, mesh.vertices, fmt="v %.5f %.5f %.5f")
+    np.savetxt(out, np.stack([mesh.uv[:, 0], 1.0 - mesh.uv[:, 1]], 1), fmt="vt %.6f %.6f")
+    np.savetxt(out, mesh.normals, fmt="vn %.5f %.5f %.5f")
+    np.savetxt(out, np.repeat(mesh.faces + 1, 3, axis=1), fmt="f %d/%d/%d %d/%d/%d %d/%d/%d")
+    return out.getvalue()
+
+
+def read_obj(path: str | Path) -> ObjMesh:
+    """Read an OBJ written by :func:`obj_text` (triangles, shared v/vt/vn indices)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"mesh {path} does not exist", "pass a result folder written by 'nextface fit'") from None
+    groups: dict[str, list[str]] = {"v": [], "vt": [], "vn": [], "f": []}
+    for line in lines:
+        key, _, rest = line.partition(" ")
+        if key in groups:
+            groups[key].append(rest)
+    try:
+        v = np.array([r.split() for r in groups["v"]], dtype=np.float64)
+        vt = np.array([r.split() for r in groups["vt"]], dtype=np.float64)
+        vn = np.array([r.split() for r in groups["vn"]], dtype=np.float64)
+        f = np.array([[c.split("/")[0] for c in r.split()] for r in groups["f"]], dtype=np.int64) - 1
+    except ValueError as exc:
+        raise InputError(f"mesh {path} is not a NextFace OBJ ({exc})", "re-run 'nextface fit' to write it") from None
+    if v.ndim != 2 or f.ndim != 2 or f.shape[1] != 3 or len(vt) != len(v) or len(vn) != len(v):
+        raise InputError(f"mesh {path} is not a NextFace OBJ (needs one uv and normal per vertex, triangles)",
+                         "re-run 'nextface fit' to write it")
+    return ObjMesh(v, np.stack([vt[:, 0], 1.0 - vt[:, 1]], 1), vn, f)
