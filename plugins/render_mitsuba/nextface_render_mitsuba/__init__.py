@@ -1,7 +1,7 @@
 """NextFace plugin: Mitsuba 3 differentiable ray tracer (LLVM on CPU, CUDA on GPU).
 
 Registers renderer ``mitsuba``. Options come from the config table ``[plugins.mitsuba]``:
-``integrator`` (``"prb_projective"`` default, or ``"prb"``) and ``envmap_height`` (32).
+``shadow_gradients`` (``"unguided"`` default, ``"guided"`` or ``"off"``) and ``envmap_height`` (32).
 Mitsuba and Dr.Jit are imported only when a renderer is created or checked.
 """
 
@@ -14,7 +14,7 @@ from nextface_core.errors import ConfigError
 
 from .backend import check
 
-OPTIONS = {"integrator": str, "envmap_height": int}
+OPTIONS = {"shadow_gradients": str, "envmap_height": int}
 
 
 def create_renderer(config: Any) -> Any:

@@ -20,9 +20,15 @@ from nextface_core.errors import ConfigError
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 
 from .backend import import_mitsuba, variant_for
+from .bsdf import PLUGIN_NAME, register
 from .convert import ENVMAP_TO_WORLD, SENSOR_TO_WORLD, camera_warp, envmap_data, sensor_settings
 
-INTEGRATORS = ("prb_projective", "prb")
+#: ``shadow_gradients`` option → prb_projective settings for indirect (shadow-edge) discontinuities
+SHADOW_GRADIENTS: dict[str, dict[str, Any]] = {
+    "unguided": {"guiding": "none"},  # unbiased, noisier; ~4× cheaper than the octree per backward
+    "guided": {"guiding": "octree"},  # rebuilds a guiding octree every backward pass (≈1 s on 2 cores)
+    "off": {"sppi": 0},  # primary silhouettes only
+}
 _LIVE: "weakref.WeakSet[MitsubaRenderer]" = weakref.WeakSet()
 
 
@@ -59,19 +65,13 @@ def _bitmap(mi: Any, channels: int, size: int) -> dict[str, Any]:
 
 
 def _bsdf(mi: Any, sizes: tuple[int, int, int]) -> Any:
-    """Diffuse + GGX specular lobe, each from a texture (see :func:`_material_textures`)."""
+    """The NextFace shading model as a BSDF (:mod:`.bsdf`), its three maps from textures."""
     return mi.load_dict(
         {
-            "type": "blendbsdf",
-            "weight": 0.5,
-            "bsdf_0": {"type": "diffuse", "reflectance": _bitmap(mi, 3, sizes[0])},
-            "bsdf_1": {
-                "type": "roughconductor",
-                "material": "none",  # Fresnel = 1: the lobe is scaled by the specular texture alone
-                "distribution": "ggx",
-                "specular_reflectance": _bitmap(mi, 3, sizes[1]),
-                "alpha": _bitmap(mi, 1, sizes[2]),
-            },
+            "type": PLUGIN_NAME,
+            "diffuse": _bitmap(mi, 3, sizes[0]),
+            "specular": _bitmap(mi, 3, sizes[1]),
+            "roughness": _bitmap(mi, 1, sizes[2]),
         }
     )
 
@@ -81,9 +81,9 @@ _KEYS = {
     "normals": "face.vertex_normals",
     "texcoords": "face.vertex_texcoords",
     "faces": "face.faces",
-    "diffuse": "face.bsdf.bsdf_0.reflectance.data",
-    "specular": "face.bsdf.bsdf_1.specular_reflectance.data",
-    "roughness": "face.bsdf.bsdf_1.alpha.data",
+    "diffuse": "face.bsdf.diffuse.data",
+    "specular": "face.bsdf.specular.data",
+    "roughness": "face.bsdf.roughness.data",
     "envmap": "light.data",
     "fov": "sensor.x_fov",
     "offset_x": "sensor.principal_point_offset_x",
@@ -94,19 +94,22 @@ _KEYS = {
 class MitsubaRenderer:
     """Differentiable Mitsuba 3 path tracer behind the NextFace :class:`Renderer` protocol.
 
-    ``integrator``: ``"prb_projective"`` (default; silhouette and shadow-edge gradients) or
-    ``"prb"`` (faster, no visibility gradients). ``envmap_height``: rows of the internal
-    equirectangular light map (columns = 2×); 32 resolves all 9 SH bands.
+    Silhouettes always get gradients (projective sampling of primary visibility).
+    ``shadow_gradients``: how shadow edges get theirs, a key of :data:`SHADOW_GRADIENTS`.
+    ``envmap_height``: rows of the internal equirectangular light map (columns = 2×); 32
+    resolves all 9 SH bands.
     """
 
     name = "mitsuba"
 
-    def __init__(self, integrator: str = "prb_projective", envmap_height: int = 32) -> None:
-        if integrator not in INTEGRATORS:
-            raise ConfigError(f"unknown Mitsuba integrator {integrator!r}", f"use one of: {', '.join(INTEGRATORS)}")
+    def __init__(self, shadow_gradients: str = "unguided", envmap_height: int = 32) -> None:
+        if shadow_gradients not in SHADOW_GRADIENTS:
+            raise ConfigError(
+                f"unknown [plugins.mitsuba] shadow_gradients {shadow_gradients!r}", f"use one of: {', '.join(SHADOW_GRADIENTS)}"
+            )
         if envmap_height < 3:
             raise ConfigError(f"Mitsuba envmap_height must be ≥ 3, got {envmap_height}", "use e.g. 32")
-        self.integrator = integrator
+        self.shadow_gradients = shadow_gradients
         self.envmap_height = envmap_height
         self._slots: list[_Slot] = []
         self._layout: _Layout | None = None
@@ -118,10 +121,13 @@ class MitsubaRenderer:
     def _build(self, mi: Any, dr: Any, inputs: RenderInputs, layout: _Layout) -> None:
         height, width = inputs.image_size
         n, f = layout.vertices, layout.faces
-        direct = {"type": self.integrator, "max_depth": 2, "hide_emitters": True}
+        register(mi, dr)
+        # direct lighting only (camera → surface → light), the light itself invisible (background 0)
+        direct = {"type": "prb_projective", "max_depth": 2, "hide_emitters": True, **SHADOW_GRADIENTS[self.shadow_gradients]}
+        shaded = mi.load_dict(direct)
         self._integrators = {
-            RenderMode.FULL: mi.load_dict(direct),
-            RenderMode.LIGHTING: mi.load_dict(direct),
+            RenderMode.FULL: shaded,
+            RenderMode.LIGHTING: shaded,
             # the albedo AOV of the diffuse lobe, with the path tracer underneath for the alpha channel
             RenderMode.ALBEDO: mi.load_dict({"type": "aov", "aovs": "albedo:albedo", "integrator": direct}),
         }
@@ -144,6 +150,7 @@ class MitsubaRenderer:
                             "height": height,
                             "pixel_format": "rgba",
                             "rfilter": {"type": "box"},  # a sample counts for its own pixel only
+                            "sample_border": True,  # gradients for geometry entering/leaving the frame
                         },
                         "sampler": {"type": "independent"},
                     },
@@ -245,16 +252,15 @@ class MitsubaRenderer:
 def _material_textures(inputs: RenderInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three texture tensors the BSDF receives for ``inputs.mode`` (float32, ``[B or 1,T,T,C]``).
 
-    The blend BSDF weighs each lobe by ½, so both reflectances are doubled. ``lighting``
-    renders a white diffuse surface with no specular lobe; ``albedo`` reads the diffuse
-    texture through the albedo AOV.
+    ``lighting`` renders a white Lambertian surface (no glossy lobe), as the core defines it;
+    ``albedo`` reads the diffuse texture through Mitsuba's albedo AOV.
     """
     diffuse, specular, roughness = (t.float().contiguous() for t in (inputs.diffuse, inputs.specular, inputs.roughness))
     if inputs.mode == RenderMode.LIGHTING:
-        return torch.full_like(diffuse[:1], 2.0), torch.zeros_like(specular[:1]), roughness[:1].detach()
+        return torch.ones_like(diffuse[:1]), torch.zeros_like(specular[:1]), roughness[:1].detach()
     if inputs.mode == RenderMode.ALBEDO:
-        return 2.0 * diffuse, torch.zeros_like(specular[:1]), roughness[:1].detach()
-    return 2.0 * diffuse, 2.0 * specular, roughness
+        return diffuse, torch.zeros_like(specular[:1]), roughness[:1].detach()
+    return diffuse, specular, roughness
 
 
 @atexit.register
