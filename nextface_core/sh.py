@@ -8,7 +8,8 @@ The one SH basis of NextFace, shared by every renderer. Light is expressed in ca
 
 Environment maps are equirectangular ``[H, 2H, 3]``: row 0 looks up (camera −y), the
 middle row is the horizon, column ``j`` has azimuth ``φ = 2π (j + ½) / W`` measured from
-camera +x towards camera +z (so the centre column looks away from the camera, forward).
+camera +x towards camera +z (so column W/4 looks away from the camera, forward, and the
+centre column looks towards camera −x).
 """
 
 from __future__ import annotations
