@@ -3,8 +3,10 @@
 :class:`TextureMapper` rasterises the uv triangles once per ``(uv, faces, T)`` with the
 core rasteriser (:func:`nextface_core.raster.rasterize`, pixels = ``uv · T``, depth 1) and
 keeps, for every texel, the face it lies in and its barycentrics. Texels no triangle covers
-(the gutters around and between charts) take the face and barycentrics of the nearest
-covered texel (a dilation), so bilinear lookups at chart borders never blend in black.
+(the gutters around and between charts) take the face of the nearest covered texel (a
+dilation): within two texels of a chart they continue that triangle's linear interpolant,
+farther out they copy the nearest covered texel's value, so bilinear lookups at chart
+borders never blend in black.
 
 - :meth:`TextureMapper.to_texture`: ``[B,N,C]`` per-vertex → ``[B,T,T,C]`` (a gather and a
   weighted sum; differentiable w.r.t. the values);
@@ -27,6 +29,8 @@ import torch.nn.functional as F
 from .raster import rasterize
 
 RESOLUTIONS = (256, 512, 1024, 2048)
+#: gutter texels within this distance of a chart extrapolate its nearest triangle linearly
+EXTRAPOLATE_TEXELS = 2.0
 _CACHE_SIZE = 8
 _cache: "OrderedDict[tuple, TextureMapper]" = OrderedDict()
 
@@ -53,12 +57,21 @@ class TextureMapper:
         covered = face >= 0
         if not bool(covered.any()):
             raise ValueError("no uv triangle covers any texel centre; are the uv coordinates in [0, 1]?")
-        source = _nearest_covered(covered.cpu().numpy())
+        source, distance = _nearest_covered(covered.cpu().numpy())
         source = torch.from_numpy(source).to(face.device)
         face_of_texel = face.reshape(-1)[source]
+        weights = fragments.barycentric[0].detach().reshape(-1, 3)[source]
+        # gutter texels near a chart continue the nearest triangle's linear interpolant
+        # (barycentrics of their own centre), so bilinear lookups at boundary vertices stay
+        # accurate; farther ones copy the nearest covered texel's value
+        near = torch.from_numpy((distance > 0) & (distance <= EXTRAPOLATE_TEXELS)).to(face.device)
+        near_index = torch.nonzero(near).squeeze(1)
+        corners = pixels[0][faces.long()[face_of_texel[near_index]]].to(torch.float64)  # [M,3,2]
+        centre = torch.stack([near_index % t, near_index // t], 1).to(torch.float64) + 0.5
+        weights[near_index] = _barycentric(corners, centre).to(weights.dtype)
         self.coverage = covered
         self.texel_vertices = faces.long()[face_of_texel]
-        self.texel_weights = fragments.barycentric[0].detach().reshape(-1, 3)[source]
+        self.texel_weights = weights
 
     @classmethod
     def cached(cls, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> "TextureMapper":
@@ -108,12 +121,24 @@ def sample(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return out[:, :, 0].permute(0, 2, 1)
 
 
-def _nearest_covered(covered: np.ndarray) -> np.ndarray:
-    """For every texel, the flat index of the nearest covered texel (itself if covered)."""
+def _nearest_covered(covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every texel, the flat index of the nearest covered texel (itself if covered) and
+    the distance to it in texels."""
     from scipy.ndimage import distance_transform_edt
 
-    _, (rows, cols) = distance_transform_edt(~covered, return_indices=True)
-    return (rows * covered.shape[1] + cols).reshape(-1).astype(np.int64)
+    distance, (rows, cols) = distance_transform_edt(~covered, return_indices=True)
+    return (rows * covered.shape[1] + cols).reshape(-1).astype(np.int64), distance.reshape(-1)
+
+
+def _barycentric(corners: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
+    """Unclamped barycentrics of ``point [M,2]`` in triangles ``corners [M,3,2]`` → ``[M,3]``."""
+    a, b, c = corners.unbind(1)
+    v0, v1, v2 = b - a, c - a, point - a
+    det = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
+    det = torch.where(det.abs() > 1e-12, det, torch.full_like(det, 1e-12))
+    w1 = (v2[:, 0] * v1[:, 1] - v2[:, 1] * v1[:, 0]) / det
+    w2 = (v0[:, 0] * v2[:, 1] - v0[:, 1] * v2[:, 0]) / det
+    return torch.stack([1.0 - w1 - w2, w1, w2], 1)
 
 
 def _digest(tensor: torch.Tensor) -> str:

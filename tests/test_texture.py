@@ -21,14 +21,13 @@ def layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_affine_values_round_trip_exactly(layout) -> None:
     uv, faces, _ = layout
-    # values affine in uv are reproduced exactly by barycentric + bilinear interpolation
-    # away from the gutters; everywhere within the dilation's one-texel error
+    # values affine in uv are reproduced exactly by barycentric + bilinear interpolation,
+    # boundary vertices included (the gutters next to a chart extrapolate it linearly)
     values = torch.stack([uv[:, 0], uv[:, 1], 0.3 * uv[:, 0] - 2 * uv[:, 1] + 1], 1)[None].double()
     mapper = TextureMapper(uv, faces, 256)
     back = mapper.to_vertices(mapper.to_texture(values))
     err = (back - values).abs().max(-1).values[0]
-    assert float(err.median()) < 1e-5
-    assert float(err.max()) < 3.0 / 256
+    assert float(err.max()) < 1e-5
 
 
 @pytest.mark.parametrize("resolution", [256, 512])
@@ -40,10 +39,8 @@ def test_smooth_values_round_trip_error_bound(layout, resolution: int) -> None:
     assert texture.shape == (1, resolution, resolution, 6)
     back = mapper.to_vertices(texture)
     err = (back - values).abs()
-    # coarse mesh (532 vertices): the error is interpolation error, halving with the texel size;
-    # the largest errors are at uv-boundary vertices, whose bilinear footprint reaches into the
-    # dilated gutter
-    assert float(err.mean()) < 3e-3 * 256 / resolution
+    # coarse mesh (532 vertices): the error is interpolation error and shrinks with the texel size
+    assert float(err.mean()) < 2e-3 * 256 / resolution
     assert float(err.max()) < 0.1
 
 
