@@ -17,15 +17,20 @@ _FLIP = (1.0, -1.0, -1.0)
 def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
     """Rodrigues' formula. ``rotation [..., 3]`` (axis × angle in radians) → ``[..., 3, 3]``.
 
-    Near zero angle the coefficients use their Taylor series, so values and gradients stay
-    finite and exact at ``rotation = 0`` (where a naive ``sin(t)/t`` gives NaN gradients).
+    Below 0.05 rad the coefficients use their Taylor series (exact to float64 there), so
+    values and gradients stay finite and exact at ``rotation = 0`` (where a naive
+    ``sin(t)/t`` gives NaN gradients) and float32 gradients do not suffer the cancellation
+    of ``1 - cos(t)`` at small angles.
     """
     theta2 = (rotation * rotation).sum(-1, keepdim=True)
-    small = theta2 < 1e-8
+    small = theta2 < 2.5e-3
     safe2 = torch.where(small, torch.ones_like(theta2), theta2)
     theta = safe2.sqrt()
-    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / safe2)
+    t2 = theta2
+    a_series = 1.0 - t2 / 6.0 * (1.0 - t2 / 20.0 * (1.0 - t2 / 42.0))  # sin(t)/t
+    b_series = 0.5 - t2 / 24.0 * (1.0 - t2 / 30.0 * (1.0 - t2 / 56.0))  # (1 - cos t)/t²
+    a = torch.where(small, a_series, torch.sin(theta) / theta)
+    b = torch.where(small, b_series, (1.0 - torch.cos(theta)) / safe2)
     x, y, z = rotation.unbind(-1)
     zero = torch.zeros_like(x)
     k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*rotation.shape[:-1], 3, 3)
