@@ -53,13 +53,13 @@ def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation:
     """Model-space ``vertices [B,N,3]`` → camera space, with ``rotation [B,3]``, ``translation [B,3]``."""
     flip = vertices.new_tensor(_FLIP)
     r = axis_angle_to_matrix(rotation)
-    return torch.einsum("bij,bnj->bni", r, vertices * flip) + translation[:, None, :]
+    return (vertices * flip) @ r.transpose(1, 2) + translation[:, None, :]
 
 
 def rotate_normals(normals: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Model-space ``normals [B,N,3]`` → camera space (the rotation part of :func:`model_to_camera`)."""
     r = axis_angle_to_matrix(rotation)
-    return torch.einsum("bij,bnj->bni", r, normals * normals.new_tensor(_FLIP))
+    return (normals * normals.new_tensor(_FLIP)) @ r.transpose(1, 2)
 
 
 def project(points: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:

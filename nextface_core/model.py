@@ -157,5 +157,14 @@ def combine(mean: torch.Tensor, basis: torch.Tensor, var: torch.Tensor, coeffs: 
     ``mean [N,C]`` (or ``[L,C]`` for a gathered subset), ``basis [K,N,C]``, ``var [K]``,
     ``coeffs [B,K]`` in units of standard deviations → ``[B,N,C]``.
     """
-    scaled = coeffs * var.sqrt()
-    return mean + torch.einsum("bk,knc->bnc", scaled, basis)
+    return mean + blend(coeffs * var.sqrt(), basis)
+
+
+def blend(weights: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``sum_k weights[:, k] * basis_k``: ``weights [B,K]``, ``basis [K,N,C]`` → ``[B,N,C]``.
+
+    A single matrix product over the flattened basis (shared by full meshes and the
+    gathered landmark rows of stage 1).
+    """
+    k, n, c = basis.shape
+    return (weights @ basis.reshape(k, n * c)).reshape(weights.shape[0], n, c)

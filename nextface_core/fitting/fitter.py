@@ -277,7 +277,12 @@ class _RunState:
         cfg = self.cfg
         names = ["rotation", "translation", "expression"] + (["focal"] if cfg.camera.optimize_focal else [])
         opt = self._optimizer(params, names, cfg.stage1.learning_rate)
-        report = self._loop(1, cfg.stage1.iterations, opt, lambda: self._total(1, self._context(1, params))[0])
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # ~100 landmark points: waking worker threads costs more than it saves
+        try:
+            report = self._loop(1, cfg.stage1.iterations, opt, lambda: self._total(1, self._context(1, params))[0])
+        finally:
+            torch.set_num_threads(threads)
         return params.detached(), maps, report
 
     def stage2(self, params: SceneParameters, maps: dict[str, torch.Tensor]):

@@ -64,7 +64,7 @@ def make_batch(
     valid = torch.zeros(len(images), height, width, 1, dtype=dtype)
     for i, (im, _) in enumerate(resized):
         h, w = im.shape[:2]
-        batch[i, :h, :w] = torch.from_numpy(im).to(dtype) / 255.0
+        batch[i, :h, :w] = torch.from_numpy(np.array(im, copy=True)).to(dtype) / 255.0
         valid[i, :h, :w] = 1.0
     pp = torch.tensor([[w / 2.0, h / 2.0] for h, w in sizes], dtype=dtype)
     return ImageBatch(

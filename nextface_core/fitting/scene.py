@@ -13,7 +13,7 @@ import torch
 
 from ..camera import model_to_camera, project, rotate_normals
 from ..mesh import vertex_normals
-from ..model import LandmarkAssociation, MorphableModel, combine
+from ..model import LandmarkAssociation, MorphableModel, blend, combine
 from ..params import SceneParameters
 from ..render import RenderInputs, RenderMode
 from ..texture import TextureMapper
@@ -98,7 +98,7 @@ class FaceScene:
         m, b = self.model, params.batch_size
         shape = expand_identity(params.shape, b)
         identity = combine(m.shape_mean, m.shape_basis, m.shape_var, shape)
-        return identity + torch.einsum("bk,knc->bnc", params.expression * m.expression_var.sqrt(), m.expression_basis)
+        return identity + blend(params.expression * m.expression_var.sqrt(), m.expression_basis)
 
     def project_landmarks(self, params: SceneParameters, schema: str, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Projected landmarks ``[B, Lf + C, 2]`` in the order of ``LandmarkRows.landmark_index``.
@@ -111,7 +111,7 @@ class FaceScene:
         b = params.batch_size
         shape = expand_identity(params.shape, b)
         pts = combine(rows.mean, rows.shape_basis, rows.shape_var, shape)
-        pts = pts + torch.einsum("bk,knc->bnc", params.expression * rows.expression_var.sqrt(), rows.expression_basis)
+        pts = pts + blend(params.expression * rows.expression_var.sqrt(), rows.expression_basis)
         cam = model_to_camera(pts, params.rotation, params.translation)
         pix = project(cam, params.focal, self.principal_point)
         n_fixed = rows.fixed_landmarks.shape[0]
