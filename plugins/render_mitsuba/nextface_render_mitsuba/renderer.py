@@ -9,8 +9,6 @@ from the projective integrator ``prb_projective`` (direct lighting only: ``max_d
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,7 +27,6 @@ SHADOW_GRADIENTS: dict[str, dict[str, Any]] = {
     "guided": {"guiding": "octree"},  # rebuilds a guiding octree every backward pass (≈1 s on 2 cores)
     "off": {"sppi": 0},  # primary silhouettes only
 }
-_LIVE: "weakref.WeakSet[MitsubaRenderer]" = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,6 @@ class MitsubaRenderer:
         self._slots: list[_Slot] = []
         self._layout: _Layout | None = None
         self._integrators: dict[RenderMode, Any] = {}
-        _LIVE.add(self)
 
     # -- scene construction ---------------------------------------------------------------
 
@@ -218,9 +214,10 @@ class MitsubaRenderer:
             slot = self._slots[i]
             self._sync_topology(slot, inputs)
             fov, off_x, off_y = sensor[i].tolist()
-            slot.params[_KEYS["fov"]] = fov
-            slot.params[_KEYS["offset_x"]] = off_x
-            slot.params[_KEYS["offset_y"]] = off_y
+            # opaque: a literal would be baked into the kernels and recompile them for every new focal
+            slot.params[_KEYS["fov"]] = dr.opaque(mi.Float, fov)
+            slot.params[_KEYS["offset_x"]] = dr.opaque(mi.Float, off_x)
+            slot.params[_KEYS["offset_y"]] = dr.opaque(mi.Float, off_y)
             rgba.append(
                 slot.render(
                     inputs.vertices[i].float().contiguous(),
@@ -261,13 +258,3 @@ def _material_textures(inputs: RenderInputs) -> tuple[torch.Tensor, torch.Tensor
     if inputs.mode == RenderMode.ALBEDO:
         return diffuse, torch.zeros_like(specular[:1]), roughness[:1].detach()
     return diffuse, specular, roughness
-
-
-@atexit.register
-def _release_all() -> None:
-    """Free Dr.Jit objects before interpreter shutdown, so Dr.Jit reports no leaked variables."""
-    for renderer in list(_LIVE):
-        renderer.release()
-    import gc
-
-    gc.collect()
