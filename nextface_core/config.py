@@ -9,6 +9,7 @@ type, or one out of range raises :class:`ConfigError` naming the key. Tables
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,8 @@ def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
             f"{source}: {dotted} must be a {want.__name__}, got {type(value).__name__} {value!r}",
             f"set {dotted} = {default!r} or another {want.__name__}",
         )
+    if want is float and not math.isfinite(value):
+        raise ConfigError(f"{source}: {dotted} = {value!r} is not a finite number", f"set {dotted} = {default!r} or another number")
     rule = RULES.get(dotted)
     if rule is None and dotted.split(".")[0] in _NON_NEGATIVE_SECTIONS:
         rule = (0.0, None)
@@ -128,8 +131,10 @@ def _merge(base: dict[str, dict[str, Any]], user: Mapping[str, Any], source: str
     merged = copy.deepcopy(base)
     for section, table in user.items():
         if section == "plugins":
-            if not isinstance(table, dict):
-                raise ConfigError(f"{source}: [plugins] must be a table of tables", "write [plugins.NAME] tables")
+            bad = [name for name, options in table.items() if not isinstance(options, dict)] if isinstance(table, dict) else []
+            if not isinstance(table, dict) or bad:
+                where = f"plugins.{bad[0]}" if bad else "[plugins]"
+                raise ConfigError(f"{source}: {where} must be a table of plugin options", "write [plugins.NAME] tables")
             merged.setdefault("plugins", {}).update(copy.deepcopy(table))
             continue
         if section not in base:
