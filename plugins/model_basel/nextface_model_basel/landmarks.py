@@ -19,8 +19,8 @@ Where they come from, in order of precedence:
    The fixed jaw points (ibug 0–7, 9–16) of the published lists are not used: the jaw is
    matched dynamically.
 3. Jaw-contour candidates computed from the mean shape when no contour file or published
-   list exists: the silhouette vertex of each 4 mm height slice of the lower face under yaw
-   rotations from -30° to +60°.
+   list exists: the silhouette vertex of each 4 mm height slice from the chin to ear level
+   under yaw rotations from -30° to +60°.
 
 The MediaPipe 478-point schema is not associated (no published BFM correspondence).
 """
@@ -148,14 +148,15 @@ def _read_contour(path: Path, n: int) -> dict[str, list[int]]:
 
 def computed_contour(mean: np.ndarray, fixed: dict[int, int]) -> dict[str, list[int]]:
     """Jaw-contour candidates from the mean ``[N,3]`` (mm): every vertex that is the outermost
-    one of a 4 mm height slice, between the chin and the eyes, under some yaw in -30°..60°.
+    one of a 4 mm height slice, from 5 mm below the chin to 25 mm above the eyes (ear
+    level), under some yaw in -30°..60°.
     Each side's list runs from the top (ear) to the chin."""
     y = mean[:, 1]
     chin_y = mean[fixed[CHIN], 1] if CHIN in fixed else y.min()
     eye_y = mean[[fixed[i] for i in (36, 45) if i in fixed], 1].mean() if 36 in fixed or 45 in fixed else mean[mean[:, 2].argmax(), 1] + 30.0
-    band = (y >= chin_y) & (y <= eye_y)
-    index = np.flatnonzero(band)
-    slices = np.floor((y[index] - chin_y) / 4.0).astype(np.int64)
+    bottom, top = chin_y - 5.0, eye_y + 25.0  # the jaw line runs from below the chin to the ear
+    index = np.flatnonzero((y >= bottom) & (y <= top))
+    slices = np.floor((y[index] - bottom) / 4.0).astype(np.int64)
     result: dict[str, list[int]] = {}
     for side, sign in (("right_contour", -1.0), ("left_contour", 1.0)):
         found: set[int] = set()
