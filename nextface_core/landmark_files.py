@@ -352,11 +352,10 @@ class FileDetector:
     """The ``file`` detector: serves landmarks from a file instead of detecting them.
 
     Images are matched by name (the exact name, else by file name without folders when
-    that is unique in the file). An
-    image the file does not mention gets ``found=False`` (with a log warning). When the
-    file recorded an image's size and the image passed to :meth:`detect` has another size
-    of the same aspect ratio (the fit scales large photos down), the points are scaled to
-    match; a different aspect ratio is an error.
+    that is unique in the file). An image the file does not mention gets ``found=False``
+    (with a log warning). When the file recorded an image's size and the image passed to
+    :meth:`detect` has another size of the same aspect ratio (the fit scales large photos
+    down), the points are scaled to match; a different aspect ratio is an error.
     """
 
     name = "file"

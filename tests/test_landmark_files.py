@@ -12,7 +12,7 @@ import torch
 from nextface_core.config import load_config
 from nextface_core.errors import InputError, UsageError
 from nextface_core.landmark_files import FileDetector, read_landmark_file, read_landmarks, write_landmarks
-from nextface_core.landmarks import LandmarkSet
+from nextface_core.landmarks import LandmarkDetector, LandmarkSet
 from nextface_core.plugins import PluginRegistry
 
 WRITE_TOLERANCE = 5e-4  # points are written to 1/1000 px, confidences to 1e-4
@@ -66,7 +66,7 @@ def test_file_detector_from_config_and_registry(tmp_path: Path) -> None:
     path = write_landmarks(tmp_path / "m.csv", make_sets())
     config = load_config(overrides={"landmarks.file": str(path)})
     det = PluginRegistry(entry_points=False).create("detector", "file", config)
-    assert isinstance(det, FileDetector) and det.name == "file"
+    assert isinstance(det, FileDetector) and isinstance(det, LandmarkDetector) and det.name == "file"
     with pytest.raises(UsageError, match="needs a landmark file"):
         FileDetector.from_config(load_config())
 

@@ -15,6 +15,7 @@ writes where the plugin looks for them (torch hub's checkpoint folder under a te
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -46,20 +47,24 @@ def constructed_sfd_weights(faces_everywhere: bool) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Folders of test-made weights: ``home`` (a TORCH_HOME: FAN + an S3FD that fires
-    everywhere), ``never`` (FAN + an S3FD that never fires), ``fan_only``."""
+    everywhere), ``never`` (FAN + an S3FD that never fires), ``fan_only``. The ~280 MB
+    of files are deleted after the module."""
     home = tmp_path_factory.mktemp("torch_home")
     hub = home / "hub" / "checkpoints"
     never, fan_only = tmp_path_factory.mktemp("never"), tmp_path_factory.mktemp("fan_only")
     hub.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(FAN(4).state_dict(), hub / FAN_FILE)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(FAN(4).state_dict(), hub / FAN_FILE)
     torch.save(constructed_sfd_weights(True), hub / SFD_FILE)
     torch.save(constructed_sfd_weights(False), never / SFD_FILE)
     for folder in (never, fan_only):
         os.symlink(hub / FAN_FILE, folder / FAN_FILE)
-    return {"home": home, "hub": hub, "never": never, "fan_only": fan_only}
+    yield {"home": home, "hub": hub, "never": never, "fan_only": fan_only}
+    for folder in (home, never, fan_only):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

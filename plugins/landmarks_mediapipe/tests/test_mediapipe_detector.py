@@ -20,6 +20,7 @@ from skimage import data, transform
 from nextface_core.config import load_config
 from nextface_core.errors import ConfigError, InputError
 from nextface_core.images import load_image
+from nextface_core.landmarks import LandmarkDetector
 from nextface_core.plugins import PluginRegistry
 from nextface_landmarks_mediapipe import check
 from nextface_landmarks_mediapipe.detector import IBUG68_FROM_MEDIAPIPE, MediaPipeDetector
@@ -73,7 +74,7 @@ def test_plugin_is_available_and_registered() -> None:
     assert check().ok, check().detail
     det = PluginRegistry().create("detector", "mediapipe", load_config())
     try:
-        assert isinstance(det, MediaPipeDetector) and det.name == "mediapipe"
+        assert isinstance(det, MediaPipeDetector) and isinstance(det, LandmarkDetector) and det.name == "mediapipe"
     finally:
         det.close()
 
