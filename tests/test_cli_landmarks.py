@@ -78,6 +78,12 @@ def test_skip_no_face_writes_the_others_and_one_overlay_each(monkeypatch, capsys
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["astronaut_landmarks.png", "coffee_landmarks.png"]
 
 
+def test_config_file_chooses_the_detector(monkeypatch, capsys, photos: Path, tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('[run]\nlandmarks = "file"\n[landmarks]\nfile = "missing.csv"\n')
+    code, _, err = run(monkeypatch, capsys, photos / "astronaut.png", "-o", tmp_path / "x.json", "--config", tmp_path / "c.toml")
+    assert code == 3 and "landmark file missing.csv does not exist" in err
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [
@@ -88,12 +94,6 @@ def test_skip_no_face_writes_the_others_and_one_overlay_each(monkeypatch, capsys
         (["{photo}", "-o", "{tmp}/x.json", "--landmarks", "file"], 2, "needs a landmark file"),
     ],
 )
-def test_config_file_chooses_the_detector(monkeypatch, capsys, photos: Path, tmp_path: Path) -> None:
-    (tmp_path / "c.toml").write_text('[run]\nlandmarks = "file"\n[landmarks]\nfile = "missing.csv"\n')
-    code, _, err = run(monkeypatch, capsys, photos / "astronaut.png", "-o", tmp_path / "x.json", "--config", tmp_path / "c.toml")
-    assert code == 3 and "landmark file missing.csv does not exist" in err
-
-
 def test_usage_and_input_errors(monkeypatch, capsys, photos: Path, tmp_path: Path, args: list[str], code: int, message: str) -> None:
     filled = [a.format(photo=photos / "astronaut.png", tmp=tmp_path) for a in args]
     got, _, err = run(monkeypatch, capsys, *filled)
