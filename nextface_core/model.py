@@ -93,6 +93,13 @@ class MorphableModel:
                 )
         if self.faces.ndim != 2 or self.faces.shape[1] != 3:
             raise ValueError(f"MorphableModel.faces has shape {tuple(self.faces.shape)}, expected [F,3]")
+        if self.specular_basis.shape[0] != self.diffuse_basis.shape[0]:
+            raise ValueError(
+                f"MorphableModel.specular_basis has {self.specular_basis.shape[0]} components and diffuse_basis "
+                f"{self.diffuse_basis.shape[0]}; both must have K_a components"
+            )
+        if self.symmetry is not None and tuple(self.symmetry.shape) != (n,):
+            raise ValueError(f"MorphableModel.symmetry has shape {tuple(self.symmetry.shape)}, expected ({n},)")
 
     @property
     def n_vertices(self) -> int:
