@@ -27,6 +27,8 @@ reproduce exactly in a ray tracer (one SH evaluation in ``n`` and one in ``R`` p
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -45,28 +47,105 @@ def _bands_of(sh: Tensor) -> int:
     return bands
 
 
-def _band_of_coefficient(bands: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """``l`` of each of the ``bands²`` coefficients → ``[bands²]``."""
-    return torch.arange(bands, device=device, dtype=dtype).repeat_interleave(
-        torch.arange(bands, device=device) * 2 + 1
-    )
+def _band_of_coefficient(bands: int, device: torch.device) -> Tensor:
+    """``l`` of each of the ``bands²`` coefficients → ``[bands²]`` int64."""
+    return torch.arange(bands, device=device).repeat_interleave(torch.arange(bands, device=device) * 2 + 1)
 
 
 def specular_band_weights(roughness: Tensor, bands: int) -> Tensor:
-    """The lobe's per-coefficient attenuation ``g_l(r)`` for ``roughness [...,1]`` → ``[..., bands²]``."""
-    l = _band_of_coefficient(bands, roughness.device, roughness.dtype)
+    """The lobe's per-band attenuation ``g_l(r)``, ``l = 0 … bands−1``, for ``roughness [...,1]`` → ``[..., bands]``."""
+    l = torch.arange(bands, device=roughness.device, dtype=roughness.dtype)
     r2 = roughness.clamp(0.0, 1.0) ** 2
     rate = r2 / (4.0 * (1.0 - r2)).clamp_min(1e-6)  # 1/(2s)
-    return torch.exp(-(l * l) * rate)
+    return torch.exp(-(l * l) * rate).clamp_min(1e-30)  # no denormals (they are slow on CPUs)
 
 
-def _apply_sh(basis: Tensor, sh: Tensor, batch_index: Tensor | None) -> Tensor:
-    """``Σ_k basis[m,k] · sh[b_m,k,:]`` for ``basis [M,K]`` → ``[M,3]`` (one matmul, no per-point copy of ``sh``)."""
-    if sh.shape[0] == 1 or batch_index is None:
-        return basis @ sh[0]
-    k = sh.shape[1]
-    per_image = (basis @ sh.permute(1, 0, 2).reshape(k, -1)).view(basis.shape[0], sh.shape[0], 3)
-    return per_image.gather(1, batch_index.view(-1, 1, 1).expand(-1, 1, 3)).squeeze(1)
+# --- fast evaluation of the SH basis -----------------------------------------------------
+# On the unit sphere every real SH of degree ≤ L is a polynomial in the monomials
+# x^a y^b z^c with c ∈ {0, 1} and a + b + c ≤ L (z² = 1 − x² − y² removes higher powers of
+# z): exactly (L+1)² = bands² monomials. So ``sh_basis(d) = monomials(d) @ C`` for one
+# constant bands²×bands² matrix C, fitted here once to :func:`nextface_core.sh.sh_basis`
+# itself (exact up to rounding; the basis stays defined in one place). A contraction
+# ``Σ_k Y_k(d) w_k`` is then ``monomials(d) @ (C w)``, and its gradient w.r.t. ``d`` is
+# again a monomial matmul (∂/∂x of x^a y^b z^c is a·x^(a−1) y^b z^c, another monomial of
+# the set), so forward and backward cost a few matmuls per point set whatever the number
+# of bands, instead of hundreds of elementwise operations for the recurrence. Gradients
+# are tangential-exact: directions are unit vectors, and two polynomials equal on the
+# sphere have equal derivatives along it.
+
+
+@functools.lru_cache(maxsize=None)
+def _monomial_tables(bands: int) -> tuple[Tensor, Tensor]:
+    """(C ``[K,K]`` float64, derivative matrices ``[3,K,K]``) of the monomials of :func:`_monomials`."""
+    top = bands - 1
+    exps = [(a, k - a, c) for c in (0, 1) for k in range(top + 1 - c) for a in range(k + 1)]
+    position = {e: i for i, e in enumerate(exps)}
+    k = len(exps)
+    deriv = torch.zeros(3, k, k, dtype=torch.float64)  # deriv[axis, i, j]: ∂mono_j/∂axis = Σ_i deriv·mono_i
+    for j, (a, b, c) in enumerate(exps):
+        for axis, (power, lower) in enumerate(((a, (a - 1, b, c)), (b, (a, b - 1, c)), (c, (a, b, c - 1)))):
+            if power:
+                deriv[axis, position[lower], j] = power
+    gen = torch.Generator().manual_seed(1234)
+    dirs = torch.nn.functional.normalize(torch.randn(8 * k + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
+    conv = torch.linalg.lstsq(_monomials(dirs, top), sh_basis(dirs, bands)).solution
+    return conv, deriv
+
+
+def _monomials(d: Tensor, top: int) -> Tensor:
+    """``x^a y^b z^c`` of ``d [M,3]`` in the order of :func:`_monomial_tables` → ``[M, K]``.
+
+    Degree by degree: the degree-k row ``x^a y^(k−a)`` is the previous row times y, plus
+    ``x^k``; the z-monomials are the z-free ones of degree < top times z.
+    """
+    x, y, z = d[:, 0:1], d[:, 1:2], d[:, 2:3]
+    rows = [torch.ones_like(x)]
+    for _ in range(top):
+        rows.append(torch.cat([rows[-1] * y, rows[-1][:, -1:] * x], 1))
+    flat = torch.cat(rows, 1)
+    return torch.cat([flat, flat[:, : top * (top + 1) // 2] * z], 1)
+
+
+class _ShContract(torch.autograd.Function):
+    """``out[m] = monomials(d_m) @ w[:, b_m]`` with the analytic backward described above."""
+
+    @staticmethod
+    def forward(ctx, directions: Tensor, w: Tensor, batch_index: Tensor, bands: int, images: int) -> Tensor:  # type: ignore[override]
+        deriv = _monomial_tables(bands)[1]
+        mono = _monomials(directions.detach(), bands - 1)
+        out = mono @ w  # [M, images·C]
+        if images > 1:
+            out = out.view(mono.shape[0], images, -1).gather(
+                1, batch_index.view(-1, 1, 1).expand(-1, 1, w.shape[1] // images)
+            ).squeeze(1)
+        ctx.save_for_backward(mono, w, batch_index)
+        ctx.deriv = deriv.to(device=w.device, dtype=w.dtype)
+        ctx.images = images
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        mono, w, batch_index = ctx.saved_tensors
+        images = ctx.images
+        if images > 1:  # spread each point's gradient to its own image's columns
+            full = grad.new_zeros(grad.shape[0], images, grad.shape[1])
+            full.scatter_(1, batch_index.view(-1, 1, 1).expand(-1, 1, grad.shape[1]), grad[:, None, :])
+            grad = full.reshape(grad.shape[0], -1)
+        grad_dir = grad_w = None
+        if ctx.needs_input_grad[0]:
+            slopes = mono @ (ctx.deriv @ w).permute(1, 0, 2).reshape(w.shape[0], -1)  # [M, 3·cols]
+            grad_dir = (slopes.view(mono.shape[0], 3, -1) * grad[:, None, :]).sum(-1)
+        if ctx.needs_input_grad[1]:
+            grad_w = mono.t() @ grad
+        return grad_dir, grad_w, None, None, None
+
+
+def _sh_contract(directions: Tensor, weights: Tensor, batch_index: Tensor) -> Tensor:
+    """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [M,3]``, ``weights [B,K,C]`` → ``[M,C]``."""
+    bands = int(round(weights.shape[1] ** 0.5))
+    conv = _monomial_tables(bands)[0].to(device=weights.device, dtype=weights.dtype)
+    w = torch.einsum("jk,bkc->jbc", conv, weights).reshape(conv.shape[0], -1)  # [K, B·C]
+    return _ShContract.apply(directions, w, batch_index, bands, weights.shape[0])
 
 
 def shade(
@@ -100,15 +179,16 @@ def shade(
         normals, positions = normals.reshape(-1, 3), positions.reshape(-1, 3)
         diffuse, specular, roughness = diffuse.reshape(-1, 3), specular.reshape(-1, 3), roughness.reshape(-1, 1)
     n = torch.nn.functional.normalize(normals, dim=-1)
-    kernel = sh.new_tensor(lambert_kernel(bands))[_band_of_coefficient(bands, sh.device, torch.long)]
+    band = _band_of_coefficient(bands, sh.device)
+    kernel = sh.new_tensor(lambert_kernel(bands))[band]
+    irradiance = _sh_contract(n, sh * kernel[:, None], batch_index)
     if mode is RenderMode.LIGHTING:
-        out = _apply_sh(sh_basis(n, bands), sh * kernel[:, None], batch_index) * _INV_PI
-        return out.reshape(*shape[:-1], 3)
+        return (irradiance * _INV_PI).reshape(*shape[:-1], 3)
     v = -torch.nn.functional.normalize(positions, dim=-1)
     reflected = 2.0 * (n * v).sum(-1, keepdim=True) * n - v
-    basis = sh_basis(torch.cat([n, reflected]), bands)  # one evaluation for both directions
-    basis_n, basis_r = basis.split(n.shape[0])
-    irradiance = _apply_sh(basis_n, sh * kernel[:, None], batch_index)
-    glossy = _apply_sh(basis_r * specular_band_weights(roughness, bands), sh, batch_index)
+    # per-band radiance in the mirror direction: weights [B, K, bands·3], nonzero on band(k)
+    per_band = sh[:, :, None, :] * torch.nn.functional.one_hot(band, bands).to(sh.dtype)[None, :, :, None]
+    radiance_l = _sh_contract(reflected, per_band.reshape(sh.shape[0], sh.shape[1], -1), batch_index)
+    glossy = (radiance_l.view(-1, bands, 3) * specular_band_weights(roughness, bands)[..., None]).sum(1)
     out = diffuse * irradiance * _INV_PI + specular * glossy
     return out.reshape(*shape[:-1], 3)
