@@ -1,9 +1,10 @@
 """Load BFM 2017 + AlbedoMM into a :class:`MorphableModel`, through a memory-mapped cache.
 
-Cold load: read and check both HDF5 files, find units and axes, compute the symmetry map
-and the UV parametrisation, and write every array as an ``.npy`` file (plus ``meta.json``)
+Cold load: read and check both HDF5 files, find units and axes, read the vertex symmetry
+map from ``symmetry.txt`` in the model folder (one line per vertex: the index of its mirror
+vertex; ``#`` comments) or compute it from the mean shape, compute the UV parametrisation, and write every array as an ``.npy`` file (plus ``meta.json``)
 into ``<cache dir>/<key>/``, where ``key`` is the SHA-256 of the format version and both
-files' contents. Warm load: hash the files, memory-map the ``.npy`` files (copy-on-write,
+files' contents (and ``symmetry.txt``'s when present). Warm load: hash the files, memory-map the ``.npy`` files (copy-on-write,
 no copy until written) and never open the HDF5. A changed file changes the key, so it is
 read again; stale entries are left for the user to delete.
 
@@ -44,6 +45,7 @@ from .landmarks import ibug68
 
 CACHE_ENV = "NEXTFACE_CACHE_DIR"
 CACHE_FORMAT = 1
+SYMMETRY_FILE = "symmetry.txt"
 _ARRAYS = (
     "shape_mean", "shape_basis", "shape_var", "expression_basis", "expression_var",
     "diffuse_mean", "diffuse_basis", "diffuse_var", "specular_mean", "specular_basis",
@@ -97,11 +99,13 @@ def load_basel(
     start = time.perf_counter()
     folder = Path(folder).expanduser() if folder else default_model_dir()
     shape_file, albedo_file = find_model_files(folder)
-    key = _content_key((shape_file, albedo_file))
+    symmetry_file = folder / SYMMETRY_FILE
+    symmetry_file = symmetry_file if symmetry_file.is_file() else None
+    key = _content_key((shape_file, albedo_file) + ((symmetry_file,) if symmetry_file else ()))
     entry = cache_root() / key
     hit = (entry / "meta.json").is_file()
     if not hit:
-        _build_cache(shape_file, albedo_file, entry)
+        _build_cache(shape_file, albedo_file, symmetry_file, entry)
     meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
     arrays = {name: torch.from_numpy(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in _ARRAYS}
     mean = arrays["shape_mean"].numpy()
@@ -148,7 +152,22 @@ def _content_key(paths: tuple[Path, ...]) -> str:
     return total.hexdigest()[:32]
 
 
-def _build_cache(shape_file: Path, albedo_file: Path, entry: Path) -> None:
+def _read_symmetry(path: Path, n: int) -> torch.Tensor:
+    """``symmetry.txt``: N lines, line i the mirror vertex of vertex i (``#`` comments)."""
+    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    values = [ln for ln in lines if ln]
+    if len(values) != n or not all(v.isdigit() for v in values):
+        raise InputError(
+            f"{path}: expected {n} lines with one vertex index each, got {len(values)} entries",
+            "write the mirror vertex of vertex i on line i, or delete the file to compute the map",
+        )
+    symmetry = torch.tensor([int(v) for v in values], dtype=torch.int64)
+    if int(symmetry.max()) >= n:
+        raise InputError(f"{path}: vertex index {int(symmetry.max())} out of range 0..{n - 1}", "the file must match this mesh")
+    return symmetry
+
+
+def _build_cache(shape_file: Path, albedo_file: Path, symmetry_file: Path | None, entry: Path) -> None:
     """Read, check and convert both files, then write ``entry`` atomically (temp dir + rename)."""
     bfm = read_groups(shape_file, ("shape", "expression"))
     albedo = read_groups(albedo_file, ("diffuseAlbedo", "specularAlbedo"))
@@ -165,7 +184,12 @@ def _build_cache(shape_file: Path, albedo_file: Path, entry: Path) -> None:
     frame = check_frame(neutral, faces, str(shape_file))
     s = frame.scale
     mean_mm = torch.from_numpy((neutral * s).astype(np.float32))
-    symmetry, residual = symmetry_map(mean_mm)
+    if symmetry_file is not None:
+        symmetry = _read_symmetry(symmetry_file, n)
+        mirrored = mean_mm[symmetry] * torch.tensor([-1.0, 1.0, 1.0])
+        residual, symmetry_source = (mirrored - mean_mm).norm(dim=1), f"model folder: {SYMMETRY_FILE}"
+    else:
+        (symmetry, residual), symmetry_source = symmetry_map(mean_mm), "computed: nearest mirrored vertex"
     faces_t = torch.from_numpy(faces)
     uv = symmetric_uv(mean_mm.double(), faces_t, symmetry).float()
     quality = uv_quality(uv, mean_mm.double(), faces_t, symmetry)
@@ -199,6 +223,7 @@ def _build_cache(shape_file: Path, albedo_file: Path, entry: Path) -> None:
         "extent_mm": frame.extent_mm,
         "axes": frame.axes,
         "mirror_residual_mm": frame.mirror_residual_mm,
+        "symmetry_source": symmetry_source,
         "symmetry_max_distance_mm": float(residual.max()),
         "basis_storage": {g.name: g.basis_storage for g in (shape, expression, albedo["diffuseAlbedo"], albedo["specularAlbedo"])},
         "uv": quality.as_dict(),

@@ -297,3 +297,16 @@ def test_published_face12_indices_are_checked_against_the_mean() -> None:
     assert association is not None and "abdallahdib/NextFace" in reason
     fixed = dict(zip(association.landmark_index.tolist(), association.vertex_index.tolist()))
     assert fixed[30] == 8157 and fixed[8] == 27061 and 0 not in fixed and len(association.contour) == 16
+
+
+def test_symmetry_file_takes_precedence_and_keys_the_cache(synthetic_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(synthetic_dir, tmp_path / "sym")
+    computed, info1 = load_basel(folder)
+    assert info1.meta["symmetry_source"].startswith("computed")
+    (folder / "symmetry.txt").write_text("# mirror of each vertex\n" + "\n".join(map(str, computed.symmetry.tolist())) + "\n")
+    model, info2 = load_basel(folder)
+    assert not info2.cache_hit and info2.meta["symmetry_source"] == "model folder: symmetry.txt"
+    assert torch.equal(model.symmetry, computed.symmetry)
+    (folder / "symmetry.txt").write_text("0\n1\n")
+    with pytest.raises(InputError, match="symmetry.txt: expected 532 lines"):
+        load_basel(folder)
