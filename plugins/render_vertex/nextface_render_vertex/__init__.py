@@ -1,19 +1,32 @@
-"""NextFace plugin: Differentiable PyTorch rasteriser (nvdiffrast on CUDA when installed)."""
+"""NextFace plugin: the ``vertex`` renderer, a differentiable rasteriser for CPU and CUDA.
+
+PyTorch rasterisation (:mod:`nextface_core.raster`) everywhere; nvdiffrast on CUDA when
+it is installed. Shading is the core's (:mod:`nextface_core.shading`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import torch
 
-from nextface_core import hookimpl
-from nextface_core.errors import BackendUnavailableError
+from nextface_core import Availability, hookimpl
+
+from . import nvdiffrast_backend
+from .renderer import VertexRenderer, create, sample_texture
+
+__all__ = ["VertexRenderer", "check", "create", "sample_texture"]
 
 
-def _create(config: Any) -> Any:
-    raise BackendUnavailableError(
-        "renderer 'vertex' is not implemented yet", "use another renderer; this plugin only registers itself for now"
-    )
+def check() -> Availability:
+    """Always usable (plain PyTorch); says which devices and whether nvdiffrast can be used."""
+    devices = "cpu, cuda" if torch.cuda.is_available() else "cpu"
+    return Availability(True, f"torch rasteriser ({devices}); {nvdiffrast_backend.status()}")
 
 
 @hookimpl
 def nextface_register_renderers(register) -> None:
-    register("vertex", _create, description="Differentiable PyTorch rasteriser (nvdiffrast on CUDA when installed).")
+    register(
+        "vertex",
+        create,
+        description="Differentiable PyTorch rasteriser (nvdiffrast on CUDA when installed).",
+        check=check,
+    )

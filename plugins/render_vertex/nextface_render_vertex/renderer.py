@@ -1,0 +1,134 @@
+"""The ``vertex`` renderer: rasterise → interpolate → sample textures → shade → antialias.
+
+Two back ends behind one :class:`VertexRenderer`:
+
+- the PyTorch rasteriser of :mod:`nextface_core.raster` (CPU and CUDA tensors), which
+  shades only the covered pixels (a flat list of M points) and scatters them into the
+  image at the end;
+- nvdiffrast (:mod:`.nvdiffrast_backend`) when it imports and the inputs are on CUDA.
+
+Both use :func:`nextface_core.shading.shade`, so they differ only in rasterisation
+details (tie rules on shared edges, float precision of the depth test).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from nextface_core.camera import project
+from nextface_core.errors import BackendUnavailableError, ConfigError
+from nextface_core.raster import antialias, face_neighbors, interpolate_covered, rasterize, scatter_covered
+from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.shading import shade
+
+from . import nvdiffrast_backend
+
+
+def sample_texture(texture: Tensor, uv: Tensor, batch_index: Tensor) -> Tensor:
+    """Bilinear lookup of ``texture [B or 1,T,T,C]`` at ``uv [M,2]`` of images ``batch_index [M]`` → ``[M,C]``.
+
+    u → column, v → row from the top, texel centres at ``(i + ½)/T``; coordinates are
+    clamped to the outer texel centres (nvdiffrast's ``clamp`` mode). Per-image textures
+    are stacked into one tall image so every point is sampled in one ``grid_sample``
+    call; the clamp keeps a lookup from bleeding into the next image's rows.
+    Differentiable w.r.t. the texture and ``uv``.
+    """
+    tb, th, tw, channels = texture.shape
+    x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
+    y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
+    if tb > 1:
+        y = y + batch_index.to(y.dtype) * th
+    grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)
+    image = texture.permute(3, 0, 1, 2).reshape(1, channels, tb * th, tw)
+    out = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, 0].t()
+
+
+class VertexRenderer:
+    """Differentiable rasterising renderer (the ``vertex`` renderer of NextFace).
+
+    ``use_nvdiffrast``: ``"auto"`` (nvdiffrast when importable and inputs are on CUDA),
+    ``"never"``, or ``"always"`` (error when it cannot be used).
+    """
+
+    name = "vertex"
+
+    def __init__(self, use_nvdiffrast: str = "auto") -> None:
+        if use_nvdiffrast not in ("auto", "never", "always"):
+            raise ValueError(f"use_nvdiffrast must be 'auto', 'never' or 'always', got {use_nvdiffrast!r}")
+        self.use_nvdiffrast = use_nvdiffrast
+        self._topology: tuple[Tensor, Tensor] | None = None  # faces, face_neighbors(faces)
+        self._nvdiffrast: nvdiffrast_backend.NvdiffrastBackend | None = None
+
+    def backend_for(self, inputs: RenderInputs) -> str:
+        """``"nvdiffrast"`` or ``"torch"``: which back end :meth:`render` uses for these inputs."""
+        if self.use_nvdiffrast == "never":
+            return "torch"
+        usable = inputs.vertices.is_cuda and nvdiffrast_backend.available()
+        if self.use_nvdiffrast == "always" and not usable:
+            raise BackendUnavailableError(
+                f"nvdiffrast cannot render these inputs ({nvdiffrast_backend.status()}; tensors on {inputs.vertices.device})",
+                "install nvdiffrast from its git repository and move the inputs to a CUDA device, or use use_nvdiffrast='auto'",
+            )
+        return "nvdiffrast" if usable else "torch"
+
+    def render(self, inputs: RenderInputs) -> RenderOutput:
+        """Render ``inputs`` → linear ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]``."""
+        if self.backend_for(inputs) == "nvdiffrast":
+            if self._nvdiffrast is None:
+                self._nvdiffrast = nvdiffrast_backend.NvdiffrastBackend()
+            return self._nvdiffrast.render(inputs)
+        return self._render_torch(inputs)
+
+    def _neighbors(self, faces: Tensor) -> Tensor:
+        cached = self._topology
+        if cached is None or cached[0].shape != faces.shape or cached[0].device != faces.device or not torch.equal(cached[0], faces):
+            cached = (faces.clone(), face_neighbors(faces))
+            self._topology = cached
+        return cached[1]
+
+    def _render_torch(self, inputs: RenderInputs) -> RenderOutput:
+        height, width = inputs.image_size
+        batch = inputs.batch_size
+        vertices = inputs.vertices
+        pixels = project(vertices, inputs.focal, inputs.principal_point)
+        frags = rasterize(pixels, vertices[..., 2], inputs.faces, (height, width))
+        batch_index = frags.covered // (height * width)
+        mode = RenderMode(inputs.mode)
+        uv = inputs.uv.to(vertices.dtype)[None].expand(batch, -1, -1)
+        if mode is RenderMode.ALBEDO:
+            attrs = interpolate_covered(uv, frags, inputs.faces)
+            color = sample_texture(inputs.diffuse, attrs, batch_index)
+        else:
+            attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags, inputs.faces)
+            position, normal, uv_px = attrs.split([3, 3, 2], dim=-1)
+            if mode is RenderMode.LIGHTING:
+                diffuse = specular = roughness = position  # unused by the lighting-only shading
+            else:
+                diffuse = sample_texture(inputs.diffuse, uv_px, batch_index)
+                specular = sample_texture(inputs.specular, uv_px, batch_index)
+                roughness = sample_texture(inputs.roughness, uv_px, batch_index)
+            color = shade(normal, position, diffuse, specular, roughness, inputs.sh, mode, batch_index=batch_index)
+        covered = torch.cat([color, torch.ones_like(color[:, :1])], -1)
+        image = antialias(scatter_covered(covered, frags), frags, pixels, inputs.faces, self._neighbors(inputs.faces))
+        return RenderOutput(image=image[..., :3], mask=image[..., 3:])
+
+
+def create(config: Any) -> VertexRenderer:
+    """Factory for the registry: options from ``[plugins.render_vertex]`` (``nvdiffrast = "auto"|"never"|"always"``)."""
+    options = dict(getattr(config, "plugins", {}).get("render_vertex", {})) if config is not None else {}
+    unknown = set(options) - {"nvdiffrast"}
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {sorted(unknown)} in [plugins.render_vertex]", "the only option is nvdiffrast = \"auto\" | \"never\" | \"always\""
+        )
+    choice = options.get("nvdiffrast", "auto")
+    if choice not in ("auto", "never", "always"):
+        raise ConfigError(
+            f"[plugins.render_vertex] nvdiffrast = {choice!r} is not allowed", "use \"auto\", \"never\" or \"always\""
+        )
+    return VertexRenderer(use_nvdiffrast=choice)

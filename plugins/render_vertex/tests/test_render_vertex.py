@@ -1,0 +1,201 @@
+"""The ``vertex`` renderer end to end: a lit sphere against the analytic SH irradiance,
+gradients against finite differences, invariances, modes, the registry, nvdiffrast."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from nextface_core.config import load_config
+from nextface_core.errors import BackendUnavailableError, ConfigError
+from nextface_core.plugins import PluginRegistry
+from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.sh import irradiance
+from nextface_render_vertex import VertexRenderer, check, sample_texture
+from nextface_render_vertex import nvdiffrast_backend
+
+
+def _sphere(rings: int, segments: int, radius: float, centre: tuple[float, float, float], dtype=torch.float64):
+    """UV sphere: vertices [1,N,3] (camera space), exact normals, uv [N,2], faces [F,3] int32."""
+    theta = torch.linspace(0, math.pi, rings + 1, dtype=dtype)
+    phi = torch.linspace(0, 2 * math.pi, segments + 1, dtype=dtype)
+    t, p = torch.meshgrid(theta, phi, indexing="ij")
+    normals = torch.stack([torch.sin(t) * torch.cos(p), -torch.cos(t), torch.sin(t) * torch.sin(p)], -1).reshape(-1, 3)
+    verts = normals * radius + torch.tensor(centre, dtype=dtype)
+    uv = torch.stack([p / (2 * math.pi), t / math.pi], -1).reshape(-1, 2)
+    idx = torch.arange((rings + 1) * (segments + 1)).view(rings + 1, segments + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    faces = torch.cat([torch.stack([a, b, c], -1).reshape(-1, 3), torch.stack([a, c, d], -1).reshape(-1, 3)])
+    area = torch.linalg.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]).norm(dim=-1)
+    return verts[None], normals[None], uv, faces[area > 1e-12].int()
+
+
+def _inputs(size: int = 32, batch: int = 1, rings: int = 8, segments: int = 12, dtype=torch.float64, seed: int = 0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    verts, normals, uv, faces = _sphere(rings, segments, 1.0, (0.1, -0.05, 4.0), dtype)
+    tex = 16
+    args = dict(
+        vertices=verts.expand(batch, -1, -1).clone(),
+        faces=faces,
+        normals=normals.expand(batch, -1, -1).clone(),
+        uv=uv,
+        diffuse=torch.rand(1, tex, tex, 3, generator=g, dtype=dtype),
+        specular=0.3 * torch.rand(1, tex, tex, 3, generator=g, dtype=dtype),
+        roughness=0.2 + 0.6 * torch.rand(1, tex, tex, 1, generator=g, dtype=dtype),
+        sh=torch.randn(batch, 9, 3, generator=g, dtype=dtype) * 0.3 + torch.tensor([1.0] + [0.0] * 8, dtype=dtype)[None, :, None],
+        focal=torch.full((batch,), size * 1.6, dtype=dtype),
+        principal_point=torch.full((batch, 2), size / 2.0, dtype=dtype),
+        image_size=(size, size),
+    )
+    args.update(kw)
+    return RenderInputs(**args)
+
+
+def test_lit_sphere_matches_the_analytic_sh_irradiance() -> None:
+    size = 64
+    verts, normals, uv, faces = _sphere(48, 96, 1.0, (0.0, 0.0, 4.0), torch.float32)
+    albedo = 0.7
+    sh = torch.tensor([[[1.0, 0.9, 0.8], [0.3, 0.0, -0.2], [0.4, 0.2, 0.1], [-0.2, 0.3, 0.0]]])
+    inputs = RenderInputs(
+        verts, faces, normals, uv.float(),
+        diffuse=torch.full((1, 4, 4, 3), albedo), specular=torch.zeros(1, 4, 4, 3), roughness=torch.ones(1, 4, 4, 1),
+        sh=sh, focal=torch.tensor([100.0]), principal_point=torch.tensor([[32.0, 32.0]]), image_size=(size, size),
+    )
+    out = VertexRenderer(use_nvdiffrast="never").render(inputs)
+    # analytic normal of the true sphere seen through each pixel centre
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    ray = F.normalize(torch.stack([(xs - 32) / 100, (ys - 32) / 100, torch.ones_like(xs)], -1), dim=-1)
+    centre = torch.tensor([0.0, 0.0, 4.0])
+    b = ray @ centre
+    disc = b * b - (centre @ centre - 1.0)
+    hit = disc > 0.05  # stay a little inside the silhouette
+    t = b - disc.clamp_min(0).sqrt()
+    n = ray * t[..., None] - centre
+    expected = albedo * irradiance(n[None], sh) / math.pi
+    interior = hit & (out.mask[0, ..., 0] > 0.999)
+    assert int(interior.sum()) > 1000
+    err = (out.image[0][interior] - expected[0][interior]).abs().max()
+    assert float(err) < 0.01 * float(expected[0][interior].max())  # tessellation error of a 48×96 sphere
+    # the anti-aliased mask integrates to the silhouette's area (a disc of the true sphere)
+    silhouette = float((disc > 0).sum())
+    assert abs(float(out.mask.sum()) - silhouette) < 0.02 * silhouette
+
+
+def _directional_fd(loss, tensor: torch.Tensor, direction: torch.Tensor, eps: float) -> float:
+    with torch.no_grad():
+        plus = loss(tensor + eps * direction)
+        minus = loss(tensor - eps * direction)
+    return float((plus - minus) / (2 * eps))
+
+
+@pytest.mark.parametrize("name", ["vertices", "diffuse", "specular", "roughness", "sh", "focal"])
+def test_gradients_match_finite_differences(name: str) -> None:
+    base = _inputs()
+    renderer = VertexRenderer(use_nvdiffrast="never")
+    g = torch.Generator().manual_seed(1)
+    w_img = torch.rand(1, 32, 32, 3, generator=g, dtype=torch.float64)
+    w_mask = torch.rand(1, 32, 32, 1, generator=g, dtype=torch.float64)
+
+    def loss(value: torch.Tensor) -> torch.Tensor:
+        fields = {k: getattr(base, k) for k in base.__dataclass_fields__}
+        fields[name] = value
+        out = renderer.render(RenderInputs(**fields))
+        return (out.image * w_img).sum() + (out.mask * w_mask).sum()
+
+    value = getattr(base, name).clone().requires_grad_()
+    (grad,) = torch.autograd.grad(loss(value), value)
+    direction = torch.randn(value.shape, generator=g, dtype=value.dtype)
+    eps = 1e-6 if name in ("vertices", "focal") else 1e-4
+    fd = _directional_fd(loss, value.detach(), direction, eps)
+    analytic = float((grad * direction).sum())
+    assert analytic == pytest.approx(fd, rel=0.02, abs=1e-4), (analytic, fd)
+    assert abs(analytic) > 1e-3  # the loss really depends on it
+
+
+def test_image_is_unchanged_under_triangle_reordering() -> None:
+    inputs = _inputs(dtype=torch.float32)
+    renderer = VertexRenderer(use_nvdiffrast="never")
+    a = renderer.render(inputs)
+    perm = torch.randperm(inputs.faces.shape[0], generator=torch.Generator().manual_seed(2))
+    rolled = inputs.faces[perm].roll(1, dims=1)  # reorder faces and the vertices inside each face
+    b = renderer.render(RenderInputs(**{**{k: getattr(inputs, k) for k in inputs.__dataclass_fields__}, "faces": rolled}))
+    assert torch.allclose(a.image, b.image, atol=1e-5)
+    assert torch.allclose(a.mask, b.mask, atol=1e-6)
+
+
+def test_batch_equals_per_image_with_shared_and_per_image_textures() -> None:
+    g = torch.Generator().manual_seed(3)
+    inputs = _inputs(batch=2)
+    fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
+    fields["vertices"] = inputs.vertices + torch.tensor([[[0.0, 0.0, 0.0]], [[0.3, -0.2, 0.5]]], dtype=torch.float64)
+    fields["diffuse"] = torch.rand(2, 16, 16, 3, generator=g, dtype=torch.float64)  # per image
+    fields["focal"] = torch.tensor([50.0, 45.0], dtype=torch.float64)
+    renderer = VertexRenderer(use_nvdiffrast="never")
+    together = renderer.render(RenderInputs(**fields))
+    for i in range(2):
+        single = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) and k not in ("faces", "uv", "specular", "roughness") else v)
+                  for k, v in fields.items()}
+        alone = renderer.render(RenderInputs(**single))
+        assert torch.allclose(alone.image, together.image[i : i + 1], atol=1e-10)
+        assert torch.allclose(alone.mask, together.mask[i : i + 1], atol=1e-10)
+    assert not torch.allclose(together.image[0], together.image[1])
+
+
+def test_modes_albedo_and_lighting() -> None:
+    inputs = _inputs()
+    fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
+    renderer = VertexRenderer(use_nvdiffrast="never")
+    const = torch.full((1, 16, 16, 3), 0.25, dtype=torch.float64)
+    albedo = renderer.render(RenderInputs(**{**fields, "diffuse": const, "mode": RenderMode.ALBEDO}))
+    assert torch.allclose(albedo.image, 0.25 * albedo.mask, atol=1e-12)  # anti-aliased against black
+    lighting = renderer.render(RenderInputs(**{**fields, "mode": RenderMode.LIGHTING}))
+    white = renderer.render(RenderInputs(**{**fields, "diffuse": torch.ones_like(const), "specular": torch.zeros_like(const)}))
+    assert torch.allclose(lighting.image, white.image, atol=1e-12)
+
+
+def test_sample_texture_hits_texel_centres_and_stacks_images_without_bleeding() -> None:
+    tex = torch.arange(2 * 4 * 4 * 1, dtype=torch.float64).view(2, 4, 4, 1)
+    uv = torch.tensor([[0.125, 0.125], [0.875, 0.375], [0.5, 0.999], [0.625, 0.0]], dtype=torch.float64)
+    batch = torch.tensor([0, 1, 0, 1])
+    got = sample_texture(tex, uv, batch)[:, 0]
+    # texel (row 0, col 0) of image 0; (row 1, col 3) of image 1; between rows 3 cols 1/2
+    # of image 0 clamped to the last row; row 0 (clamped), between cols 2 and 1.5 of image 1
+    assert got.tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
+
+
+def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
+    registry = PluginRegistry(env={})
+    reg = registry.resolve("renderer", "vertex")
+    avail = reg.availability()
+    assert avail.ok and "torch rasteriser" in avail.detail and "nvdiffrast" in avail.detail
+    assert check().detail == avail.detail
+    if not nvdiffrast_backend.available():
+        with pytest.raises(BackendUnavailableError, match="nvdiffrast"):
+            VertexRenderer(use_nvdiffrast="always").render(_inputs())
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text('[plugins.render_vertex]\nnvdiffrast = "never"\n')
+    bad.write_text('[plugins.render_vertex]\nnvdifrast = "never"\n')
+    assert registry.create("renderer", "vertex", load_config(good)).use_nvdiffrast == "never"
+    with pytest.raises(ConfigError, match="render_vertex"):
+        registry.create("renderer", "vertex", load_config(bad))
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and nvdiffrast_backend.available()),
+    reason="needs a CUDA device and nvdiffrast (not installed on the CI machines)",
+)
+def test_nvdiffrast_path_matches_the_torch_path_on_cuda() -> None:
+    inputs = _inputs(size=64, rings=16, segments=24, dtype=torch.float32)
+    fields = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in
+              ((k, getattr(inputs, k)) for k in inputs.__dataclass_fields__)}
+    cuda_inputs = RenderInputs(**fields)
+    fast = VertexRenderer(use_nvdiffrast="always").render(cuda_inputs)
+    ref = VertexRenderer(use_nvdiffrast="never").render(cuda_inputs)
+    interior = (fast.mask > 0.999) & (ref.mask > 0.999)
+    assert int(interior.sum()) > 500
+    assert float((fast.image - ref.image).abs()[interior.expand_as(fast.image)].max()) < 1e-3
+    assert float((fast.mask - ref.mask).abs().mean()) < 5e-3
+    assert float((fast.image - ref.image).abs().mean()) < 5e-3
