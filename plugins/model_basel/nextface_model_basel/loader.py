@@ -146,9 +146,11 @@ def _content_key(paths: tuple[Path, ...]) -> str:
     """SHA-256 over the cache format and each file's name and content."""
     total = hashlib.sha256(f"nextface-basel-cache-v{CACHE_FORMAT}".encode())
     for path in paths:
+        digest = hashlib.sha256()
         with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        total.update(f"{path.name}:{digest}".encode())
+            for chunk in iter(lambda: handle.read(1 << 23), b""):
+                digest.update(chunk)
+        total.update(f"{path.name}:{digest.hexdigest()}".encode())
     return total.hexdigest()[:32]
 
 
