@@ -123,3 +123,60 @@ def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(cli._state, "debug", True)
     with pytest.raises(InputError, match="bad input"):
         cli.main()
+
+
+# benchmarks/run.py: discovery, table and JSON output, errors
+
+
+def _runner():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def bench_folder(tmp_path: Path) -> Path:
+    (tmp_path / "bench_fast.py").write_text(
+        "def run(quick=False):\n    return {'time_ms': 1.23456789, 'quick': quick, 'ratio': 2.0, 'label': 'x'}\n"
+    )
+    (tmp_path / "bench_broken.py").write_text("def run(quick=False):\n    raise RuntimeError('no backend')\n")
+    (tmp_path / "bench_bad.py").write_text("def run(quick=False):\n    return {'figure': [1, 2]}\n")
+    (tmp_path / "helper.py").write_text("raise SystemExit('not a benchmark: never imported')\n")
+    return tmp_path
+
+
+def test_benchmark_runner_json_lines(bench_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runner = _runner()
+    assert list(runner.discover(bench_folder)) == ["bad", "broken", "fast"]
+    assert runner.main(["fast", "broken", "bad", "--json", "--quick"], folder=bench_folder) == 1
+    out = capsys.readouterr()
+    records = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["benchmark"] for r in records] == ["fast", "broken", "bad"]
+    assert records[0]["figures"] == {"time_ms": 1.23456789, "quick": True, "ratio": 2.0, "label": "x"}
+    assert records[1]["error"] == "RuntimeError: no backend" and "figures" not in records[1]
+    assert "figure 'figure' is list, expected a number or a string" in records[2]["error"]
+    assert all(isinstance(r["seconds"], float) for r in records)
+    assert "Traceback" in out.err and "no backend" in out.err
+
+
+def test_benchmark_runner_table_and_unknown_names(bench_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runner = _runner()
+    assert runner.main(["fast"], folder=bench_folder) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"== fast  \(\d+\.\d s\)", lines[0])
+    assert lines[1:] == ["   time_ms  1.23457", "   quick    False", "   ratio    2", "   label    x"]
+    assert runner.main(["fast", "nope"], folder=bench_folder) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown benchmark 'nope'; available: bad, broken, fast"
+    assert runner.main([], folder=bench_folder) == 1  # all of them, two fail
+
+
+def test_real_synthetic_model_benchmark_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
+    runner = _runner()
+    assert "synthetic_model" in runner.discover()
+    assert runner.main(["synthetic_model", "--json", "--quick"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 0 < record["figures"]["small_write_s"] < 10
