@@ -310,3 +310,20 @@ def test_symmetry_file_takes_precedence_and_keys_the_cache(synthetic_dir: Path, 
     (folder / "symmetry.txt").write_text("0\n1\n")
     with pytest.raises(InputError, match="symmetry.txt: expected 532 lines"):
         load_basel(folder)
+
+
+def test_full_size_synthetic_model(tmp_path: Path, monkeypatch) -> None:
+    """The real BFM sizes end to end (about 15 s: writing 265 MB, a cold and a warm load)."""
+    folder = write_synthetic_basel(tmp_path / "full", "full").folder
+    model, info = load_basel(folder)
+    assert (model.n_vertices, model.n_faces) == (28588, 56572)
+    assert (model.n_shape, model.n_expression, model.n_albedo) == (199, 100, 145)
+    flat = model.shape_basis.reshape(199, -1).double()
+    assert torch.allclose(flat @ flat.T, torch.eye(199, dtype=torch.float64), atol=1e-4)
+    assert info.meta["uv"]["flipped"] == 0 and info.meta["uv"]["symmetry_error"] < 1e-6
+    monkeypatch.setattr(h5py, "File", None)  # a warm load must not touch h5py at all
+    warm, info2 = load_basel(folder, n_shape=80)
+    assert info2.cache_hit and warm.n_shape == 80
+    assert torch.equal(warm.uv, model.uv)
+    del model, warm
+    shutil.rmtree(folder)  # 265 MB; pytest keeps old tmp folders
