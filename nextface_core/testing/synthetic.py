@@ -68,7 +68,7 @@ class SyntheticBaselFiles:
 
 @dataclass(frozen=True)
 class _Arrays:
-    """The model as float64/int64 numpy arrays (N vertices, F faces, Basel interleaving)."""
+    """The model as numpy arrays (N vertices, F faces, Basel interleaving; int64 indices)."""
 
     points: np.ndarray  # [N,3] shape mean
     faces: np.ndarray  # [F,3]
@@ -145,8 +145,8 @@ def _mesh(size: _Size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chosen = right[np.lexsort((qr[right], qc[right], dist))[: n_split // 2]]
     is_split = np.zeros(n_quads, dtype=bool)
     is_split[chosen] = True
-    mirror_of = {(c, r): i for i, (c, r) in enumerate(zip(qc.tolist(), qr.tolist()))}
-    is_split[[mirror_of[(cols - 1 - c, r)] for c, r in zip(qc[chosen].tolist(), qr[chosen].tolist())]] = True
+    quad_keys = qr * cols + qc  # ascending: the quads are listed row by row
+    is_split[np.searchsorted(quad_keys, qr[chosen] * cols + (cols - 1 - qc[chosen]))] = True
 
     # vertices by doubled integer grid coordinates: corners (2c, 2r), centres (2c+1, 2r+1)
     corners = np.stack([qc, qr], -1)[:, None, :] + np.array([[0, 0], [1, 0], [1, 1], [0, 1]])  # [Q,4,2] a b c d
@@ -181,33 +181,39 @@ def _mesh(size: _Size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return points, faces.astype(np.int64), symmetry.astype(np.int64)
 
 
-def _smooth_fields(
-    x: np.ndarray, y: np.ndarray, n: int, weight: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """``n`` orthonormal, spatially smooth 3-vector fields → ``[3N, n]`` (Basel interleaving).
-
-    Fields are random mixtures of separable cosines ``cos(π a u) cos(π b v)`` ordered by
-    frequency; field k uses frequencies up to a cut-off growing with k. ``weight [N]``
-    concentrates them spatially (before the QR, which only mixes the fields).
-    """
-    n_freq = n + 16
-    radius = math.ceil(math.sqrt(4.0 * n_freq / math.pi)) + 2
+def _cosines(x: np.ndarray, y: np.ndarray, m: int) -> np.ndarray:
+    """The first ``m`` separable cosines ``cos(π a u) cos(π b v)`` of the face's bounding box,
+    by increasing frequency ``a² + b²`` → ``[N, m]`` (a prefix of this list for any smaller m)."""
+    radius = math.ceil(math.sqrt(4.0 * m / math.pi)) + 2
     fa, fb = np.meshgrid(np.arange(radius), np.arange(radius), indexing="ij")
-    order = np.lexsort((fb.ravel(), fa.ravel(), (fa**2 + fb**2).ravel()))[:n_freq]
+    order = np.lexsort((fb.ravel(), fa.ravel(), (fa**2 + fb**2).ravel()))[:m]
     fa, fb = fa.ravel()[order], fb.ravel()[order]
     u = (x - x.min()) / (x.max() - x.min())
     v = (y - y.min()) / (y.max() - y.min())
-    phi = weight[:, None] * np.cos(np.pi * u[:, None] * fa) * np.cos(np.pi * v[:, None] * fb)  # [N, M]
+    return np.cos(np.pi * u[:, None] * fa) * np.cos(np.pi * v[:, None] * fb)
+
+
+def _smooth_fields(
+    cosines: np.ndarray, n: int, weight: np.ndarray, rng: np.random.Generator, dtype: type
+) -> np.ndarray:
+    """``n`` orthonormal, spatially smooth 3-vector fields → ``[3N, n]`` of ``dtype`` (Basel interleaving).
+
+    Fields are random mixtures of the first ``n + 16`` of ``cosines [N, M]``; field k mixes
+    frequencies up to a cut-off growing with k, so later fields are finer. ``weight [N]``
+    concentrates them spatially (before the QR, which only mixes the fields).
+    """
+    n_freq = n + 16
+    phi = weight[:, None] * cosines[:, :n_freq]  # [N, n_freq]
     cutoff = 3.0 + np.arange(n) / 3.0  # frequencies per channel that field k mixes
-    envelope = np.exp(-0.5 * (np.arange(n_freq)[:, None] / cutoff) ** 2)  # [M, n]
+    envelope = np.exp(-0.5 * (np.arange(n_freq)[:, None] / cutoff) ** 2)  # [n_freq, n]
     coeffs = rng.standard_normal((3, n_freq, n)) * envelope  # field k, channel c = phi @ coeffs[c, :, k]
     # QR without forming the tall [3N, n] matrix: phi = psi L^T with orthonormal psi, so the
     # fields are psi @ (L^T coeffs[c]) per channel and only that small matrix needs a QR
     chol = np.linalg.cholesky(phi.T @ phi)
-    psi = solve_triangular(chol, phi.T, lower=True).T  # [N, M], orthonormal columns
+    psi = solve_triangular(chol, phi.T, lower=True).T  # [N, n_freq], orthonormal columns
     q, r = np.linalg.qr((chol.T @ coeffs).reshape(3 * n_freq, n))
     q = (q * np.sign(np.diag(r))).reshape(3, n_freq, n).transpose(1, 0, 2).reshape(n_freq, 3 * n)
-    return (psi @ q).reshape(-1, n)  # [N, 3 n] → [3N, n]: rows interleave x, y, z per vertex
+    return (psi.astype(dtype) @ q.astype(dtype)).reshape(-1, n)  # [N, 3n] → [3N, n]: x, y, z per vertex
 
 
 def _variances(rms0: float, decay: float, n: int, n_vertices: int) -> np.ndarray:
@@ -262,7 +268,8 @@ def _landmarks(points: np.ndarray, symmetry: np.ndarray) -> tuple[dict[int, int]
     return table, chain, symmetry[chain]
 
 
-def _generate(size: _Size, seed: int) -> _Arrays:
+def _generate(size: _Size, seed: int, dtype: type = np.float64) -> _Arrays:
+    """The model's arrays; the bases (the bulk) are computed in ``dtype``, the rest in float64."""
     points, faces, symmetry = _mesh(size)
     n = points.shape[0]
     x, y = points[:, 0], points[:, 1]
@@ -277,6 +284,7 @@ def _generate(size: _Size, seed: int) -> _Arrays:
         + 0.5 * _gauss(x, y, 0, -78, 25, 14)
     )
     ones = np.ones(n)
+    cosines = _cosines(x, y, max(size.components) + 16)
 
     # colour (sRGB-like, as Basel's) and the linear diffuse/specular albedos derived from it
     skin = np.array([0.80, 0.62, 0.52])
@@ -288,26 +296,25 @@ def _generate(size: _Size, seed: int) -> _Arrays:
     specular = np.repeat(0.18 + 0.07 * t_zone, 3, axis=1)
 
     groups = {
-        "shape": (points.ravel(), _smooth_fields(x, y, n_shape, ones, rng), _variances(3.0, 0.75, n_shape, n)),
+        "shape": (points.ravel(), _smooth_fields(cosines, n_shape, ones, rng, dtype), _variances(3.0, 0.75, n_shape, n)),
         "expression": (
             np.zeros(3 * n),
-            _smooth_fields(x, y, n_expr, expression_weight, rng),
+            _smooth_fields(cosines, n_expr, expression_weight, rng, dtype),
             _variances(1.5, 0.7, n_expr, n),
         ),
-        "color": (colour.ravel(), _smooth_fields(x, y, n_colour, ones, rng), _variances(0.03, 0.8, n_colour, n)),
+        "color": (colour.ravel(), _smooth_fields(cosines, n_colour, ones, rng, dtype), _variances(0.03, 0.8, n_colour, n)),
         "diffuseAlbedo": (
             diffuse.ravel(),
-            _smooth_fields(x, y, n_albedo, ones, rng),
+            _smooth_fields(cosines, n_albedo, ones, rng, dtype),
             _variances(0.015, 0.8, n_albedo, n),
         ),
         "specularAlbedo": (
             specular.ravel(),
-            _smooth_fields(x, y, n_albedo, ones, rng),
+            _smooth_fields(cosines, n_albedo, ones, rng, dtype),
             _variances(0.01, 0.8, n_albedo, n),
         ),
     }
-    half = size.columns / 2 * (_WIDTH / size.columns)
-    scale = 0.96 / max(2 * half, _HEIGHT)  # one scale for u and v: texels stay square
+    scale = 0.96 / max(_WIDTH, _HEIGHT)  # one scale for u and v: texels stay square
     uv = np.stack([0.5 + x * scale, 0.5 - (y - _Y_CENTRE) * scale], -1)
     table, right_chain, left_chain = _landmarks(points, symmetry)
     return _Arrays(points, faces, uv, symmetry, groups, table, right_chain, left_chain)
@@ -333,7 +340,7 @@ def write_synthetic_basel(folder: Path | str, size: str = "small", seed: int = 0
     """
     import h5py
 
-    arrays = _generate(_size(size), seed)
+    arrays = _generate(_size(size), seed, np.float32)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = SyntheticBaselFiles(
@@ -345,9 +352,9 @@ def write_synthetic_basel(folder: Path | str, size: str = "small", seed: int = 0
         with h5py.File(path, "w") as h5:
             for name in names:
                 mean, basis, var = arrays.groups[name]
-                h5[f"{name}/model/mean"] = mean.astype(np.float32)
-                h5[f"{name}/model/pcaBasis"] = basis.astype(np.float32)
-                h5[f"{name}/model/pcaVariance"] = var.astype(np.float32)
+                h5[f"{name}/model/mean"] = mean.astype(np.float32, copy=False)
+                h5[f"{name}/model/pcaBasis"] = basis.astype(np.float32, copy=False)
+                h5[f"{name}/model/pcaVariance"] = var.astype(np.float32, copy=False)
                 h5[f"{name}/model/noiseVariance"] = np.float32(0.0)
                 h5[f"{name}/representer/points"] = points
                 h5[f"{name}/representer/cells"] = cells
@@ -368,7 +375,7 @@ def synthetic_model(
     symmetric: ``u[symmetry] = 1 - u``); ``landmarks["ibug68"]`` holds the fixed table and, in
     ``contour``, the right jaw chain for ibug 0–7 and the left one for 9–16.
     """
-    arrays = _generate(_size(size), seed)
+    arrays = _generate(_size(size), seed, np.float64 if dtype == torch.float64 else np.float32)
     n = arrays.points.shape[0]
 
     def tensor(a: np.ndarray) -> torch.Tensor:
