@@ -82,6 +82,7 @@ def run(quick: bool = False) -> dict[str, object]:
             "cold_under_15s": cold < COLD_TARGET_S,
             "warm_under_1s": warm < WARM_TARGET_S,
             "uv_flipped": uv["flipped"],
+            "uv_boundary_crossings": uv["boundary_crossings"],
             "uv_area_distortion": round(uv["area_distortion"], 4),
             "uv_area_ratio_p5_p95": f"{uv['area_ratio_p5']:.2f}/{uv['area_ratio_p95']:.2f}",
             "uv_l2_stretch": round(uv["l2_stretch"], 3),

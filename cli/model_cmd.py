@@ -92,7 +92,7 @@ def info(
     typer.echo(f"units      {loaded.units} (checked: extent {' x '.join(f'{e:.1f}' for e in frame.extent_mm)} mm)")
     typer.echo(f"axes       {frame.axes} (checked on the mean shape)")
     typer.echo(
-        f"uv         {uv['flipped']} flipped triangles, area distortion {uv['area_distortion']:.3f} "
+        f"uv         {uv['flipped']} flipped triangles, {uv['boundary_crossings']} boundary crossings, area distortion {uv['area_distortion']:.3f} "
         f"(ratio p5 {uv['area_ratio_p5']:.2f}, p95 {uv['area_ratio_p95']:.2f}), L2 stretch {uv['l2_stretch']:.2f}, "
         f"symmetry error {uv['symmetry_error']:.2g}"
     )

@@ -40,7 +40,9 @@ class UVQuality:
     """How good a parametrisation is.
 
     ``flipped``: triangles whose uv orientation disagrees with the majority (plus degenerate
-    ones); must be 0. ``area_distortion``: the 3D-area-weighted mean of
+    ones); must be 0. ``boundary_crossings``: pairs of uv boundary edges that cross; with no
+    flips and no crossings the map is injective (a locally injective map of a disc whose
+    boundary stays simple does not overlap itself). ``area_distortion``: the 3D-area-weighted mean of
     ``|log2(uv area share / 3D area share)|`` (0 = every triangle keeps its share of the
     texture; 1 = on average a factor 2 off). ``area_ratio_p5`` / ``area_ratio_p95``: the 5th
     and 95th percentiles of that ratio. ``l2_stretch``: Sander et al.'s L2 stretch of the
@@ -49,6 +51,7 @@ class UVQuality:
     """
 
     flipped: int
+    boundary_crossings: int
     area_distortion: float
     area_ratio_p5: float
     area_ratio_p95: float
@@ -58,6 +61,7 @@ class UVQuality:
     def as_dict(self) -> dict[str, float | int]:
         return {
             "flipped": self.flipped,
+            "boundary_crossings": self.boundary_crossings,
             "area_distortion": self.area_distortion,
             "area_ratio_p5": self.area_ratio_p5,
             "area_ratio_p95": self.area_ratio_p95,
@@ -88,20 +92,24 @@ def symmetric_uv(
     if not topo.boundary_loops:
         raise ValueError("symmetric_uv needs an open mesh (a face mask with a boundary); this mesh is closed")
     outer = _outer_loop(points, topo)
-    pts, tris = _close_holes(points, f, [loop.numpy() for loop in topo.boundary_loops if not _same(loop.numpy(), outer)])
-    boundary_xy = _circle(points, outer)
+    ears = _ears(outer, f, n)
+    core, tips = outer[~ears], outer[ears]
+    holes = [loop.numpy() for loop in topo.boundary_loops if not _same(loop.numpy(), outer)]
+    pts, tris = _close_holes(points, f[~np.isin(f, tips).any(1)], holes)
+    fixed = np.concatenate([core, tips])  # ear tips take no part in the solve; placed afterwards
+    boundary_xy = np.concatenate([_circle(points, core), np.zeros((len(tips), 2))])
 
     weights = _mean_value_weights(pts, tris)
     best_xy, best_stretch = None, np.inf
     for _ in range(stretch_iterations + 1):
-        xy = _solve(weights, outer, boundary_xy, pts.shape[0])
+        xy = _solve(weights, fixed, boundary_xy, pts.shape[0])
         sigma_t, stretch = _stretch(pts, tris, xy)
         if stretch >= best_stretch:
             break
         best_xy, best_stretch = xy, stretch
         sigma_v = _vertex_stretch(pts, tris, sigma_t)
         weights = (weights[0], weights[1], weights[2] / sigma_v[weights[1]])
-    xy = best_xy[:n]
+    xy = _place_ears(points, best_xy[:n], outer, ears)
     # x right, y up → u = column, v = row from the top
     uv = np.stack([xy[:, 0], -xy[:, 1]], axis=1)
     uv = _symmetrise(uv, sym, f)
@@ -133,8 +141,10 @@ def uv_quality(uv: torch.Tensor, mean: torch.Tensor, faces: torch.Tensor, symmet
     else:
         s = symmetry.cpu().numpy()
         sym_err = float(np.abs(t[s] - np.stack([1.0 - t[:, 0], t[:, 1]], axis=1)).max())
+    loops = MeshTopology.from_faces(faces, p.shape[0]).boundary_loops
     return UVQuality(
         flipped=flipped,
+        boundary_crossings=_boundary_crossings(t, [loop.numpy() for loop in loops]),
         area_distortion=float((share3[ok] * log_ratio).sum() / share3[ok].sum()),
         area_ratio_p5=float(np.percentile(ratio, 5)),
         area_ratio_p95=float(np.percentile(ratio, 95)),
@@ -144,6 +154,25 @@ def uv_quality(uv: torch.Tensor, mean: torch.Tensor, faces: torch.Tensor, symmet
 
 
 # -- steps ------------------------------------------------------------------------------
+
+
+def _boundary_crossings(uv: np.ndarray, loops: list[np.ndarray]) -> int:
+    """Number of pairs of boundary edges (of all loops) that properly cross in uv; edges
+    sharing a vertex are not counted. All pairs at once (boundaries have ~10³ edges)."""
+    if not loops:
+        return 0
+    start = np.concatenate(loops)
+    end = np.concatenate([np.roll(loop, -1) for loop in loops])
+    a, b = uv[start], uv[end]
+
+    def side(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+
+    i, j = np.triu_indices(len(start), k=1)
+    share = (start[i] == start[j]) | (start[i] == end[j]) | (end[i] == start[j]) | (end[i] == end[j])
+    i, j = i[~share], j[~share]
+    cross = (side(a[i], b[i], a[j]) * side(a[i], b[i], b[j]) < 0) & (side(a[j], b[j], a[i]) * side(a[j], b[j], b[i]) < 0)
+    return int(cross.sum())
 
 
 def _symmetrise(uv: np.ndarray, sym: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -183,6 +212,39 @@ def _outer_loop(points: np.ndarray, topo: MeshTopology) -> np.ndarray:
     upper = points[loop, 1] >= np.median(points[loop, 1])
     score = np.where(upper, np.abs(points[loop, 0]), np.inf)
     return np.roll(loop, -int(np.argmin(score)))
+
+
+def _ears(loop: np.ndarray, faces: np.ndarray, n: int) -> np.ndarray:
+    """Mask over ``loop``: boundary vertices in a single triangle (the outer corners of a
+    staircase outline). On a convex boundary such a triangle would collapse to a sliver, so
+    its tip is left out of the boundary polygon and placed afterwards (:func:`_place_ears`).
+    Adjacent ears are kept on the boundary."""
+    count = np.bincount(faces.ravel(), minlength=n)
+    ear = count[loop] == 1
+    return ear & ~np.roll(ear, 1) & ~np.roll(ear, -1)
+
+
+def _place_ears(points: np.ndarray, xy: np.ndarray, loop: np.ndarray, ears: np.ndarray) -> np.ndarray:
+    """Put each ear tip outside the chord between its loop neighbours (a mesh edge of its
+    only triangle), keeping the 3D triangle's shape at the chord's scale: the triangle keeps
+    its orientation and lies outside the convex core, so nothing overlaps or flips."""
+    k = np.flatnonzero(ears)
+    if len(k) == 0:
+        return xy
+    a, b, c = loop[k - 1], loop[k], loop[(k + 1) % len(loop)]
+    chord3 = points[c] - points[a]
+    length3 = np.linalg.norm(chord3, axis=1)
+    offset3 = points[b] - points[a]
+    along = (offset3 * chord3).sum(1) / length3
+    height = np.linalg.norm(np.cross(offset3, chord3), axis=1) / length3
+    chord = xy[c] - xy[a]
+    length = np.linalg.norm(chord, axis=1)
+    direction = chord / length[:, None]
+    outward = np.stack([direction[:, 1], -direction[:, 0]], axis=1)  # right of a counter-clockwise loop
+    scale = (length / length3)[:, None]
+    out = xy.copy()
+    out[b] = xy[a] + direction * along[:, None] * scale + outward * height[:, None] * scale
+    return out
 
 
 def _close_holes(points: np.ndarray, faces: np.ndarray, holes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

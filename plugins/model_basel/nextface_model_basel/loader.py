@@ -44,7 +44,7 @@ from .files import find_model_files, read_groups
 from .landmarks import ibug68
 
 CACHE_ENV = "NEXTFACE_CACHE_DIR"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # bump whenever what is cached changes (uv method, arrays, meta)
 SYMMETRY_FILE = "symmetry.txt"
 _ARRAYS = (
     "shape_mean", "shape_basis", "shape_var", "expression_basis", "expression_var",
