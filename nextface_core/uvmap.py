@@ -6,7 +6,10 @@ no third-party UV file is needed. Method:
 1. Holes (eyes, mouth) are closed for the solve by a virtual vertex per hole, so the mesh
    is a topological disc.
 2. The outer boundary goes to a circle by arc length, starting at the top of the midline,
-   counter-clockwise as seen from the front.
+   counter-clockwise as seen from the front. "Ears" (boundary vertices in a single triangle,
+   the corners of a staircase outline) are left out of that polygon, since on a convex
+   boundary their triangle would collapse to a sliver, and are placed afterwards outside
+   the chord of their triangle with its 3D shape.
 3. The interior solves a Tutte/Floater system with positive mean-value weights. With a
    convex boundary and positive weights the map is provably injective (Floater 2003,
    "Mean value coordinates"), so no triangle flips.
@@ -15,7 +18,8 @@ no third-party UV file is needed. Method:
    stay positive, so step 3's guarantee holds at every iteration.
 5. The result is symmetrised through the vertex symmetry map (``uv[s(i)] = (1-u_i, v_i)``),
    so a horizontal flip of a texture is the mirrored face, and scaled to fill the square
-   with a margin. Flips are counted after this step and reported.
+   with a margin. Flips and boundary crossings are counted after this step
+   (:func:`uv_quality`) and reported.
 
 Axes: model x is left–right (the mirror axis), y up. ``u`` grows with x (the subject's right
 side, at negative x, is on the left of the texture, as in a frontal photo); ``v`` is the
