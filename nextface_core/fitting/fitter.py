@@ -17,7 +17,7 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..losses import LossContext, LossTerm
 from ..model import MorphableModel
 from ..params import SceneParameters
 from ..plugins import PluginRegistry
-from ..render import Renderer, RenderMode
+from ..render import Renderer
 from .inputs import ImageBatch, make_batch
 from .pose import initial_pose
 from .result import FitResult, StageReport
@@ -237,25 +237,27 @@ class _RunState:
             **kw,
         )
 
-    def _total(self, stage: int, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def _total(self, stage: int, ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted sum of the active terms, and each weighted term (detached)."""
         total, parts = None, {}
         for term in self.fitter.losses:
             w = term.weight(self.cfg, stage)
             if w == 0.0:
                 continue
-            value = term(ctx)
-            parts[term.name] = float(value.detach())
-            total = w * value if total is None else total + w * value
+            value = w * term(ctx)
+            parts[term.name] = value.detach()
+            total = value if total is None else total + value
         if total is None:
             raise UsageError(f"every loss weight of stage {stage} is 0", "set at least one [weights] entry of that stage")
         return total, parts
 
-    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[], torch.Tensor], after=None):
+    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[], LossContext], after=None):
         history: list[float] = []
+        parts: dict[str, float] = {}
         t0 = time.perf_counter()
         for it in range(iterations):
             opt.zero_grad(set_to_none=True)
-            loss = step()
+            loss, parts = self._total(stage, step())
             loss.backward()
             opt.step()
             if after is not None:
@@ -265,7 +267,7 @@ class _RunState:
             if self.progress is not None:
                 self.progress(stage, it + 1, iterations, history[-1])
         seconds = time.perf_counter() - t0
-        return StageReport(stage, iterations, seconds, history)
+        return StageReport(stage, iterations, seconds, history, terms=parts)
 
     def _roughness(self, params: SceneParameters) -> torch.Tensor:
         s, t = params.shape.shape[0], self.cfg.texture.resolution
@@ -280,7 +282,7 @@ class _RunState:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # ~100 landmark points: waking worker threads costs more than it saves
         try:
-            report = self._loop(1, cfg.stage1.iterations, opt, lambda: self._total(1, self._context(1, params))[0])
+            report = self._loop(1, cfg.stage1.iterations, opt, lambda: self._context(1, params))
         finally:
             torch.set_num_threads(threads)
         return params.detached(), maps, report
@@ -294,10 +296,10 @@ class _RunState:
         opt = self._optimizer(params, names, cfg.stage2.learning_rate)
         roughness = self._roughness(params)
 
-        def step() -> torch.Tensor:
+        def step() -> LossContext:
             diffuse, specular = self.scene.albedo_textures(params)
-            out = self.render(params, diffuse, specular, roughness, cfg.render.samples)
-            return self._total(2, self._context(2, params, render=out))[0]
+            inputs = self.scene.render_inputs(params, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed)
+            return self._context(2, params, render=self.fitter.renderer.render(inputs))
 
         report = self._loop(2, cfg.stage2.iterations, opt, step)
         return params.detached(), maps, report
@@ -310,10 +312,13 @@ class _RunState:
         maps = {k: v.detach().clone().requires_grad_(True) for k, v in initial.items()}
         opt = torch.optim.Adam([{"params": [t], "lr": cfg.stage3.learning_rate} for t in maps.values()])
         frozen = params.detached()
+        with torch.no_grad():  # the geometry is fixed in stage 3: build it once
+            base = self.scene.render_inputs(frozen, diffuse, specular, initial["roughness"], cfg.render.samples, cfg.run.seed)
+            ctx = self._context(3, frozen, maps=maps, maps_initial=initial)
 
-        def step() -> torch.Tensor:
-            out = self.render(frozen, maps["diffuse"], maps["specular"], maps["roughness"], cfg.render.samples)
-            return self._total(3, self._context(3, frozen, render=out, maps=maps, maps_initial=initial))[0]
+        def step() -> LossContext:
+            inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
+            return replace(ctx, render=self.fitter.renderer.render(inputs))
 
         def clamp() -> None:
             for t in maps.values():
@@ -321,12 +326,6 @@ class _RunState:
 
         report = self._loop(3, cfg.stage3.iterations, opt, step, after=clamp)
         return frozen, {k: v.detach() for k, v in maps.items()}, report
-
-    def render(self, params, diffuse, specular, roughness, samples, mode=RenderMode.FULL, seed=None):
-        inputs = self.scene.render_inputs(
-            params, diffuse, specular, roughness, samples, self.cfg.run.seed if seed is None else seed, mode
-        )
-        return self.fitter.renderer.render(inputs)
 
     def _init_light(self, params: SceneParameters) -> None:
         """Ambient light so the mean-albedo face matches the photo's mean brightness there."""

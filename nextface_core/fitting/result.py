@@ -40,6 +40,10 @@ class StageReport:
     seconds: float
     losses: list[float] = field(default_factory=list)
     skipped: bool = False
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.terms = {k: float(v) for k, v in self.terms.items()}
 
     @property
     def iterations_per_second(self) -> float:
@@ -207,6 +211,7 @@ class FitResult:
                     "seconds": s.seconds,
                     "iterations_per_second": s.iterations_per_second,
                     "final_loss": s.losses[-1] if s.losses else None,
+                    "final_terms": s.terms,
                     "skipped": s.skipped,
                 }
                 for s in self.stages
