@@ -9,6 +9,7 @@ from the projective integrator ``prb_projective`` (direct lighting only: ``max_d
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -46,9 +47,39 @@ class _Slot:
 
     scene: Any
     params: Any
-    render: Callable[..., torch.Tensor]
     faces: torch.Tensor
     uv: torch.Tensor
+    render: Callable[..., torch.Tensor] | None = None
+
+
+class _Token:
+    """Lives exactly as long as the autograd graph of one differentiable render (held by its node)."""
+
+
+@dataclass
+class _Pool:
+    """One scene per image. Mitsuba differentiates the scene as it is when ``backward()`` runs, so a
+    pool that rendered with gradients stays reserved until that backward ran or its graph was freed."""
+
+    slots: list[_Slot]
+    pending: "weakref.ref[_Token] | None" = None
+
+    def free(self) -> bool:
+        return self.pending is None or self.pending() is None
+
+
+class _HoldUntilBackward(torch.autograd.Function):
+    """Identity on an image that keeps its pool reserved while the graph lives, and frees it in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, image: torch.Tensor, pool: _Pool, token: _Token) -> torch.Tensor:
+        ctx.pool, ctx.token = pool, token
+        return image.view_as(image)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        ctx.pool.pending = None  # Mitsuba's own backward for this image runs next, before any new render
+        return grad, None, None
 
 
 def _bitmap(mi: Any, channels: int, size: int) -> dict[str, Any]:
@@ -108,15 +139,14 @@ class MitsubaRenderer:
             raise ConfigError(f"Mitsuba envmap_height must be ≥ 3, got {envmap_height}", "use e.g. 32")
         self.shadow_gradients = shadow_gradients
         self.envmap_height = envmap_height
-        self._slots: list[_Slot] = []
+        self._pools: list[_Pool] = []
         self._layout: _Layout | None = None
         self._integrators: dict[RenderMode, Any] = {}
 
     # -- scene construction ---------------------------------------------------------------
 
-    def _build(self, mi: Any, dr: Any, inputs: RenderInputs, layout: _Layout) -> None:
-        height, width = inputs.image_size
-        n, f = layout.vertices, layout.faces
+    def _start(self, mi: Any, dr: Any, layout: _Layout) -> None:
+        """New layout: fresh integrators, no pools (graphs still holding old pools keep them alive)."""
         register(mi, dr)
         # direct lighting only (camera → surface → light), the light itself invisible (background 0)
         direct = {"type": "prb_projective", "max_depth": 2, "hide_emitters": True, **SHADOW_GRADIENTS[self.shadow_gradients]}
@@ -127,11 +157,21 @@ class MitsubaRenderer:
             # the albedo AOV of the diffuse lobe, with the path tracer underneath for the alpha channel
             RenderMode.ALBEDO: mi.load_dict({"type": "aov", "aovs": "albedo:albedo", "integrator": direct}),
         }
-        self._slots = []
+        self._pools = []
+        self._layout = layout
+
+    def _pool(self, mi: Any, dr: Any, inputs: RenderInputs) -> _Pool:
+        """A free pool with at least B scenes: an existing one (kernels and scenes reused) or a new one."""
+        for pool in self._pools:
+            if pool.free() and len(pool.slots) >= inputs.batch_size:
+                return pool
+        layout = self._layout
+        height, width = layout.image_size
+        slots = []
         for _ in range(inputs.batch_size):
             props = mi.Properties()
             props["bsdf"] = _bsdf(mi, layout.texture_sizes)  # one per scene: textures differ per image
-            mesh = mi.Mesh("face", n, f, props, has_vertex_normals=True, has_vertex_texcoords=True)
+            mesh = mi.Mesh("face", layout.vertices, layout.faces, props, has_vertex_normals=True, has_vertex_texcoords=True)
             scene = mi.load_dict(
                 {
                     "type": "scene",
@@ -160,22 +200,30 @@ class MitsubaRenderer:
             )
             params = mi.traverse(scene)
             params.keep(list(_KEYS.values()))
-            slot = _Slot(scene, params, self._wrap(mi, dr, scene, params), inputs.faces.new_empty(0), inputs.uv.new_empty(0))
-            self._slots.append(slot)
-        self._layout = layout
+            slot = _Slot(scene, params, inputs.faces.new_empty(0), inputs.uv.new_empty(0))
+            slot.render = self._wrap(mi, dr, slot)
+            slots.append(slot)
+        self._pools.append(_Pool(slots))
+        return self._pools[-1]
 
     @staticmethod
-    def _wrap(mi: Any, dr: Any, scene: Any, params: Any) -> Callable[..., torch.Tensor]:
+    def _wrap(mi: Any, dr: Any, slot: _Slot) -> Callable[..., torch.Tensor]:
+        """The slot's render function: PyTorch tensors in, ``[H,W,C]`` image out, gradients via ``dr.wrap``."""
+
         @dr.wrap(source="torch", target="drjit")
-        def render(positions, normals, diffuse, specular, roughness, envmap, spp, seed, integrator):
+        def render(positions, normals, diffuse, specular, roughness, envmap, sensor, spp, seed, integrator):
+            params = slot.params
             params[_KEYS["positions"]] = positions.array
             params[_KEYS["normals"]] = normals.array
             params[_KEYS["diffuse"]] = diffuse
             params[_KEYS["specular"]] = specular
             params[_KEYS["roughness"]] = roughness
             params[_KEYS["envmap"]] = envmap
+            for key, value in zip(("fov", "offset_x", "offset_y"), sensor):
+                # opaque: a literal would be baked into the kernels, recompiling them for every new focal
+                params[_KEYS[key]] = dr.opaque(mi.Float, value)
             params.update()
-            return mi.render(scene, params, spp=spp, seed=seed, integrator=integrator)
+            return mi.render(slot.scene, slot.params, spp=spp, seed=seed, integrator=integrator)
 
         return render
 
@@ -202,8 +250,9 @@ class MitsubaRenderer:
             variant, inputs.vertices.shape[1], inputs.faces.shape[0], tuple(inputs.image_size),
             (inputs.diffuse.shape[1], inputs.specular.shape[1], inputs.roughness.shape[1]),
         )
-        if layout != self._layout or len(self._slots) < b:
-            self._build(mi, dr, inputs, layout)
+        if layout != self._layout:
+            self._start(mi, dr, layout)
+        pool = self._pool(mi, dr, inputs)
         diffuse, specular, roughness = _material_textures(inputs)
         envmap = envmap_data(inputs.sh.float(), self.envmap_height)
         sensor = sensor_settings(inputs.focal.detach().double(), inputs.principal_point.detach().double(), inputs.image_size)
@@ -211,27 +260,27 @@ class MitsubaRenderer:
         rgba = []
         # Mitsuba renders one sensor of one scene per call, so images are a loop of B kernel launches
         for i in range(b):
-            slot = self._slots[i]
+            slot = pool.slots[i]
             self._sync_topology(slot, inputs)
-            fov, off_x, off_y = sensor[i].tolist()
-            # opaque: a literal would be baked into the kernels and recompile them for every new focal
-            slot.params[_KEYS["fov"]] = dr.opaque(mi.Float, fov)
-            slot.params[_KEYS["offset_x"]] = dr.opaque(mi.Float, off_x)
-            slot.params[_KEYS["offset_y"]] = dr.opaque(mi.Float, off_y)
-            rgba.append(
-                slot.render(
-                    inputs.vertices[i].float().contiguous(),
-                    inputs.normals[i].float().contiguous(),
-                    diffuse[min(i, diffuse.shape[0] - 1)],
-                    specular[min(i, specular.shape[0] - 1)],
-                    roughness[min(i, roughness.shape[0] - 1)],
-                    envmap[i],
-                    int(inputs.samples),
-                    int(inputs.seed),
-                    integrator,
-                )
+            image = slot.render(
+                inputs.vertices[i].float().contiguous(),
+                inputs.normals[i].float().contiguous(),
+                diffuse[min(i, diffuse.shape[0] - 1)],
+                specular[min(i, specular.shape[0] - 1)],
+                roughness[min(i, roughness.shape[0] - 1)],
+                envmap[i],
+                tuple(sensor[i].tolist()),
+                int(inputs.samples),
+                int(inputs.seed),
+                integrator,
             )
-        out = torch.stack(rgba).to(device=device, dtype=inputs.vertices.dtype)
+            rgba.append(image)
+        out = torch.stack(rgba)
+        if out.requires_grad:
+            token = _Token()
+            pool.pending = weakref.ref(token)
+            out = _HoldUntilBackward.apply(out, pool, token)
+        out = out.to(device=device, dtype=inputs.vertices.dtype)
         if inputs.mode == RenderMode.ALBEDO:
             image, mask = out[..., 4:7], out[..., 3:4]
         else:
@@ -241,7 +290,7 @@ class MitsubaRenderer:
 
     def release(self) -> None:
         """Drop every Mitsuba scene (and its Dr.Jit memory); the next render rebuilds them."""
-        self._slots = []
+        self._pools = []
         self._integrators = {}
         self._layout = None
 

@@ -106,3 +106,29 @@ def test_batch_equals_per_image(renderer, scenes) -> None:
         torch.testing.assert_close(together.image[i], alone.image[0], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(together.mask[i], alone.mask[0], rtol=0, atol=1e-6)
     assert (together.image[0] - together.image[1]).abs().max() > 0.1
+
+
+def test_rendering_again_before_backward_keeps_gradients_right(renderer, scenes) -> None:
+    """A preview (no grad) and a second differentiable render between a render and its backward
+    leave that render's gradients exactly as without them."""
+    base = scenes.inputs(samples=4, specular=0.2)
+
+    def leaves():
+        return base.sh.clone().requires_grad_(True), base.vertices.clone().requires_grad_(True), base.diffuse.clone().requires_grad_(True)
+
+    sh, vertices, diffuse = leaves()
+    renderer.render(dataclasses.replace(base, sh=sh, vertices=vertices, diffuse=diffuse)).image.sum().backward()
+    reference = (sh.grad, vertices.grad, diffuse.grad)
+
+    sh, vertices, diffuse = leaves()
+    first = renderer.render(dataclasses.replace(base, sh=sh, vertices=vertices, diffuse=diffuse))
+    other = dataclasses.replace(base, vertices=base.vertices + 0.1, diffuse=0.2 * base.diffuse, sh=2 * base.sh, focal=base.focal * 1.3)
+    with torch.no_grad():
+        renderer.render(other)
+    second_sh = other.sh.clone().requires_grad_(True)
+    second = renderer.render(dataclasses.replace(other, sh=second_sh))
+    first.image.sum().backward()
+    for got, want in zip((sh.grad, vertices.grad, diffuse.grad), reference):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    second.image.sum().backward()
+    assert second_sh.grad.abs().sum() > 0
