@@ -26,6 +26,15 @@ def _check_bands(bands: int) -> None:
         raise ValueError(f"SH bands must be between 1 and {MAX_BANDS}, got {bands}")
 
 
+def _bands_of(sh: torch.Tensor) -> int:
+    """Bands of a light tensor ``[B, bands², 3]``; ValueError for any other shape."""
+    bands = math.isqrt(sh.shape[1]) if sh.ndim == 3 else 0
+    if sh.ndim != 3 or sh.shape[2] != 3 or bands * bands != sh.shape[1]:
+        raise ValueError(f"SH light has shape {tuple(sh.shape)}; expected [B, bands², 3] (bands² = 1, 4, 9, ..., 81)")
+    _check_bands(bands)
+    return bands
+
+
 def sh_basis(directions: torch.Tensor, bands: int) -> torch.Tensor:
     """Evaluate the basis at unit ``directions [..., 3]`` (camera space) → ``[..., bands²]``.
 
@@ -83,7 +92,7 @@ def irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
 
     Returns ``[B,...,3]``. A Lambertian surface of albedo ρ reflects ``ρ E / π``.
     """
-    bands = int(round(math.sqrt(sh.shape[1])))
+    bands = _bands_of(sh)
     kernel = sh.new_tensor([lambert_kernel(bands)[l] for l in range(bands) for _ in range(2 * l + 1)])
     basis = sh_basis(normals, bands)  # [B,...,K]
     weighted = sh * kernel[None, :, None]  # [B,K,3]
@@ -93,7 +102,7 @@ def irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
 
 def radiance(directions: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
     """Incoming radiance ``L(ω)`` from ``directions [B,...,3]`` under ``sh [B,bands²,3]`` → ``[B,...,3]``."""
-    bands = int(round(math.sqrt(sh.shape[1])))
+    bands = _bands_of(sh)
     basis = sh_basis(directions, bands)
     flat = basis.reshape(basis.shape[0], -1, basis.shape[-1])
     return torch.bmm(flat, sh).reshape(*directions.shape[:-1], 3)
@@ -125,6 +134,8 @@ def sh_to_envmap(sh: torch.Tensor, height: int) -> torch.Tensor:
 
 def envmap_to_sh(envmap: torch.Tensor, bands: int) -> torch.Tensor:
     """Project an equirectangular ``envmap [B,H,2H,3]`` onto the SH basis → ``[B,bands²,3]``."""
+    if envmap.ndim != 4 or envmap.shape[2] != 2 * envmap.shape[1]:
+        raise ValueError(f"env map has shape {tuple(envmap.shape)}; expected equirectangular [B, H, 2H, C]")
     height = envmap.shape[1]
     dirs = envmap_directions(height, envmap.device, envmap.dtype)
     weights = envmap_solid_angles(height, envmap.device, envmap.dtype)

@@ -147,3 +147,15 @@ def test_envmap_round_trip(bands: int) -> None:
 def test_bad_band_count_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="between 1 and 9, got 10"):
         sh_basis(torch.tensor([[0.0, 0.0, 1.0]]), 10)
+
+
+def test_bad_light_and_envmap_shapes_are_clear_errors() -> None:
+    normals = torch.tensor([[[0.0, 0.0, 1.0]]])
+    with pytest.raises(ValueError, match=r"SH light has shape \(1, 10, 3\); expected \[B, bands², 3\]"):
+        irradiance(normals, torch.zeros(1, 10, 3))
+    with pytest.raises(ValueError, match=r"SH light has shape \(1, 9\)"):
+        radiance(normals, torch.zeros(1, 9))
+    with pytest.raises(ValueError, match=r"SH bands must be between 1 and 9, got 10"):
+        radiance(normals, torch.zeros(1, 100, 3))
+    with pytest.raises(ValueError, match=r"env map has shape \(1, 8, 8, 3\); expected equirectangular"):
+        envmap_to_sh(torch.zeros(1, 8, 8, 3), 3)
