@@ -40,11 +40,17 @@ def _landmark_vertices(model: MorphableModel) -> dict[int, int]:
     return dict(zip(assoc.landmark_index.tolist(), assoc.vertex_index.tolist()))
 
 
-def _datasets(path: Path) -> dict[str, tuple[str, int]]:
-    """Every dataset of an HDF5 file: name → (dtype, rank)."""
-    out: dict[str, tuple[str, int]] = {}
+def _layout(path: Path) -> dict[str, tuple[str, int, list[str]]]:
+    """Every group and dataset of an HDF5 file: name → (dtype or "group", rank, attribute names)."""
+    out: dict[str, tuple[str, int, list[str]]] = {}
+
+    def visit(name: str, obj: h5py.Group | h5py.Dataset) -> None:
+        kind = (str(obj.dtype), obj.ndim) if isinstance(obj, h5py.Dataset) else ("group", 0)
+        out[name] = (*kind, sorted(obj.attrs))
+
     with h5py.File(path, "r") as h5:
-        h5.visititems(lambda name, obj: out.__setitem__(name, (str(obj.dtype), obj.ndim)) if isinstance(obj, h5py.Dataset) else None)
+        out["/"] = ("group", 0, sorted(h5.attrs))
+        h5.visititems(visit)
     return out
 
 
@@ -188,7 +194,7 @@ def test_files_hold_the_same_model_as_memory(files: SyntheticBaselFiles) -> None
 @pytest.mark.skipif(not SFM_FOLDER.is_dir(), reason=f"the real sfm-as-bfm test model is not at {SFM_FOLDER}")
 def test_file_layouts_match_the_sfm_as_bfm_folder(files: SyntheticBaselFiles) -> None:
     for ours in (files.model, files.albedo):
-        assert _datasets(ours) == _datasets(SFM_FOLDER / ours.name), f"{ours.name} layout differs"
+        assert _layout(ours) == _layout(SFM_FOLDER / ours.name), f"{ours.name} layout differs"
     ours_lines = files.landmarks.read_text().splitlines()
     theirs_lines = (SFM_FOLDER / files.landmarks.name).read_text().splitlines()
     assert ours_lines[0] == theirs_lines[0]  # the same header
