@@ -38,7 +38,7 @@ class _Layout:
     vertices: int
     faces: int
     image_size: tuple[int, int]
-    texture_sizes: tuple[int, int, int]
+    texture_sizes: tuple[tuple[int, int], ...]  # (rows, columns) of the diffuse, specular, roughness maps
 
 
 @dataclass
@@ -82,17 +82,17 @@ class _HoldUntilBackward(torch.autograd.Function):
         return grad, None, None
 
 
-def _bitmap(mi: Any, channels: int, size: int) -> dict[str, Any]:
+def _bitmap(mi: Any, channels: int, size: tuple[int, int]) -> dict[str, Any]:
     return {
         "type": "bitmap",
-        "bitmap": mi.Bitmap(torch.zeros(size, size, channels).numpy()),
+        "bitmap": mi.Bitmap(torch.zeros(*size, channels).numpy()),
         "raw": True,  # linear data, no sRGB decoding
         "filter_type": "bilinear",
         "wrap_mode": "clamp",
     }
 
 
-def _bsdf(mi: Any, sizes: tuple[int, int, int]) -> Any:
+def _bsdf(mi: Any, sizes: tuple[tuple[int, int], ...]) -> Any:
     """The NextFace shading model as a BSDF (:mod:`.bsdf`), its three maps from textures."""
     return mi.load_dict(
         {
@@ -122,10 +122,14 @@ _KEYS = {
 class MitsubaRenderer:
     """Differentiable Mitsuba 3 path tracer behind the NextFace :class:`Renderer` protocol.
 
-    Silhouettes always get gradients (projective sampling of primary visibility).
-    ``shadow_gradients``: how shadow edges get theirs, a key of :data:`SHADOW_GRADIENTS`.
-    ``envmap_height``: rows of the internal equirectangular light map (columns = 2×); 32
-    resolves all 9 SH bands.
+    Shading is the core's model (:mod:`.bsdf`) lit by the SH light as an environment map,
+    direct lighting only, with shadows. The image is differentiable w.r.t. vertices, normals,
+    the three texture maps, the light, focal and principal point; the coverage ``mask`` carries
+    no gradient (Mitsuba's alpha is not differentiated) — silhouette gradients reach the loss
+    through the image, whose background is 0. Silhouettes always get gradients (projective
+    sampling of primary visibility). ``shadow_gradients``: how shadow edges get theirs, a key
+    of :data:`SHADOW_GRADIENTS`. ``envmap_height``: rows of the internal equirectangular light
+    map (columns = 2×); 32 resolves all 9 SH bands.
     """
 
     name = "mitsuba"
@@ -242,13 +246,14 @@ class MitsubaRenderer:
 
     def render(self, inputs: RenderInputs) -> RenderOutput:
         """Render ``inputs`` (see :class:`RenderInputs`) → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``."""
+        _check(inputs)
         device = inputs.vertices.device
         variant = variant_for(device)
         mi, dr = import_mitsuba(variant)
         b = inputs.batch_size
         layout = _Layout(
             variant, inputs.vertices.shape[1], inputs.faces.shape[0], tuple(inputs.image_size),
-            (inputs.diffuse.shape[1], inputs.specular.shape[1], inputs.roughness.shape[1]),
+            tuple(tuple(t.shape[1:3]) for t in (inputs.diffuse, inputs.specular, inputs.roughness)),
         )
         if layout != self._layout:
             self._start(mi, dr, layout)
@@ -293,6 +298,20 @@ class MitsubaRenderer:
         self._pools = []
         self._integrators = {}
         self._layout = None
+
+
+def _check(inputs: RenderInputs) -> None:
+    """Reject what Mitsuba would crash on or silently misrender, naming the fix."""
+    if inputs.samples < 1:
+        raise ValueError(f"RenderInputs.samples must be ≥ 1 for the mitsuba renderer, got {inputs.samples}")
+    if min(inputs.image_size) < 1:
+        raise ValueError(f"RenderInputs.image_size must be positive, got {inputs.image_size}")
+    n = inputs.vertices.shape[1]
+    if inputs.faces.numel() and (int(inputs.faces.min()) < 0 or int(inputs.faces.max()) >= n):
+        raise ValueError(
+            f"RenderInputs.faces index vertices outside [0, {n}) (min {int(inputs.faces.min())}, "
+            f"max {int(inputs.faces.max())}); faces must index the {n} vertices"
+        )
 
 
 def _material_textures(inputs: RenderInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -132,3 +132,21 @@ def test_rendering_again_before_backward_keeps_gradients_right(renderer, scenes)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     second.image.sum().backward()
     assert second_sh.grad.abs().sum() > 0
+
+
+def test_bad_inputs_are_clear_errors(renderer, scenes) -> None:
+    base = scenes.inputs(samples=1)
+    with pytest.raises(ValueError, match="samples must be ≥ 1"):
+        renderer.render(dataclasses.replace(base, samples=0))
+    faces = base.faces.clone()
+    faces[0, 0] = base.vertices.shape[1]
+    with pytest.raises(ValueError, match="faces index vertices outside"):
+        renderer.render(dataclasses.replace(base, faces=faces))
+
+
+def test_non_square_textures(renderer, scenes) -> None:
+    """Textures need not be square: a 4×8 diffuse map of 0.5 renders like a 4×4 one."""
+    base = scenes.inputs(samples=2, mode=RenderMode.ALBEDO)
+    wide = renderer.render(dataclasses.replace(base, diffuse=torch.full((1, 4, 8, 3), 0.5))).image
+    square = renderer.render(dataclasses.replace(base, diffuse=torch.full((1, 4, 4, 3), 0.5))).image
+    torch.testing.assert_close(wide, square)
