@@ -39,14 +39,27 @@ def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
 
 
 def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`axis_angle_to_matrix` for angles in [0, π). ``[..., 3, 3]`` → ``[..., 3]``."""
+    """Inverse of :func:`axis_angle_to_matrix`, angles in [0, π]. ``[..., 3, 3]`` → ``[..., 3]``.
+
+    The angle is ``atan2(sin, cos)`` (accurate at every angle). The axis comes from the
+    antisymmetric part ``R - Rᵀ = 2 sin θ [a]×`` up to 120°; beyond, where that part vanishes
+    (at π it is zero), from the symmetric part ``R + Rᵀ = 2 cos θ I + 2 (1 - cos θ) a aᵀ``.
+    """
     m = matrix
-    cos = ((m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0) / 2.0).clamp(-1.0, 1.0)
-    angle = torch.acos(cos)
-    axis = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1)
-    sin = torch.sin(angle)
-    scale = torch.where(sin.abs() < 1e-6, 0.5 * torch.ones_like(sin), angle / (2.0 * sin.clamp_min(1e-12)))
-    return axis * scale[..., None]
+    vec = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1)
+    cos = ((m.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
+    sin = vec.norm(dim=-1) / 2.0
+    angle = torch.atan2(sin, cos)
+    scale = torch.where(sin < 1e-6, torch.full_like(sin, 0.5), angle / (2.0 * sin.clamp_min(1e-12)))
+    small = vec * scale[..., None]
+    eye = torch.eye(3, dtype=m.dtype, device=m.device)
+    outer = ((m + m.transpose(-1, -2)) / 2.0 - cos[..., None, None] * eye) / (1.0 - cos).clamp_min(1e-6)[..., None, None]
+    column = outer.diagonal(dim1=-2, dim2=-1).argmax(-1)  # a aᵀ's largest diagonal: the best-conditioned column
+    axis = torch.gather(outer, -1, column[..., None, None].expand(*outer.shape[:-1], 1))[..., 0]
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    signed = torch.where((axis * vec).sum(-1) < 0, -angle, angle)  # at π either sign is the same rotation
+    large = axis * signed[..., None]
+    return torch.where((cos < -0.5)[..., None], large, small)
 
 
 def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
