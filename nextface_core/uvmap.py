@@ -116,7 +116,7 @@ def symmetric_uv(
     xy = _place_ears(points, best_xy[:n], outer, ears)
     # x right, y up → u = column, v = row from the top
     uv = np.stack([xy[:, 0], -xy[:, 1]], axis=1)
-    uv = _symmetrise(uv, sym, f)
+    uv = _symmetrise(uv, sym, f, [loop.numpy() for loop in topo.boundary_loops])
     lo, hi = uv.min(0), uv.max(0)
     half = np.maximum(np.abs(lo), np.abs(hi))
     half[1] = (hi[1] - lo[1]) / 2.0
@@ -161,10 +161,16 @@ def uv_quality(uv: torch.Tensor, mean: torch.Tensor, faces: torch.Tensor, symmet
 
 
 def _boundary_crossings(uv: np.ndarray, loops: list[np.ndarray]) -> int:
-    """Number of pairs of boundary edges (of all loops) that properly cross in uv; edges
-    sharing a vertex are not counted. All pairs at once (boundaries have ~10³ edges)."""
+    """Number of pairs of boundary edges (of all loops) that properly cross in uv."""
+    return len(_crossing_vertices(uv, loops)[1])
+
+
+def _crossing_vertices(uv: np.ndarray, loops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary edges that properly cross another one in uv: ``(their vertices, crossing
+    pair indices)``. Edges sharing a vertex are not compared. All pairs at once (boundaries
+    have ~10³ edges)."""
     if not loops:
-        return 0
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     start = np.concatenate(loops)
     end = np.concatenate([np.roll(loop, -1) for loop in loops])
     a, b = uv[start], uv[end]
@@ -176,23 +182,26 @@ def _boundary_crossings(uv: np.ndarray, loops: list[np.ndarray]) -> int:
     share = (start[i] == start[j]) | (start[i] == end[j]) | (end[i] == start[j]) | (end[i] == end[j])
     i, j = i[~share], j[~share]
     cross = (side(a[i], b[i], a[j]) * side(a[i], b[i], b[j]) < 0) & (side(a[j], b[j], a[i]) * side(a[j], b[j], b[i]) < 0)
-    return int(cross.sum())
+    edges = np.concatenate([i[cross], j[cross]])
+    return np.unique(np.concatenate([start[edges], end[edges]])), np.flatnonzero(cross)
 
 
-def _symmetrise(uv: np.ndarray, sym: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def _symmetrise(uv: np.ndarray, sym: np.ndarray, faces: np.ndarray, loops: list[np.ndarray]) -> np.ndarray:
     """Average each mutual mirror pair (``s(s(i)) = i``) so that ``uv[s(i)] = (-u_i, v_i)``
     exactly (u centred on 0 here). Vertices without a mutual partner keep their solved uv,
     which the symmetric boundary already makes nearly symmetric. Pairs whose averaging would
-    flip a triangle keep their injective solution too (few rounds, all vectorised)."""
+    flip a triangle or make the boundary cross itself keep their injective solution too
+    (few rounds, all vectorised)."""
     keep = sym[sym] != np.arange(len(sym))
     reference = np.sign(np.median(_signed_area_2d(uv, faces)))
     mirrored = np.stack([-uv[sym, 0], uv[sym, 1]], axis=1)
     for _ in range(20):
         candidate = np.where(keep[:, None], uv, 0.5 * (uv + mirrored))
         bad = np.sign(_signed_area_2d(candidate, faces)) != reference
-        if not bad.any():
+        crossing, _ = _crossing_vertices(candidate, loops)
+        if not bad.any() and len(crossing) == 0:
             return candidate
-        touched = np.unique(faces[bad])
+        touched = np.unique(np.concatenate([faces[bad].ravel(), crossing]))
         keep[touched] = True
         keep[sym[touched]] = True
     return uv
