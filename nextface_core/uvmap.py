@@ -37,6 +37,8 @@ from .mesh import MeshTopology, symmetry_map
 
 #: fraction of the texture left empty on each side, so bilinear lookups stay inside
 DEFAULT_MARGIN = 0.01
+#: changes whenever the method's output changes, so caches of computed layouts invalidate
+METHOD_VERSION = 3
 
 
 @dataclass(frozen=True)

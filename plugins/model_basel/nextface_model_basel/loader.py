@@ -38,13 +38,14 @@ import torch
 from nextface_core.errors import ConfigError, InputError
 from nextface_core.mesh import check_frame, symmetry_map
 from nextface_core.model import MorphableModel
+from nextface_core import uvmap
 from nextface_core.uvmap import symmetric_uv, uv_quality
 
 from .files import find_model_files, read_groups
 from .landmarks import ibug68
 
 CACHE_ENV = "NEXTFACE_CACHE_DIR"
-CACHE_FORMAT = 2  # bump whenever what is cached changes (uv method, arrays, meta)
+CACHE_FORMAT = 2  # bump whenever the cached arrays or meta change (the UV method has its own version)
 SYMMETRY_FILE = "symmetry.txt"
 _ARRAYS = (
     "shape_mean", "shape_basis", "shape_var", "expression_basis", "expression_var",
@@ -143,8 +144,8 @@ def _truncate(model: MorphableModel, n_shape: int, n_expression: int, n_albedo: 
 
 
 def _content_key(paths: tuple[Path, ...]) -> str:
-    """SHA-256 over the cache format and each file's name and content."""
-    total = hashlib.sha256(f"nextface-basel-cache-v{CACHE_FORMAT}".encode())
+    """SHA-256 over the cache format, the UV method's version and each file's name and content."""
+    total = hashlib.sha256(f"nextface-basel-cache-v{CACHE_FORMAT}-uv{uvmap.METHOD_VERSION}".encode())
     for path in paths:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
