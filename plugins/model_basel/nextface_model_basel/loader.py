@@ -105,10 +105,15 @@ def load_basel(
     key = _content_key((shape_file, albedo_file) + ((symmetry_file,) if symmetry_file else ()))
     entry = cache_root() / key
     hit = (entry / "meta.json").is_file()
+    if hit:
+        try:
+            meta, arrays = _open_entry(entry)
+        except (OSError, ValueError):  # a damaged entry (file deleted or cut short): rebuild it
+            shutil.rmtree(entry, ignore_errors=True)
+            hit = False
     if not hit:
         _build_cache(shape_file, albedo_file, symmetry_file, entry)
-    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-    arrays = {name: torch.from_numpy(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in _ARRAYS}
+        meta, arrays = _open_entry(entry)
     mean = arrays["shape_mean"].numpy()
     association, lm_source = ibug68(folder, mean, arrays["faces"].numpy())
     model = MorphableModel(
@@ -130,6 +135,13 @@ def load_basel(
         landmark_source={"ibug68": lm_source},
     )
     return model, info
+
+
+def _open_entry(entry: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``meta.json`` and every array of a cache entry, memory-mapped copy-on-write."""
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    arrays = {name: torch.from_numpy(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in _ARRAYS}
+    return meta, arrays
 
 
 def _truncate(model: MorphableModel, n_shape: int, n_expression: int, n_albedo: int) -> MorphableModel:

@@ -327,3 +327,14 @@ def test_full_size_synthetic_model(tmp_path: Path, monkeypatch) -> None:
     assert torch.equal(warm.uv, model.uv)
     del model, warm
     shutil.rmtree(folder)  # 265 MB; pytest keeps old tmp folders
+
+
+def test_damaged_cache_entry_is_rebuilt(synthetic_dir: Path) -> None:
+    first, info = load_basel(synthetic_dir)
+    (info.cache_path / "uv.npy").unlink()
+    data = (info.cache_path / "shape_basis.npy").read_bytes()
+    second, info2 = load_basel(synthetic_dir)
+    assert not info2.cache_hit and torch.equal(second.uv, first.uv)
+    (info.cache_path / "shape_basis.npy").write_bytes(data[: len(data) // 3])
+    third, info3 = load_basel(synthetic_dir)
+    assert not info3.cache_hit and torch.equal(third.shape_basis, first.shape_basis)
