@@ -52,13 +52,17 @@ class Fragments:
     ``barycentric [B,H,W,3]`` perspective-correct weights of the face's three vertices
     (0 where uncovered), differentiable w.r.t. pixels and depth; ``depth [B,H,W]``
     camera z at the pixel centre (0 where uncovered); ``covered [M]`` the flat indices
-    ``b·H·W + y·W + x`` of the covered pixels, ascending (shading works on these only).
+    ``b·H·W + y·W + x`` of the covered pixels, ascending (shading works on these only);
+    for those pixels ``covered_face [M]`` the face's row ``b·F + face`` and
+    ``covered_barycentric [M,3]`` its (differentiable) barycentrics.
     """
 
     face_index: Tensor
     barycentric: Tensor
     depth: Tensor
     covered: Tensor
+    covered_face: Tensor
+    covered_barycentric: Tensor
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -187,20 +191,27 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
     """
     _check_inputs(pixels, depth, faces, image_size)
     height, width = int(image_size[0]), int(image_size[1])
-    batch, n_verts = pixels.shape[:2]
+    batch = pixels.shape[0]
     face_flat = _visible_faces(pixels, depth, faces, height, width)
     covered = torch.nonzero(face_flat >= 0).squeeze(1)
     face = face_flat[covered]
     img = covered // (height * width)
-    pix = covered % (height * width)
-    px = (pix % width).to(pixels.dtype) + 0.5
-    py = (pix // width).to(pixels.dtype) + 0.5
-    vid = img[:, None] * n_verts + faces.long()[face]  # [M,3] rows of the flattened batch
-    tri = pixels.reshape(-1, 2)[vid]  # [M,3,2]
-    z = depth.reshape(-1)[vid]  # [M,3]
-    w = _edge_functions(px, py, tri)
-    bary_screen = w / w.sum(-1, keepdim=True)
-    q = bary_screen / z
+    pix = covered - img * (height * width)
+    row = img * faces.shape[0] + face  # row of the face in the batch's [B·F] tables
+    # per-face table relative to vertex 0 (F-sized work, differentiable), then one row
+    # gather per covered pixel: w1 = a1·dx + b1·dy, w2 = a2·dx + b2·dy, w0 = area2 − w1 − w2
+    f64 = faces.long()
+    tri = pixels[:, f64]  # [B,F,3,2]
+    v0, v1, v2 = tri.unbind(2)
+    e1, e2 = v2 - v0, v1 - v0
+    area2 = e2[..., 0] * e1[..., 1] - e2[..., 1] * e1[..., 0]
+    table = torch.cat([v0, e1[..., 1:2], -e1[..., 0:1], -e2[..., 1:2], e2[..., 0:1], area2[..., None], depth[:, f64]], -1)
+    per_pixel = table.reshape(-1, table.shape[-1]).index_select(0, row)  # [M,10]
+    dx = (pix % width).to(pixels.dtype) + 0.5 - per_pixel[:, 0]
+    dy = (pix // width).to(pixels.dtype) + 0.5 - per_pixel[:, 1]
+    b1 = (per_pixel[:, 2] * dx + per_pixel[:, 3] * dy) / per_pixel[:, 6]
+    b2 = (per_pixel[:, 4] * dx + per_pixel[:, 5] * dy) / per_pixel[:, 6]
+    q = torch.stack([1.0 - b1 - b2, b1, b2], -1) / per_pixel[:, 7:10]  # screen barycentrics / z
     inv_depth = q.sum(-1, keepdim=True)
     bary = q / inv_depth
     total = batch * height * width
@@ -211,6 +222,8 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
         barycentric=bary_full.view(batch, height, width, 3),
         depth=depth_full.view(batch, height, width),
         covered=covered,
+        covered_face=row,
+        covered_barycentric=bary,
     )
 
 
@@ -218,18 +231,14 @@ def interpolate_covered(attributes: Tensor, fragments: Fragments, faces: Tensor)
     """Per-vertex ``attributes [B or 1,N,C]`` at the covered pixels → ``[M,C]`` (order of ``fragments.covered``)."""
     if attributes.ndim != 3:
         raise ValueError(f"attributes must be [B or 1,N,C], got {tuple(attributes.shape)}")
-    batch, height, width = fragments.face_index.shape
+    batch = fragments.face_index.shape[0]
     if attributes.shape[0] not in (1, batch):
         raise ValueError(f"attributes batch {attributes.shape[0]} must be 1 or {batch}")
-    hw = height * width
-    covered = fragments.covered
-    face = fragments.face_index.reshape(-1)[covered]
-    vid = faces.long()[face]  # [M,3]
-    if attributes.shape[0] == batch and batch > 1:
-        vid = vid + (covered // hw)[:, None] * attributes.shape[1]
-    values = attributes.reshape(-1, attributes.shape[2])[vid]  # [M,3,C]
-    bary = fragments.barycentric.reshape(-1, 3)[covered]
-    return torch.einsum("mk,mkc->mc", bary, values)
+    n_faces, channels = faces.shape[0], attributes.shape[2]
+    per_face = attributes[:, faces.long()].reshape(-1, 3 * channels)  # [B·F or F, 3C]
+    row = fragments.covered_face if attributes.shape[0] == batch else fragments.covered_face % n_faces
+    values = per_face.index_select(0, row).view(-1, 3, channels)
+    return torch.einsum("mk,mkc->mc", fragments.covered_barycentric, values)
 
 
 def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:

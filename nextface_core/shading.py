@@ -88,22 +88,31 @@ def _monomial_tables(bands: int) -> tuple[Tensor, Tensor]:
                 deriv[axis, position[lower], j] = power
     gen = torch.Generator().manual_seed(1234)
     dirs = torch.nn.functional.normalize(torch.randn(8 * k + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
-    conv = torch.linalg.lstsq(_monomials(dirs, top), sh_basis(dirs, bands)).solution
+    conv = torch.linalg.lstsq(_monomials(dirs, top).t(), sh_basis(dirs, bands)).solution
     return conv, deriv
 
 
 def _monomials(d: Tensor, top: int) -> Tensor:
-    """``x^a y^b z^c`` of ``d [M,3]`` in the order of :func:`_monomial_tables` → ``[M, K]``.
+    """``x^a y^b z^c`` of ``d [M,3]`` in the order of :func:`_monomial_tables` → ``[K, M]`` (one row per monomial).
 
-    Degree by degree: the degree-k row ``x^a y^(k−a)`` is the previous row times y, plus
-    ``x^k``; the z-monomials are the z-free ones of degree < top times z.
+    Channel-major, so every product is one contiguous vector operation; the z-monomials
+    are the z-free ones of degree < top times z.
     """
-    x, y, z = d[:, 0:1], d[:, 1:2], d[:, 2:3]
-    rows = [torch.ones_like(x)]
+    x, y, z = d.t().contiguous().unbind(0)
+    px, py = [torch.ones_like(x)], [torch.ones_like(y)]
     for _ in range(top):
-        rows.append(torch.cat([rows[-1] * y, rows[-1][:, -1:] * x], 1))
-    flat = torch.cat(rows, 1)
-    return torch.cat([flat, flat[:, : top * (top + 1) // 2] * z], 1)
+        px.append(px[-1] * x)
+        py.append(py[-1] * y)
+    k = (top + 1) ** 2
+    n_flat = (top + 1) * (top + 2) // 2
+    out = d.new_empty(k, d.shape[0])
+    row = 0
+    for degree in range(top + 1):
+        for a in range(degree + 1):
+            torch.mul(px[a], py[degree - a], out=out[row])
+            row += 1
+    torch.mul(out[: k - n_flat], z, out=out[n_flat:])
+    return out
 
 
 class _ShContract(torch.autograd.Function):
@@ -112,10 +121,10 @@ class _ShContract(torch.autograd.Function):
     @staticmethod
     def forward(ctx, directions: Tensor, w: Tensor, batch_index: Tensor, bands: int, images: int) -> Tensor:  # type: ignore[override]
         deriv = _monomial_tables(bands)[1]
-        mono = _monomials(directions.detach(), bands - 1)
-        out = mono @ w  # [M, images·C]
+        mono = _monomials(directions.detach(), bands - 1)  # [K,M]
+        out = (w.t() @ mono).t()  # [M, images·C]
         if images > 1:
-            out = out.view(mono.shape[0], images, -1).gather(
+            out = out.reshape(mono.shape[1], images, -1).gather(
                 1, batch_index.view(-1, 1, 1).expand(-1, 1, w.shape[1] // images)
             ).squeeze(1)
         ctx.save_for_backward(mono, w, batch_index)
@@ -131,12 +140,14 @@ class _ShContract(torch.autograd.Function):
             full = grad.new_zeros(grad.shape[0], images, grad.shape[1])
             full.scatter_(1, batch_index.view(-1, 1, 1).expand(-1, 1, grad.shape[1]), grad[:, None, :])
             grad = full.reshape(grad.shape[0], -1)
+        grad_t = grad.t().contiguous()  # [cols, M]
         grad_dir = grad_w = None
         if ctx.needs_input_grad[0]:
-            slopes = mono @ (ctx.deriv @ w).permute(1, 0, 2).reshape(w.shape[0], -1)  # [M, 3·cols]
-            grad_dir = (slopes.view(mono.shape[0], 3, -1) * grad[:, None, :]).sum(-1)
+            cols = w.shape[1]
+            slopes = (ctx.deriv @ w).transpose(1, 2).reshape(3 * cols, -1) @ mono  # [3·cols, M]
+            grad_dir = (slopes.view(3, cols, -1) * grad_t).sum(1).t()
         if ctx.needs_input_grad[1]:
-            grad_w = mono.t() @ grad
+            grad_w = mono @ grad_t.t()
         return grad_dir, grad_w, None, None, None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+from torch.profiler import record_function
 
 from nextface_core.camera import project
 from nextface_core.errors import BackendUnavailableError, ConfigError
@@ -95,26 +96,35 @@ class VertexRenderer:
         height, width = inputs.image_size
         batch = inputs.batch_size
         vertices = inputs.vertices
-        pixels = project(vertices, inputs.focal, inputs.principal_point)
-        frags = rasterize(pixels, vertices[..., 2], inputs.faces, (height, width))
-        batch_index = frags.covered // (height * width)
         mode = RenderMode(inputs.mode)
-        uv = inputs.uv.to(vertices.dtype)[None].expand(batch, -1, -1)
-        if mode is RenderMode.ALBEDO:
-            attrs = interpolate_covered(uv, frags, inputs.faces)
-            color = sample_texture(inputs.diffuse, attrs, batch_index)
-        else:
-            attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags, inputs.faces)
-            position, normal, uv_px = attrs.split([3, 3, 2], dim=-1)
+        with record_function("vertex.raster"):
+            pixels = project(vertices, inputs.focal, inputs.principal_point)
+            frags = rasterize(pixels, vertices[..., 2], inputs.faces, (height, width))
+            batch_index = frags.covered // (height * width)
+        with record_function("vertex.interpolate"):
+            uv = inputs.uv.to(vertices.dtype)[None].expand(batch, -1, -1)
+            if mode is RenderMode.ALBEDO:
+                uv_px = interpolate_covered(uv, frags, inputs.faces)
+            else:
+                attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags, inputs.faces)
+                position, normal, uv_px = attrs.split([3, 3, 2], dim=-1)
+        with record_function("vertex.texture"):
             if mode is RenderMode.LIGHTING:
                 diffuse = specular = roughness = position  # unused by the lighting-only shading
             else:
                 diffuse = sample_texture(inputs.diffuse, uv_px, batch_index)
+            if mode is RenderMode.FULL:
                 specular = sample_texture(inputs.specular, uv_px, batch_index)
                 roughness = sample_texture(inputs.roughness, uv_px, batch_index)
-            color = shade(normal, position, diffuse, specular, roughness, inputs.sh, mode, batch_index=batch_index)
-        covered = torch.cat([color, torch.ones_like(color[:, :1])], -1)
-        image = antialias(scatter_covered(covered, frags), frags, pixels, inputs.faces, self._neighbors(inputs.faces))
+        with record_function("vertex.shade"):
+            if mode is RenderMode.ALBEDO:
+                color = diffuse
+            else:
+                color = shade(normal, position, diffuse, specular, roughness, inputs.sh, mode, batch_index=batch_index)
+        with record_function("vertex.antialias"):
+            covered = torch.cat([color, torch.ones_like(color[:, :1])], -1)
+            neighbors = self._neighbors(inputs.faces)
+            image = antialias(scatter_covered(covered, frags), frags, pixels, inputs.faces, neighbors)
         return RenderOutput(image=image[..., :3], mask=image[..., 3:])
 
 

@@ -1,0 +1,164 @@
+"""Benchmark ``render_vertex``: milliseconds per differentiable iteration (forward + backward).
+
+The full-size synthetic face (28588 vertices, 56572 triangles, the real BFM counts;
+``quick=True``: the small one) with 512² diffuse/specular/roughness maps and 9-band SH
+light, gradients on vertices, normals, textures, light and focal (stage 3 of the fit),
+rendered at 256² and 512² with the PyTorch rasteriser (the CPU path; on a CUDA machine the
+nvdiffrast path is timed too when installed). Per resolution, in the same run:
+
+- ``<res>px_ms`` median and ``<res>px_min_ms`` fastest of the timed iterations (after two
+  warm-up ones); ``<res>px_forward_ms`` the forward alone;
+- ``baseline_grid_sample_<res>px_ms``: a plain bilinear ``grid_sample`` of one 512² RGB
+  texture at every pixel, forward + backward, and ``<res>px_over_grid_sample``;
+- ``<res>px_<stage>_ms``: where the time goes (one profiled iteration, stages of the
+  renderer marked with ``record_function``; ``backward`` is the whole backward pass);
+- ``peak_rss_mb`` (whole process, model generation included) and ``rss_before_render_mb``;
+  ``load_average`` (1 min) at the start, since the machines are shared and timings vary;
+- the targets of the issue (CPU: ≤ 40 ms at 256², ≤ 120 ms at 512², RSS < 1 GB) as
+  booleans ``meets_target_<res>px``; on CUDA ``cuda_512px_ms`` (torch path) and
+  ``nvdiffrast_512px_ms`` (target ≤ 3 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+
+TARGET_MS = {256: 40.0, 512: 120.0}
+STAGES = ("raster", "interpolate", "texture", "shade", "antialias")
+
+
+def _inputs(size: str, resolution: int, device: str) -> Any:
+    from nextface_core.camera import model_to_camera, rotate_normals
+    from nextface_core.mesh import vertex_normals
+    from nextface_core.render import RenderInputs
+    from nextface_core.testing import synthetic_model
+
+    model = synthetic_model(size, device=device)
+    rotation = torch.tensor([[0.1, 0.3, 0.0]], device=device)
+    translation = torch.tensor([[0.0, 0.0, 600.0]], device=device)
+    shape = model.shape_mean[None]
+    generator = torch.Generator().manual_seed(0)
+    sh = torch.zeros(1, 81, 3)
+    sh[:, 0] = 3.0
+    sh[:, 1:9] = 0.5 * torch.randn(1, 8, 3, generator=generator)
+
+    def texture(channels: int, low: float, high: float) -> torch.Tensor:
+        t = low + (high - low) * torch.rand(1, 512, 512, channels, generator=generator)
+        return t.to(device).requires_grad_()
+
+    return RenderInputs(
+        vertices=model_to_camera(shape, rotation, translation).detach().requires_grad_(),
+        faces=model.faces.to(torch.int32),
+        normals=rotate_normals(vertex_normals(shape, model.faces), rotation).detach().requires_grad_(),
+        uv=model.uv,
+        diffuse=texture(3, 0.3, 0.8),
+        specular=texture(3, 0.0, 0.3),
+        roughness=texture(1, 0.2, 0.6),
+        sh=sh.to(device).requires_grad_(),
+        focal=torch.tensor([resolution * 3.0], device=device, requires_grad=True),
+        principal_point=torch.tensor([[resolution / 2, resolution / 2]], device=device),
+        image_size=(resolution, resolution),
+    )
+
+
+def _time(step: Callable[[], None], repeats: int, device: str) -> list[float]:
+    times = []
+    for i in range(repeats + 2):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def _stage_profile(step: Callable[[], None]) -> dict[str, float]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    totals = {e.key: e.cpu_time_total / 1000.0 for e in prof.key_averages()}
+    out = {stage: totals.get(f"vertex.{stage}", 0.0) for stage in STAGES}
+    out["backward"] = totals.get("vertex.backward", 0.0)
+    return out
+
+
+def _bench_resolution(size: str, resolution: int, device: str, repeats: int, use_nvdiffrast: str) -> dict[str, object]:
+    from nextface_render_vertex import VertexRenderer
+
+    inputs = _inputs(size, resolution, device)
+    renderer = VertexRenderer(use_nvdiffrast=use_nvdiffrast)
+    weights = torch.rand(1, resolution, resolution, 3, generator=torch.Generator().manual_seed(1)).to(device)
+    leaves = [inputs.vertices, inputs.normals, inputs.diffuse, inputs.specular, inputs.roughness, inputs.sh, inputs.focal]
+
+    def step() -> None:
+        out = renderer.render(inputs)
+        loss = (out.image * weights).sum() + out.mask.sum()
+        with torch.profiler.record_function("vertex.backward"):
+            grads = torch.autograd.grad(loss, leaves)
+        assert all(g is not None for g in grads)
+
+    def forward() -> None:
+        with torch.no_grad():
+            renderer.render(inputs)
+
+    texture = inputs.diffuse.detach().permute(0, 3, 1, 2).contiguous().requires_grad_()
+    grid = (torch.rand(1, resolution, resolution, 2, generator=torch.Generator().manual_seed(2)) * 2 - 1).to(device)
+
+    def baseline() -> None:
+        sampled = F.grid_sample(texture, grid, mode="bilinear", align_corners=False)
+        torch.autograd.grad((sampled * weights.permute(0, 3, 1, 2)).sum(), texture)
+
+    prefix = "nvdiffrast_" if use_nvdiffrast == "always" else ("cuda_" if device == "cuda" else "")
+    tag = f"{prefix}{resolution}px"
+    times = _time(step, repeats, device)
+    forward_times = _time(forward, repeats, device)
+    base = _time(baseline, repeats, device)
+    median = statistics.median(times)
+    figures: dict[str, object] = {
+        f"{tag}_ms": round(median, 1),
+        f"{tag}_min_ms": round(min(times), 1),
+        f"{tag}_forward_ms": round(statistics.median(forward_times), 1),
+        f"baseline_grid_sample_{resolution}px_ms": round(statistics.median(base), 2),
+        f"{tag}_over_grid_sample": round(median / statistics.median(base), 1),
+    }
+    if device == "cpu":
+        with torch.no_grad():
+            figures[f"{tag}_covered_pixels"] = int(renderer.render(inputs).mask.gt(0.5).sum())
+        figures.update({f"{tag}_{k}_ms": round(v, 1) for k, v in _stage_profile(step).items()})
+        figures[f"meets_target_{resolution}px"] = median <= TARGET_MS[resolution]
+    return figures
+
+
+def run(quick: bool = False) -> dict[str, object]:
+    from nextface_render_vertex import nvdiffrast_backend
+
+    size = "small" if quick else "full"
+    repeats = 3 if quick else 10
+    figures: dict[str, object] = {
+        "mesh": size,
+        "threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    figures["rss_before_render_mb"] = round(rss_before, 1)
+    for resolution in (256, 512):
+        figures.update(_bench_resolution(size, resolution, "cpu", repeats, "never"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    figures["peak_rss_mb"] = round(peak, 1)
+    figures["meets_target_rss"] = peak < 1024.0
+    if torch.cuda.is_available():
+        figures.update(_bench_resolution(size, 512, "cuda", repeats, "never"))
+        if nvdiffrast_backend.available():
+            figures.update(_bench_resolution(size, 512, "cuda", repeats, "always"))
+    return figures
