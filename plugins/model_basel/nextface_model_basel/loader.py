@@ -182,6 +182,18 @@ def _read_symmetry(path: Path, n: int) -> torch.Tensor:
     return symmetry
 
 
+def _same_triangles(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same set of triangles over the same vertex numbering, in any order."""
+    if a.shape != b.shape:
+        return False
+
+    def canonical(f: np.ndarray) -> np.ndarray:
+        f = np.sort(f, axis=1)
+        return f[np.lexsort(f.T[::-1])]
+
+    return bool(np.array_equal(a, b) or np.array_equal(canonical(a), canonical(b)))
+
+
 def _build_cache(shape_file: Path, albedo_file: Path, symmetry_file: Path | None, entry: Path) -> None:
     """Read, check and convert both files, then write ``entry`` atomically (temp dir + rename)."""
     bfm = read_groups(shape_file, ("shape", "expression"))
@@ -189,10 +201,11 @@ def _build_cache(shape_file: Path, albedo_file: Path, symmetry_file: Path | None
     shape, expression = bfm["shape"], bfm["expression"]
     n, faces = shape.mean.shape[0], shape.faces
     for path, group in ((shape_file, expression), (albedo_file, albedo["diffuseAlbedo"]), (albedo_file, albedo["specularAlbedo"])):
-        if group.mean.shape[0] != n or not np.array_equal(group.faces, faces):
+        if group.mean.shape[0] != n or not _same_triangles(group.faces, faces):
             raise InputError(
                 f"{path}: group '{group.name}' has {group.mean.shape[0]} vertices / {len(group.faces)} triangles, "
-                f"but {shape_file.name} has {n} / {len(faces)}",
+                f"but {shape_file.name} has {n} / {len(faces)}"
+                + (" (same counts, different triangles)" if group.mean.shape[0] == n and len(group.faces) == len(faces) else ""),
                 "use the AlbedoMM file made for the same BFM mesh (face12 with face12, bfm with bfm)",
             )
     neutral = shape.mean + expression.mean

@@ -338,3 +338,17 @@ def test_damaged_cache_entry_is_rebuilt(synthetic_dir: Path) -> None:
     (info.cache_path / "shape_basis.npy").write_bytes(data[: len(data) // 3])
     third, info3 = load_basel(synthetic_dir)
     assert not info3.cache_hit and torch.equal(third.shape_basis, first.shape_basis)
+
+
+def test_albedo_triangles_may_be_listed_in_another_order(synthetic_dir: Path, tmp_path: Path) -> None:
+    folder = _copy(synthetic_dir, tmp_path / "order")
+    with h5py.File(folder / ALBEDO, "r") as h5:
+        cells = h5["diffuseAlbedo/representer/cells"][()]
+    _rewrite(folder / ALBEDO, "diffuseAlbedo/representer/cells", cells[:, ::-1].copy())
+    model, _ = load_basel(folder)
+    assert model.n_faces == cells.shape[1]
+    other = cells.copy()
+    other[:, 0] = other[:, 1]  # a different triangle
+    _rewrite(folder / ALBEDO, "diffuseAlbedo/representer/cells", other)
+    with pytest.raises(InputError, match="same counts, different triangles"):
+        load_basel(folder)
