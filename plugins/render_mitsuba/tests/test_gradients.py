@@ -78,3 +78,29 @@ def test_texture_gradients(renderer, scenes) -> None:
     roughness = glossy.roughness.clone().requires_grad_(True)
     _loss(renderer, dataclasses.replace(glossy, specular=specular, roughness=roughness)).backward()
     assert specular.grad.abs().sum() > 0 and roughness.grad.abs().sum() > 0
+
+
+def test_optimising_the_light_recovers_it(renderer, scenes) -> None:
+    """Adam on the SH light from a wrong light towards a target rendered with the true one,
+    30 noisy steps (4 spp, a new seed each): the clean image error (32 spp) falls by > 70 %
+    (measured 80 %) and the error of the band-0/1 coefficients, which a sphere seen from one
+    side pins down, by > 70 % (measured 83 %)."""
+    truth = scenes.inputs(samples=32, specular=0.2, sh=scenes.light((0.6, -0.4, -1.0)))
+    target = renderer.render(truth).image.detach()
+    sh = scenes.light((-0.5, 0.3, -1.0)).clone().requires_grad_(True)
+
+    def image_error() -> float:
+        return (renderer.render(dataclasses.replace(truth, sh=sh.detach())).image - target).abs().mean().item()
+
+    def light_error() -> float:
+        return (sh - truth.sh)[:, :4].norm().item()
+
+    start_image, start_light = image_error(), light_error()
+    optimiser = torch.optim.Adam([sh], lr=0.1)
+    for step in range(30):
+        optimiser.zero_grad()
+        image = renderer.render(dataclasses.replace(truth, sh=sh, samples=4, seed=step + 1)).image
+        ((image - target) ** 2).mean().backward()
+        optimiser.step()
+    assert image_error() < 0.3 * start_image
+    assert light_error() < 0.3 * start_light
