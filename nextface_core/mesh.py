@@ -163,9 +163,11 @@ def check_frame(mean: np.ndarray, faces: np.ndarray, source: str) -> Frame:
     """Find the units from the extent, then check the axes on the mean ``[N,3]``:
 
     - x is the mirror axis: mirroring x leaves the shape closer to itself than mirroring y or z;
-    - +z is out of the face: the area-weighted mean face normal points to +z (faces wound
-      counter-clockwise seen from outside) and the most forward vertex (the nose tip) lies on
-      the mirror plane;
+    - +z is out of the face: the most forward vertex lies on the mirror plane, protrudes like
+      a nose tip (more than 12 mm in front of the surface 30–40 mm around it; the back of a
+      head drops about 7 mm there), and the surface around it faces +z (triangles
+      counter-clockwise seen from outside). Local tests, so they hold for a face mask and
+      for a full head alike;
     - y is up: the surface just below the nose tip (the nostrils) faces down more steeply
       than the nasal bridge above it faces up.
     """
@@ -189,18 +191,20 @@ def check_frame(mean: np.ndarray, faces: np.ndarray, source: str) -> Frame:
             f"{residual[0]:.2f}/{residual[1]:.2f}/{residual[2]:.2f} mm)",
             "the Basel layout has x left–right; check the file",
         )
-    mean_normal = face_normals(p, f).sum(0)
-    mean_normal = mean_normal / face_normals(p, f).norm(dim=1).sum()
+    normals = vertex_normals(p, f)
     tip = int(p[:, 2].argmax())
     width = float(extent[0] * scale)
-    if float(mean_normal[2]) <= 0.2 or abs(float(p[tip, 0])) > 0.1 * width:
+    distance = (p - p[tip]).norm(dim=1)
+    ring = (distance > 30.0) & (distance < 40.0)
+    protrusion = float(p[tip, 2] - p[ring, 2].mean()) if bool(ring.any()) else 0.0
+    facing = float(normals[distance < 10.0, 2].mean())
+    if abs(float(p[tip, 0])) > 0.1 * width or protrusion < 12.0 or facing < 0.5:
         raise InputError(
-            f"{source}: the face does not look towards +z (mean normal z = {float(mean_normal[2]):.2f}, "
-            f"most forward vertex at x = {float(p[tip, 0]):.1f} mm)",
+            f"{source}: the face does not look towards +z (most forward vertex at x = {float(p[tip, 0]):.1f} mm, "
+            f"{protrusion:.1f} mm in front of its surroundings, surface normal z there {facing:.2f})",
             "the Basel layout has +z out of the face with counter-clockwise triangles; check the file",
         )
-    normals = vertex_normals(p, f)
-    near = (p - p[tip]).norm(dim=1) < 25.0
+    near = distance < 25.0
     below = near & (p[:, 1] < p[tip, 1])
     above = near & (p[:, 1] > p[tip, 1])
     if not below.any() or not above.any() or float(normals[below, 1].mean() + normals[above, 1].mean()) >= 0:

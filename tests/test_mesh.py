@@ -93,5 +93,7 @@ def test_check_frame_finds_units_and_rejects_wrong_axes() -> None:
         check_frame(mean[:, [1, 0, 2]], faces, "swapped")
     with pytest.raises(InputError, match=r"\+z"):
         check_frame(mean, faces[:, ::-1].copy(), "inside out")
+    with pytest.raises(InputError, match=r"\+z"):  # turned round (180° about y): looks towards -z
+        check_frame(mean * np.array([-1.0, 1.0, -1.0]), faces, "turned round")
     with pytest.raises(InputError, match="plausible face size"):
         check_frame(mean * 1e-6, faces, "tiny")
