@@ -106,77 +106,109 @@ def _edge_functions(px: Tensor, py: Tensor, tri: Tensor) -> Tensor:
     return (b[..., 0] - a[..., 0]) * (py[..., None] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (px[..., None] - a[..., 0])
 
 
+#: triangles whose bounding box holds at most SMALL×SMALL pixel centres take the fast path
+SMALL = 2
+
+
 @torch.no_grad()
 def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
-    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64 (−1: none)."""
+    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64 (−1: none).
+
+    Per face (all images at once) a table of inward edge functions ``w_i = A_i x + B_i y + C_i``
+    (inside ⇔ all w_i > 0, ties by the owner rule), ``1/(z_i · 2·area)`` for the depth, and the
+    bounding box of the covered pixel centres. Candidates (face, pixel) are then tested in
+    two bins: faces whose box fits in SMALL×SMALL pixels (nearly all of a dense face mesh)
+    as a fixed ``[F_small, SMALL², …]`` block, the others enumerated with
+    ``repeat_interleave``. Every candidate inside writes ``(1/z bits) << 32 | face`` with
+    one ``scatter_reduce(amax)``.
+    """
     batch = pixels.shape[0]
     n_faces = faces.shape[0]
-    dtype = torch.float32 if pixels.dtype != torch.float64 else torch.float64
+    dtype = torch.float64 if pixels.dtype == torch.float64 else torch.float32
+    device = pixels.device
     f64 = faces.long()
     # coordinates relative to the image centre: halves the magnitudes in the edge constants
-    cx, cy = width / 2.0, height / 2.0
-    xy = pixels.detach().to(dtype) - pixels.new_tensor([cx, cy], dtype=dtype)
-    tri = xy[:, f64]  # [B,F,3,2]
+    centre = torch.tensor([width / 2.0, height / 2.0], dtype=dtype, device=device)
+    tri = (pixels.detach().to(dtype) - centre)[:, f64]  # [B,F,3,2]
     z = depth.detach().to(dtype)[:, f64]  # [B,F,3]
 
-    # canonical edge constants: edge i joins vertices j=i+1, k=i+2; evaluate it from the
-    # smaller vertex id to the larger so both triangles of an edge get identical numbers
-    vj, vk = f64[:, [1, 2, 0]], f64[:, [2, 0, 1]]
-    flip = vj > vk  # [F,3]
-    pj = tri[:, :, [1, 2, 0]]
-    pk = tri[:, :, [2, 0, 1]]
-    first = torch.where(flip[None, :, :, None], pk, pj)
-    second = torch.where(flip[None, :, :, None], pj, pk)
-    ea = first[..., 1] - second[..., 1]  # w = ea * x + eb * y + ec  (for first → second)
-    eb = second[..., 0] - first[..., 0]
-    ec = first[..., 0] * second[..., 1] - first[..., 1] * second[..., 0]
-    sign_flip = torch.where(flip, -1.0, 1.0).to(dtype)[None]
-    ea, eb, ec = ea * sign_flip, eb * sign_flip, ec * sign_flip  # now w_i in the face's own orientation
-    area2 = _edge_functions(tri[..., 0, 0], tri[..., 0, 1], tri)[..., 0]  # 2·signed area [B,F]
+    # edge i joins vertices i+1 → i+2; evaluate it from the smaller vertex id to the larger
+    # so both faces of an edge get bit-identical constants (of opposite sign)
+    vj, vk = f64.roll(-1, 1), f64.roll(-2, 1)
+    flip = (vj > vk)[None, :, :, None]
+    pj, pk = tri.roll(-1, 2), tri.roll(-2, 2)
+    first, second = torch.where(flip, pk, pj), torch.where(flip, pj, pk)
+    e = torch.stack(
+        [
+            first[..., 1] - second[..., 1],
+            second[..., 0] - first[..., 0],
+            first[..., 0] * second[..., 1] - first[..., 1] * second[..., 0],
+        ],
+        -1,
+    )  # [B,F,3(edge),3(A,B,C)] for first → second
+    d1, d2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+    area2 = d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]  # [B,F] = w_i(v_i)
     orient = torch.sign(area2)
-    # inside ⇔ every orient·w_i > 0, or = 0 on an edge this face owns (inward normal
-    # points to +x, or straight +y): exactly one of two faces sharing an edge owns it
-    na, nb = ea * orient[..., None], eb * orient[..., None]
-    owner = (na > 0) | ((na == 0) & (nb > 0))
+    e = e * (torch.where(flip[..., 0], -1.0, 1.0).to(dtype) * orient[..., None])[..., None]  # inside ⇔ w > 0
+    # a centre exactly on an edge belongs to the face whose inward normal points to +x
+    # (or straight +y): exactly one of the two faces sharing the edge
+    owner = (e[..., 0] > 0) | ((e[..., 0] == 0) & (e[..., 1] > 0))
+    inv_z = 1.0 / (z * area2.abs()[..., None])  # 1/z at a point = Σ w_i · inv_z_i
     valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(tri).all(-1).all(-1) & torch.isfinite(z).all(-1)
+    table = torch.cat([e.reshape(batch, n_faces, 9), inv_z, owner.to(dtype)], -1).reshape(batch * n_faces, 15)
 
     # bounding boxes of covered pixel centres (index i has its centre at i + 0.5)
-    lo = tri.amin(2) + xy.new_tensor([cx, cy]) - 0.5
-    hi = tri.amax(2) + xy.new_tensor([cx, cy]) - 0.5
-    lim = xy.new_tensor([width - 1, height - 1])
-    x0y0 = torch.ceil(lo).clamp(min=0).minimum(lim + 1)
-    x1y1 = torch.floor(hi).clamp(max=lim).maximum(x0y0.new_tensor(-1.0))
-    span = (x1y1 - x0y0 + 1).clamp(min=0)
-    span = torch.where(valid[..., None], span, torch.zeros_like(span)).to(torch.int64)
-    counts = (span[..., 0] * span[..., 1]).reshape(-1)  # [B*F]
-    total = int(counts.sum())
-    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=pixels.device)
-    if total == 0:
-        return keys
-    # enumerate every (triangle, bbox pixel) candidate in one flat tensor
-    tid = torch.repeat_interleave(torch.arange(counts.numel(), device=pixels.device), counts, output_size=total)
-    start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=pixels.device) - start[tid]
-    span_flat = span.reshape(-1, 2)
-    origin = x0y0.reshape(-1, 2).to(torch.int64)
-    bw = span_flat[tid, 0]
-    ix = origin[tid, 0] + local % bw
-    iy = origin[tid, 1] + local // bw
-    gx = (ix.to(dtype) + 0.5 - cx)[:, None]
-    gy = (iy.to(dtype) + 0.5 - cy)[:, None]
-    coef = torch.cat([ea, eb, ec], -1).reshape(-1, 9)[tid]  # [T,9]
-    w = coef[:, 0:3] * gx + coef[:, 3:6] * gy + coef[:, 6:9]
-    o = orient.reshape(-1)[tid][:, None]
-    ws = w * o
-    inside = ((ws > 0) | ((ws == 0) & owner.reshape(-1, 3)[tid])).all(-1)
-    # perspective depth at the centre: 1/z = Σ (w_i / area2) / z_i
-    inv_z = (ws * (1.0 / (z * area2.abs()[..., None])).reshape(-1, 3)[tid]).sum(-1)
-    inside &= inv_z > 0
-    bits = inv_z.float().clamp_min(0).view(torch.int32).to(torch.int64)  # monotone for positive floats
-    face = tid % n_faces
-    key = torch.where(inside, (bits << 32) | face, torch.full_like(face, -1))
-    pix = (tid // n_faces) * (height * width) + iy * width + ix
-    keys.scatter_reduce_(0, pix, key, reduce="amax", include_self=True)
+    lo = torch.ceil(tri.amin(2) + centre - 0.5)
+    hi = torch.floor(tri.amax(2) + centre - 0.5)
+    lim = torch.tensor([width - 1, height - 1], dtype=dtype, device=device)
+    lo = torch.maximum(lo, torch.zeros_like(lo)).minimum(lim + 1)
+    hi = torch.minimum(hi, lim).maximum(lo - 1)
+    span = torch.where(valid[..., None], hi - lo + 1, torch.zeros_like(hi)).reshape(-1, 2).to(torch.int64)
+    origin = lo.reshape(-1, 2).to(torch.int64)
+    counts = span[:, 0] * span[:, 1]
+    small = (span <= SMALL).all(-1) & (counts > 0)
+    large = counts > 0
+    large &= ~small
+
+    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
+
+    def splat(rows: Tensor, ix: Tensor, iy: Tensor, ok: Tensor, params: Tensor) -> None:
+        """Test candidates (face ``rows``, pixel ``ix, iy``; ``params`` their table rows) and z-buffer them."""
+        gx = (ix.to(dtype) + (0.5 - width / 2.0))[..., None]
+        gy = (iy.to(dtype) + (0.5 - height / 2.0))[..., None]
+        w = params[..., 0:9:3] * gx + params[..., 1:9:3] * gy + params[..., 2:9:3]
+        inside = ((w > 0) | ((w == 0) & (params[..., 12:15] > 0))).all(-1) & ok
+        depth_key = (w * params[..., 9:12]).sum(-1).float()
+        inside &= depth_key > 0
+        bits = depth_key.clamp_min(0).view(torch.int32).to(torch.int64)  # monotone for positive floats
+        image = torch.div(rows, n_faces, rounding_mode="floor")
+        key = torch.where(inside, (bits << 32) | (rows - image * n_faces), torch.full_like(rows, -1))
+        pix = image * (height * width) + iy * width + ix
+        keys.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amax", include_self=True)
+
+    # fast path: a fixed SMALL×SMALL block per small face, broadcast, no enumeration
+    rows = torch.nonzero(small).squeeze(1)
+    if rows.numel():
+        step = torch.arange(SMALL, device=device)
+        dx, dy = step.repeat(SMALL), step.repeat_interleave(SMALL)  # [SMALL²]
+        o, sp = origin[rows], span[rows]
+        ok = (dx < sp[:, 0:1]) & (dy < sp[:, 1:2])
+        ix = (o[:, 0:1] + dx).clamp(max=width - 1)  # masked-off candidates stay in the image
+        iy = (o[:, 1:2] + dy).clamp(max=height - 1)
+        splat(rows[:, None].expand(-1, SMALL * SMALL), ix, iy, ok, table[rows][:, None, :])
+    # general path: enumerate every bounding-box pixel of the larger faces
+    rows = torch.nonzero(large).squeeze(1)
+    if rows.numel():
+        c = counts[rows]
+        total = int(c.sum())
+        which = torch.repeat_interleave(torch.arange(rows.numel(), device=device), c, output_size=total)
+        start = torch.cumsum(c, 0) - c
+        ints = torch.stack([start, origin[rows, 0], origin[rows, 1], span[rows, 0]], -1).index_select(0, which)
+        local = torch.arange(total, device=device) - ints[:, 0]
+        line = torch.div(local, ints[:, 3], rounding_mode="floor")
+        ix = ints[:, 1] + local - line * ints[:, 3]
+        iy = ints[:, 2] + line
+        splat(rows.index_select(0, which), ix, iy, torch.ones_like(ix, dtype=torch.bool), table[rows].index_select(0, which))
     return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys)
 
 
@@ -298,28 +330,29 @@ def antialias(
         has_silhouette = silhouette.any(-1).reshape(-1)
         face = fragments.face_index
         depth = fragments.depth.detach()
-        idx = torch.arange(batch * height * width, device=face.device).view(batch, height, width)
-        pairs_a, pairs_o, pairs_axis = [], [], []
+        hw = height * width
+        image_of = torch.arange(batch, device=face.device)[:, None, None] * n_faces
+        on_silhouette = (face >= 0) & has_silhouette[(image_of + face).clamp(min=0)]  # [B,H,W]
+        # pair kinds: 0/1 horizontal with the left/right pixel nearer, 2/3 vertical with the
+        # upper/lower one nearer; a pair counts when the nearer face has a silhouette edge
+        kinds = torch.zeros(4, batch, height, width, dtype=torch.bool, device=face.device)
         for axis, (sl_p, sl_q) in enumerate((
             ((slice(None), slice(None), slice(None, -1)), (slice(None), slice(None), slice(1, None))),
             ((slice(None), slice(None, -1), slice(None)), (slice(None), slice(1, None), slice(None))),
         )):
             fp, fq = face[sl_p], face[sl_q]
-            dp, dq = depth[sl_p], depth[sl_q]
-            ip, iq = idx[sl_p], idx[sl_q]
             differ = fp != fq
-            p_front = differ & (fp >= 0) & ((fq < 0) | (dp <= dq))
-            q_front = differ & (fq >= 0) & ~p_front
-            pairs_a += [ip[p_front], iq[q_front]]
-            pairs_o += [iq[p_front], ip[q_front]]
-            pairs_axis.append(torch.full((int(p_front.sum() + q_front.sum()),), axis, device=face.device))
-        inside_px = torch.cat(pairs_a)
-        outside_px = torch.cat(pairs_o)
-        axis = torch.cat(pairs_axis)
-        img = inside_px // (height * width)
+            p_near = (fp >= 0) & ((fq < 0) | (depth[sl_p] <= depth[sl_q]))
+            kinds[(2 * axis,) + sl_p] = differ & p_near & on_silhouette[sl_p]
+            kinds[(2 * axis + 1,) + sl_p] = differ & ~p_near & (fq >= 0) & on_silhouette[sl_q]
+        kind, first = kinds.view(4, -1).nonzero().unbind(1)
+        axis = torch.div(kind, 2, rounding_mode="floor")
+        step = torch.where(axis == 0, 1, width)
+        q_near = kind % 2
+        inside_px = first + step * q_near
+        outside_px = first + step * (1 - q_near)
+        img = torch.div(inside_px, hw, rounding_mode="floor")
         tri_face = face.reshape(-1)[inside_px]
-        keep = has_silhouette[img * n_faces + tri_face]
-        inside_px, outside_px, img, tri_face, axis = (x[keep] for x in (inside_px, outside_px, img, tri_face, axis))
         sil = silhouette.reshape(-1, 3)[img * n_faces + tri_face]  # [K,3]
 
     def centre(flat: Tensor) -> tuple[Tensor, Tensor]:
