@@ -24,7 +24,8 @@ def _vertex_renderer():
 
 
 def face_inputs(scenes, size: int = 64, samples: int = 64) -> RenderInputs:
-    """The small synthetic face, frontal at 600 mm, diffuse 0.7, lit from the front, upper right."""
+    """The small synthetic face at 600 mm, turned a little, diffuse 0.42 + specular 0.3 (roughness
+    0.4), lit mostly from the front, upper right."""
     model = synthetic_model("small")
     rotation = torch.tensor([[0.1, 0.25, 0.0]])
     translation = torch.tensor([[0.0, 0.0, 600.0]])
@@ -35,9 +36,9 @@ def face_inputs(scenes, size: int = 64, samples: int = 64) -> RenderInputs:
         faces=model.faces.to(torch.int32),
         normals=normals,
         uv=model.uv,
-        diffuse=torch.full((1, 8, 8, 3), 0.7),
-        specular=torch.zeros(1, 8, 8, 3),
-        roughness=torch.full((1, 8, 8, 1), 0.5),
+        diffuse=torch.full((1, 8, 8, 3), 0.42),
+        specular=torch.full((1, 8, 8, 3), 0.3),
+        roughness=torch.full((1, 8, 8, 1), 0.4),
         sh=scenes.light((0.4, -0.5, -1.0)),
         focal=torch.tensor([190.0]),
         principal_point=torch.tensor([[size / 2, size / 2]]),
@@ -49,7 +50,8 @@ def face_inputs(scenes, size: int = 64, samples: int = 64) -> RenderInputs:
 def test_face_agrees_with_the_vertex_renderer_where_unshadowed(renderer, scenes) -> None:
     """Inside both masks, where Mitsuba's ambient occlusion says nothing occludes the hemisphere
     (white Lambertian under constant light ≥ 97 % of the unoccluded value), the two renderers
-    agree: mean within 3 %, 90 % of pixels within 10 %."""
+    agree in full mode (both lobes): mean within 3 %, 90 % of pixels within 10 % (measured
+    0.1 % and 5.5 % at 128 spp; Monte Carlo noise at 64 spp adds a little)."""
     vertex = _vertex_renderer()
     inputs = face_inputs(scenes)
     mitsuba_out = renderer.render(inputs)
