@@ -198,7 +198,7 @@ def check_frame(mean: np.ndarray, faces: np.ndarray, source: str) -> Frame:
     ring = (distance > 30.0) & (distance < 40.0)
     protrusion = float(p[tip, 2] - p[ring, 2].mean()) if bool(ring.any()) else 0.0
     facing = float(normals[distance < 10.0, 2].mean())
-    if abs(float(p[tip, 0])) > 0.1 * width or protrusion < 12.0 or facing < 0.5:
+    if abs(float(p[tip, 0])) > 0.1 * width or protrusion < 12.0 or facing < 0.2:
         raise InputError(
             f"{source}: the face does not look towards +z (most forward vertex at x = {float(p[tip, 0]):.1f} mm, "
             f"{protrusion:.1f} mm in front of its surroundings, surface normal z there {facing:.2f})",
