@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up NextFace in ./.venv: the core, the CLI and all six first-party plugins.
+# Set up NextFace in ./.venv: the core, the CLI, all six first-party plugins and the FLAME example.
 #   ./setup.sh          runtime only
 #   ./setup.sh --test   plus the test dependencies
 # Environment: PYTHON (default python3), VENV (default .venv),
@@ -27,5 +27,6 @@ pip install -e ".$extras" \
   -e plugins/render_mitsuba \
   -e plugins/render_redner \
   -e plugins/landmarks_mediapipe \
-  -e plugins/landmarks_fan
+  -e plugins/landmarks_fan \
+  -e examples/model_flame
 echo "setup: NextFace installed in $VENV ($("$VENV/bin/nextface" --version))"
