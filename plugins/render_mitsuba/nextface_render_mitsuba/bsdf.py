@@ -61,8 +61,9 @@ def register(mi: Any, dr: Any) -> None:
         def _mirror(wi: Any) -> Any:
             return mi.Vector3f(-wi.x, -wi.y, wi.z)
 
-        def _lobes(self, ctx: Any, si: Any, wo: Any, active: Any) -> tuple[Any, Any]:
-            rho_d, rho_s, exponent, p_glossy = self._maps(si, active)
+        def _lobes(self, ctx: Any, si: Any, wo: Any, active: Any, maps: tuple | None = None) -> tuple[Any, Any]:
+            """(f·cos θ_o, pdf) of direction ``wo``; ``maps`` reuses :meth:`_maps` when the caller has them."""
+            rho_d, rho_s, exponent, p_glossy = maps if maps is not None else self._maps(si, active)
             use_d = ctx.is_enabled(mi.BSDFFlags.DiffuseReflection, 0)
             use_s = ctx.is_enabled(mi.BSDFFlags.GlossyReflection, 1)
             cos_o = mi.Frame3f.cos_theta(wo)
@@ -78,7 +79,8 @@ def register(mi: Any, dr: Any) -> None:
             return dr.select(valid, value, 0.0), dr.select(valid, pdf, 0.0)
 
         def sample(self, ctx: Any, si: Any, sample1: Any, sample2: Any, active: Any = True) -> tuple[Any, Any]:
-            _, _, exponent, p_glossy = self._maps(si, active)
+            maps = self._maps(si, active)
+            _, _, exponent, p_glossy = maps
             use_d = ctx.is_enabled(mi.BSDFFlags.DiffuseReflection, 0)
             use_s = ctx.is_enabled(mi.BSDFFlags.GlossyReflection, 1)
             if use_d and use_s:
@@ -90,7 +92,7 @@ def register(mi: Any, dr: Any) -> None:
             sin_p, cos_p = dr.sincos(2.0 * math.pi * sample2.y)
             around_mirror = mi.Frame3f(self._mirror(si.wi)).to_world(mi.Vector3f(sin_a * cos_p, sin_a * sin_p, cos_a))
             wo = dr.select(pick_glossy, around_mirror, mi.warp.square_to_cosine_hemisphere(sample2))
-            value, pdf = self._lobes(ctx, si, wo, active)
+            value, pdf = self._lobes(ctx, si, wo, active, maps)
             bs = dr.zeros(mi.BSDFSample3f)
             bs.wo = wo
             bs.pdf = pdf
