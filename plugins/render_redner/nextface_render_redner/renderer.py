@@ -41,7 +41,7 @@ def build_scenes(pyredner: Any, dicts: List[dict]) -> List[Any]:
         cam, mesh, mat, env = d["camera"], d["mesh"], d["material"], d["envmap"]
         camera = pyredner.Camera(
             cam_to_world=cam["cam_to_world"],
-            intrinsic_mat=cam["intrinsic_mat"].cpu(),
+            intrinsic_mat=cam["intrinsic_mat"].float().cpu(),
             resolution=cam["resolution"],
             clip_near=1e-3,
         )
@@ -51,8 +51,8 @@ def build_scenes(pyredner: Any, dicts: List[dict]) -> List[Any]:
             roughness=pyredner.Texture(mat["roughness"].contiguous()),
         )
         obj = pyredner.Object(
-            vertices=mesh["vertices"].contiguous(), indices=mesh["indices"].contiguous(), material=material,
-            uvs=mesh["uvs"].contiguous(), normals=mesh["normals"].contiguous(),
+            vertices=mesh["vertices"].float().contiguous(), indices=mesh["indices"].contiguous(), material=material,
+            uvs=mesh["uvs"].float().contiguous(), normals=mesh["normals"].float().contiguous(),
         )
         envmap = pyredner.EnvironmentMap(pyredner.Texture(env["values"].contiguous()), env_to_world=env["env_to_world"],
                                          directly_visible=False)
@@ -71,12 +71,12 @@ class RednerRenderer:
     def __init__(self, envmap_height: int = 32) -> None:
         self.envmap_height = envmap_height
         self.pyredner = import_pyredner()
-        self.pyredner.set_use_gpu(torch.cuda.is_available())
         self.pyredner.set_print_timing(False)
 
     def render(self, inputs: RenderInputs) -> RenderOutput:
         """Render ``inputs`` → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``."""
         pyredner = self.pyredner
+        pyredner.set_use_gpu(inputs.vertices.is_cuda)  # redner renders where the tensors live
         scenes = build_scenes(pyredner, scene_dicts(inputs, self.envmap_height))
         colour = pyredner.channels.diffuse_reflectance if inputs.mode == RenderMode.ALBEDO else pyredner.channels.radiance
         channels = [colour, pyredner.channels.alpha]
