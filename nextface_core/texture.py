@@ -38,7 +38,9 @@ _cache: "OrderedDict[tuple, TextureMapper]" = OrderedDict()
 class TextureMapper:
     """Texel lookup tables for one ``uv [N,2]``, ``faces [F,3]`` and resolution ``T``.
 
-    ``texel_vertices [T·T,3]`` int64: the three vertices whose values each texel blends;
+    ``texel_face [T·T]`` int64: the uv triangle each texel takes its values from (its own, or
+    in the gutters the nearest covered texel's); ``texel_vertices [T·T,3]`` int64: that
+    triangle's three vertices;
     ``texel_weights [T·T,3]``: their barycentric weights; ``coverage [T,T]`` bool: texels
     inside a uv triangle (False in the dilated gutters).
     """
@@ -70,6 +72,7 @@ class TextureMapper:
         centre = torch.stack([near_index % t, near_index // t], 1).to(torch.float64) + 0.5
         weights[near_index] = _barycentric(corners, centre).to(weights.dtype)
         self.coverage = covered
+        self.texel_face = face_of_texel
         self.texel_vertices = faces.long()[face_of_texel]
         self.texel_weights = weights
 
@@ -90,6 +93,7 @@ class TextureMapper:
         """Move the lookup tables (in place) and return self."""
         self.uv = self.uv.to(device)
         self.coverage = self.coverage.to(device)
+        self.texel_face = self.texel_face.to(device)
         self.texel_vertices = self.texel_vertices.to(device)
         self.texel_weights = self.texel_weights.to(device)
         return self

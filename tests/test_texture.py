@@ -48,6 +48,10 @@ def test_gutters_hold_the_nearest_covered_value(layout) -> None:
     uv, faces, _ = layout
     mapper = TextureMapper(uv, faces, 256)
     assert 0.3 < float(mapper.coverage.float().mean()) < 0.95
+    covered = mapper.coverage.reshape(-1)
+    assert torch.equal(mapper.texel_vertices, faces[mapper.texel_face])
+    assert bool((mapper.texel_weights[covered] >= -1e-5).all())  # inside their triangle
+    assert torch.allclose(mapper.texel_weights.sum(1), torch.ones(256 * 256, dtype=mapper.texel_weights.dtype), atol=1e-5)
     texture = mapper.to_texture(torch.ones(1, uv.shape[0], 1))
     assert torch.allclose(texture, torch.ones_like(texture), atol=1e-5)  # no black anywhere, corners included
 
