@@ -60,6 +60,14 @@ def test_missing_libllvm_is_a_clear_error() -> None:
     assert "drjit imported: False" in out.stdout
 
 
+def test_plugins_list_without_libllvm_explains_and_does_not_crash() -> None:
+    """``nextface plugins list`` with a missing libLLVM: mitsuba is listed as unavailable, with the fix."""
+    out = _run("from nextface_cli.main import app; app(['plugins', 'list'])", DRJIT_LIBLLVM_PATH="/nonexistent/libLLVM.so.19.1")
+    assert out.returncode == 0, out.stderr
+    line = next(row for row in out.stdout.splitlines() if "mitsuba" in row and "renderer" in row)
+    assert "[unavailable]" in line and "apt-get install libllvm19" in line and "does not exist" in line
+
+
 def test_check_reports_variants() -> None:
     """``nextface plugins list`` line: the CPU variant runs here; CUDA says why not (or ok on a GPU)."""
     availability = PluginRegistry(env={}).resolve("renderer", "mitsuba").availability()
