@@ -31,8 +31,8 @@ def test_astronaut_landmark_error_below_3_percent_iod(tmp_path, monkeypatch) -> 
             "run.max_resolution": 256,
             "light.bands": 3,
             "stage1.iterations": 600,
-            "stage2.iterations": 40,
-            "stage3.iterations": 0,
+            "stage2.iterations": 60,
+            "stage3.iterations": 40,
         }
     )
     image = np.ascontiguousarray(skimage_data.astronaut())
@@ -40,4 +40,4 @@ def test_astronaut_landmark_error_below_3_percent_iod(tmp_path, monkeypatch) -> 
     (row,) = result.metrics()
     assert result.schema == "ibug68"
     assert row["landmark_error_iod_percent"] < 3.0, row
-    assert row["psnr_db"] is not None and row["psnr_db"] > 15.0, row
+    assert row["psnr_db"] is not None and row["psnr_db"] > 25.0, row  # per-texel maps fit the skin

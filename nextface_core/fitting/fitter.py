@@ -39,7 +39,7 @@ from .scene import FaceScene, LandmarkRows, expand_identity
 log = logging.getLogger(__name__)
 
 #: per-parameter step scales for Adam (a step moves a parameter by about lr × scale)
-STEP_SCALES = {"translation": 10.0, "focal": None}  # focal: scaled by its initial value
+STEP_SCALES = {"translation": 10.0, "sh": 5.0, "focal": None}  # focal: scaled by its initial value
 
 Progress = Callable[[int, int, int, float], None]  # (stage, iteration, total, loss)
 
