@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..demo import synthetic_scene
+from ..demo import render_synthetic, synthetic_scene
 from ..fitting.scene import FaceScene
 from ..landmarks import LandmarkDetector, LandmarkSet
 from ..losses import LossContext, LossTerm
@@ -157,6 +157,19 @@ def synthetic_render_inputs(
         roughness = torch.full((1, *specular.shape[1:3], 1), 0.4, dtype=dtype, device=device)
         inputs = scene.render_inputs(params, diffuse, specular[:1], roughness, samples=4, seed=0, mode=mode)
     return inputs
+
+
+def synthetic_face_images(count: int = 2, size: int = 96, renderer: Renderer | None = None) -> list[np.ndarray]:
+    """``count`` different synthetic faces as ``[size,size,3]`` uint8 sRGB photos (for
+    detector tests), rendered by ``renderer`` (default: the installed ``vertex`` renderer)."""
+    config = load_config(overrides={"run.device": "cpu", "light.bands": 3})
+    if renderer is None:
+        renderer = PluginRegistry(env={}).create("renderer", "vertex", config)
+    model = synthetic_model("small")
+    return [
+        render_synthetic(model, synthetic_scene(model, image_size=size, seed=s, bands=3), renderer, config, image_size=size)[0]
+        for s in range(count)
+    ]
 
 
 def _image_rows(inputs: RenderInputs, i: int) -> RenderInputs:
@@ -471,6 +484,7 @@ __all__ = [
     "check_plugin",
     "check_renderer",
     "fresh_registry",
+    "synthetic_face_images",
     "synthetic_loss_context",
     "synthetic_params",
     "synthetic_render_inputs",
