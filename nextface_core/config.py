@@ -9,6 +9,7 @@ type, or one out of range raises :class:`ConfigError` naming the key. Tables
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ RULES: dict[str, tuple] = {
     "stage3.learning_rate": (0.0, None),
 }
 _NON_NEGATIVE_SECTIONS = ("weights",)
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 class Section:
@@ -102,17 +104,25 @@ def _defaults() -> dict[str, dict[str, Any]]:
         return tomllib.load(f)
 
 
+def _toml(value: Any) -> str:
+    """A scalar as it is written in TOML (for hints)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
 def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
     want = type(default)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not want:
+        kind = _KINDS.get(want, want.__name__)
         raise ConfigError(
-            f"{source}: {dotted} must be a {want.__name__}, got {type(value).__name__} {value!r}",
-            f"set {dotted} = {default!r} or another {want.__name__}",
+            f"{source}: {dotted} must be {kind}, got {type(value).__name__} {value!r}",
+            f"write {kind}, e.g. {dotted} = {_toml(default)}",
         )
     if want is float and not math.isfinite(value):
-        raise ConfigError(f"{source}: {dotted} = {value!r} is not a finite number", f"set {dotted} = {default!r} or another number")
+        raise ConfigError(f"{source}: {dotted} = {value!r} is not a finite number", f"write a number, e.g. {dotted} = {_toml(default)}")
     rule = RULES.get(dotted)
     if rule is None and dotted.split(".")[0] in _NON_NEGATIVE_SECTIONS:
         rule = (0.0, None)

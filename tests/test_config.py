@@ -112,3 +112,16 @@ def test_resolve_device() -> None:
     if not cuda:
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device(load_config(None, {"run.device": "cuda:0"}))
+
+
+def test_wrong_type_messages_say_what_to_write() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"light.bands": "nine"})
+    assert info.value.message == "override: light.bands must be an integer, got str 'nine'"
+    assert info.value.hint == "write an integer, e.g. light.bands = 9"
+    with pytest.raises(ConfigError, match="must be true or false") as info:
+        load_config(None, {"run.skip_no_face": 1})
+    assert info.value.hint == "write true or false, e.g. run.skip_no_face = false"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"run.device": 3})
+    assert info.value.hint == 'write a string, e.g. run.device = "auto"'
