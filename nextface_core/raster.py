@@ -7,8 +7,8 @@ Three steps, each vectorised over triangles, pixels and images (no Python loops)
    triangles of all images), tests them against its three edge functions and writes
    ``(1/z, face)`` packed into one int64 key with a ``scatter_reduce(amax)`` — a z-buffer
    in one kernel, nearest surface wins, equal depths go to the larger face index.
-   Shared edges are watertight: each edge function is evaluated from the edge's vertices
-   in a canonical order (smaller vertex id first), so the two triangles of an edge get
+   Shared edges are watertight: the two triangles of an edge evaluate its edge function
+   with exactly negated constants (IEEE subtraction is antisymmetric), so they get
    bit-identical values of opposite sign, and a pixel centre exactly on the edge belongs
    to exactly one of them (a top-left-style tie rule on the edge normal).
 2. **Barycentrics** (differentiable): for the covered pixels only, the barycentrics of
@@ -132,29 +132,23 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     tri = (pixels.detach().to(dtype) - centre)[:, f64]  # [B,F,3,2]
     z = depth.detach().to(dtype)[:, f64]  # [B,F,3]
 
-    # edge i joins vertices i+1 → i+2; evaluate it from the smaller vertex id to the larger
-    # so both faces of an edge get bit-identical constants (of opposite sign)
-    vj, vk = f64.roll(-1, 1), f64.roll(-2, 1)
-    flip = (vj > vk)[None, :, :, None]
+    # edge i runs v_{i+1} → v_{i+2}: w = A x + B y + C with A = y_j − y_k, B = x_k − x_j,
+    # C = x_j y_k − y_j x_k. IEEE subtraction is exactly antisymmetric and each product is
+    # rounded on its own, so the face across the edge (which runs it k → j) gets exactly
+    # the negated constants and, at any pixel, exactly the negated w: no cracks, no overlap.
     pj, pk = tri.roll(-1, 2), tri.roll(-2, 2)
-    first, second = torch.where(flip, pk, pj), torch.where(flip, pj, pk)
     e = torch.stack(
-        [
-            first[..., 1] - second[..., 1],
-            second[..., 0] - first[..., 0],
-            first[..., 0] * second[..., 1] - first[..., 1] * second[..., 0],
-        ],
-        -1,
-    )  # [B,F,3(edge),3(A,B,C)] for first → second
+        [pj[..., 1] - pk[..., 1], pk[..., 0] - pj[..., 0], pj[..., 0] * pk[..., 1] - pj[..., 1] * pk[..., 0]], -1
+    )  # [B,F,3(edge),3(A,B,C)]
     d1, d2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
     area2 = d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]  # [B,F] = w_i(v_i)
     orient = torch.sign(area2)
-    e = e * (torch.where(flip[..., 0], -1.0, 1.0).to(dtype) * orient[..., None])[..., None]  # inside ⇔ w > 0
+    e = e * orient[..., None, None]  # inside ⇔ w > 0
     # a centre exactly on an edge belongs to the face whose inward normal points to +x
     # (or straight +y): exactly one of the two faces sharing the edge
     owner = (e[..., 0] > 0) | ((e[..., 0] == 0) & (e[..., 1] > 0))
     inv_z = 1.0 / (z * area2.abs()[..., None])  # 1/z at a point = Σ w_i · inv_z_i
-    valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(tri).all(-1).all(-1) & torch.isfinite(z).all(-1)
+    valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(area2) & torch.isfinite(z).all(-1)
     table = torch.cat([e.reshape(batch, n_faces, 9), inv_z, owner.to(dtype)], -1).reshape(batch * n_faces, 15)
 
     # bounding boxes of covered pixel centres (index i has its centre at i + 0.5)

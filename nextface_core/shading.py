@@ -142,10 +142,9 @@ class _ShContract(torch.autograd.Function):
             grad = full.reshape(grad.shape[0], -1)
         grad_t = grad.t().contiguous()  # [cols, M]
         grad_dir = grad_w = None
-        if ctx.needs_input_grad[0]:
-            cols = w.shape[1]
-            slopes = (ctx.deriv @ w).transpose(1, 2).reshape(3 * cols, -1) @ mono  # [3·cols, M]
-            grad_dir = (slopes.view(3, cols, -1) * grad_t).sum(1).t()
+        if ctx.needs_input_grad[0]:  # one axis at a time keeps the [cols, M] temporaries small
+            slopes = ctx.deriv @ w  # [3, K, cols]
+            grad_dir = torch.stack([((slopes[axis].t() @ mono) * grad_t).sum(0) for axis in range(3)], -1)
         if ctx.needs_input_grad[1]:
             grad_w = mono @ grad_t.t()
         return grad_dir, grad_w, None, None, None

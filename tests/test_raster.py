@@ -60,6 +60,24 @@ def test_shared_edges_are_watertight_and_covered_once() -> None:
     assert int((one.face_index >= 0).sum()) + int((two.face_index >= 0).sum()) == 64
 
 
+def test_jittered_grid_with_edges_through_pixel_centres_covers_each_centre_once() -> None:
+    # interior vertices on a half-pixel lattice: many edges pass exactly through centres
+    g = torch.Generator().manual_seed(7)
+    lin = torch.arange(5, dtype=torch.float32) * 2.0 + 2.0  # 2, 4, ..., 10
+    ys, xs = torch.meshgrid(lin, lin, indexing="ij")
+    jitter = torch.randint(-2, 3, (5, 5, 2), generator=g).float() * 0.5
+    jitter[[0, -1], :, :] = 0.0
+    jitter[:, [0, -1], :] = 0.0
+    pix = (torch.stack([xs, ys], -1) + jitter).reshape(1, -1, 2)
+    idx = torch.arange(25).view(5, 5)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    faces = torch.cat([torch.stack([a, b, c], -1).reshape(-1, 3), torch.stack([a, c, d], -1).reshape(-1, 3)])
+    depth = torch.ones(1, 25)
+    union = int((rasterize(pix, depth, faces, (12, 12)).face_index >= 0).sum())
+    alone = sum(int((rasterize(pix, depth, faces[i : i + 1], (12, 12)).face_index >= 0).sum()) for i in range(32))
+    assert union == alone == 64
+
+
 def test_nearest_surface_wins_regardless_of_triangle_order() -> None:
     pix = torch.tensor([[[4.0, 4.0], [28.0, 4.0], [4.0, 28.0], [6.0, 6.0], [30.0, 8.0], [8.0, 30.0]]])
     depth = torch.tensor([[5.0, 5.0, 5.0, 3.0, 3.0, 3.0]])
