@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None, folder: Path = FOLDER) -> int:
     """The command line; ``folder`` holds the ``bench_*.py`` files. Returns the exit status."""
     available = discover(folder)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], prog="benchmarks/run.py")
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(available)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(available)})"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per benchmark per line")
     parser.add_argument("--quick", action="store_true", help="small inputs: a smoke run, not figures to report")
     args = parser.parse_args(argv)

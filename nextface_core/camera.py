@@ -53,7 +53,8 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
     scale = torch.where(sin < 1e-6, torch.full_like(sin, 0.5), angle / (2.0 * sin.clamp_min(1e-12)))
     small = vec * scale[..., None]
     eye = torch.eye(3, dtype=m.dtype, device=m.device)
-    outer = ((m + m.transpose(-1, -2)) / 2.0 - cos[..., None, None] * eye) / (1.0 - cos).clamp_min(1e-6)[..., None, None]
+    symmetric = (m + m.transpose(-1, -2)) / 2.0 - cos[..., None, None] * eye
+    outer = symmetric / (1.0 - cos).clamp_min(1e-6)[..., None, None]  # a aᵀ
     column = outer.diagonal(dim1=-2, dim2=-1).argmax(-1)  # a aᵀ's largest diagonal: the best-conditioned column
     axis = torch.gather(outer, -1, column[..., None, None].expand(*outer.shape[:-1], 1))[..., 0]
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -122,7 +122,9 @@ def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
             f"write {kind}, e.g. {dotted} = {_toml(default)}",
         )
     if want is float and not math.isfinite(value):
-        raise ConfigError(f"{source}: {dotted} = {value!r} is not a finite number", f"write a number, e.g. {dotted} = {_toml(default)}")
+        raise ConfigError(
+            f"{source}: {dotted} = {value!r} is not a finite number", f"write a number, e.g. {dotted} = {_toml(default)}"
+        )
     rule = RULES.get(dotted)
     if rule is None and dotted.split(".")[0] in _NON_NEGATIVE_SECTIONS:
         rule = (0.0, None)
@@ -141,7 +143,7 @@ def _merge(base: dict[str, dict[str, Any]], user: Mapping[str, Any], source: str
     merged = copy.deepcopy(base)
     for section, table in user.items():
         if section == "plugins":
-            bad = [name for name, options in table.items() if not isinstance(options, dict)] if isinstance(table, dict) else []
+            bad = [k for k, options in table.items() if not isinstance(options, dict)] if isinstance(table, dict) else []
             if not isinstance(table, dict) or bad:
                 where = f"plugins.{bad[0]}" if bad else "[plugins]"
                 raise ConfigError(f"{source}: {where} must be a table of plugin options", "write [plugins.NAME] tables")

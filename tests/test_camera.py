@@ -27,7 +27,8 @@ def _rotations(n: int, max_angle: float, seed: int = 0) -> torch.Tensor:
 
 
 def test_rotation_matrices_are_orthonormal_with_determinant_one() -> None:
-    r = torch.cat([_rotations(200, 6.0), torch.zeros(1, 3, dtype=torch.float64), torch.full((1, 3), 1e-9, dtype=torch.float64)])
+    zero, tiny = torch.zeros(1, 3, dtype=torch.float64), torch.full((1, 3), 1e-9, dtype=torch.float64)
+    r = torch.cat([_rotations(200, 6.0), zero, tiny])
     m = axis_angle_to_matrix(r)
     eye = torch.eye(3, dtype=torch.float64).expand_as(m)
     assert torch.allclose(m @ m.transpose(-1, -2), eye, atol=1e-12)
@@ -38,7 +39,8 @@ def test_rotation_matrices_are_orthonormal_with_determinant_one() -> None:
 def test_known_rotation_and_batch_shapes() -> None:
     quarter_turn_z = torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64)
     x = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    assert torch.allclose(axis_angle_to_matrix(quarter_turn_z) @ x, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-15)
+    y = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    assert torch.allclose(axis_angle_to_matrix(quarter_turn_z) @ x, y, atol=1e-15)
     assert axis_angle_to_matrix(torch.zeros(4, 5, 3)).shape == (4, 5, 3, 3)
     # the rotation is about the vector itself: it is left unchanged
     r = torch.tensor([0.3, -1.2, 0.5], dtype=torch.float64)
@@ -77,7 +79,8 @@ def test_matrix_to_axis_angle_round_trip() -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matrix_to_axis_angle_at_half_turn(dtype: torch.dtype) -> None:
     # at π the antisymmetric part vanishes; ±axis·π are the same rotation
-    r = torch.nn.functional.normalize(torch.tensor([[0.0, 0.6, -0.8], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]], dtype=dtype), dim=-1) * math.pi
+    axes = torch.tensor([[0.0, 0.6, -0.8], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]], dtype=dtype)
+    r = torch.nn.functional.normalize(axes, dim=-1) * math.pi
     back = matrix_to_axis_angle(axis_angle_to_matrix(r))
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert torch.allclose(back.norm(dim=-1), torch.full((3,), math.pi, dtype=dtype), atol=tol)
@@ -86,7 +89,8 @@ def test_matrix_to_axis_angle_at_half_turn(dtype: torch.dtype) -> None:
 
 def test_project_unproject_round_trip() -> None:
     g = torch.Generator().manual_seed(0)
-    points = torch.rand(2, 50, 3, generator=g, dtype=torch.float64) * torch.tensor([200.0, 200.0, 400.0]) + torch.tensor([-100.0, -100.0, 300.0])
+    unit = torch.rand(2, 50, 3, generator=g, dtype=torch.float64)
+    points = unit * torch.tensor([200.0, 200.0, 400.0]) + torch.tensor([-100.0, -100.0, 300.0])  # in front, z 300..700
     focal = torch.tensor([800.0, 1200.0], dtype=torch.float64)
     pp = torch.tensor([[256.0, 256.0], [320.5, 240.0]], dtype=torch.float64)
     pixels = project(points, focal, pp)

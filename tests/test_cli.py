@@ -96,7 +96,11 @@ def test_a_nextface_error_is_one_line_and_a_fix_without_traceback(tmp_path: Path
 @pytest.mark.parametrize(
     ("error", "code", "expected"),
     [
-        (InputError("image x.png is not an image", "pass a PNG or JPEG"), 3, "error: image x.png is not an image\nfix: pass a PNG or JPEG\n"),
+        (
+            InputError("image x.png is not an image", "pass a PNG or JPEG"),
+            3,
+            "error: image x.png is not an image\nfix: pass a PNG or JPEG\n",
+        ),
         (BackendUnavailableError("no GPU here"), 4, "error: no GPU here\n"),
         (RuntimeError("boom"), 70, "internal error: RuntimeError: boom (rerun with --debug for the traceback)\n"),
     ],

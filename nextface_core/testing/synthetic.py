@@ -348,7 +348,8 @@ def write_synthetic_basel(folder: Path | str, size: str = "small", seed: int = 0
     )
     points = np.ascontiguousarray(arrays.points.T, dtype=np.float32)
     cells = np.ascontiguousarray(arrays.faces.T, dtype=np.uint32)
-    for path, names in ((files.model, ("shape", "expression", "color")), (files.albedo, ("diffuseAlbedo", "specularAlbedo"))):
+    contents = ((files.model, ("shape", "expression", "color")), (files.albedo, ("diffuseAlbedo", "specularAlbedo")))
+    for path, names in contents:
         with h5py.File(path, "w") as h5:
             for name in names:
                 mean, basis, var = arrays.groups[name]
