@@ -10,7 +10,17 @@ subject's right eye at negative x); triangles are counter-clockwise seen from +z
 Bases: the columns of each ``pcaBasis`` are orthonormal (QR of spatially smooth random
 fields built from low-frequency cosines of (x, y); component k mixes frequencies up to a
 cut-off growing with k, so later components are finer, as in a PCA). Variances decay with
-k and are scaled so component k moves each coordinate by ``rms_k`` on average.
+k and are scaled so component k moves each coordinate by ``rms_k`` (root mean square):
+shape 3 mm·(k+1)^-0.75, expression 1.5 mm·(k+1)^-0.7 concentrated on mouth, jaw, eyes and
+brows. Colour: Basel's ``color`` mean is an sRGB-like skin tone (redder lips, darker brows);
+the AlbedoMM diffuse mean is its linear version (:func:`nextface_core.color.srgb_to_linear`),
+the specular mean a grey 0.18–0.25 (brighter on the T-zone).
+
+Landmarks (ibug-68): the nearest vertex to anatomical targets; midline points lie on x = 0,
+left-side points are the mirror images of the right-side ones, the nose tip (30) is the
+most forward vertex. The jaw contour (0–7, 9–16) is not in the fixed table: as in the
+sfm-as-bfm folder, each side has a chain of candidate vertices from the temple to the chin
+(``contour_vertices.json``; in memory ``LandmarkAssociation.contour``).
 """
 
 from __future__ import annotations
