@@ -196,3 +196,34 @@ def test_a_batch_dependent_detector_fails(tmp_path) -> None:
     text = str(info.value)
     assert "ibug68: batch equals per-image: max difference 1 px" in text
     assert "names in order" in text
+
+
+def test_contracts_on_a_missing_cuda_device_skip_with_the_reason() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the contract would run there")
+    with pytest.raises(pytest.skip.Exception, match="needs a CUDA device"):
+        check_model(synthetic_model("small"), device="cuda")
+
+
+def _plugin_with_check(check):
+    class Plugin:  # fake: the vertex renderer behind a given availability check
+        @hookimpl
+        def nextface_register_renderers(self, register) -> None:
+            register("checked", nextface_render_vertex.create, description="vertex behind a check", check=check)
+
+    return Plugin()
+
+
+def test_an_unavailable_backend_is_skipped_with_its_reason() -> None:
+    from nextface_core import Availability
+
+    with pytest.raises(pytest.skip.Exception, match="not available here: no GPU here"):
+        check_plugin(_plugin_with_check(lambda: Availability(False, "no GPU here")), "renderer", "checked")
+
+
+def test_a_check_that_raises_breaks_the_contract() -> None:
+    def check():
+        raise RuntimeError("boom")
+
+    with pytest.raises(ContractError, match="availability check answers: check failed: boom"):
+        check_plugin(_plugin_with_check(check), "renderer", "checked")

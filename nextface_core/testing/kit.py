@@ -49,6 +49,19 @@ class ContractError(AssertionError):
     """A plugin broke its contract; the message lists every failed check."""
 
 
+def _skip(reason: str) -> None:
+    """Skip the calling test (pytest is imported here: it is a test-only dependency)."""
+    import pytest
+
+    pytest.skip(reason)
+
+
+def _skip_without(device: torch.device | str) -> None:
+    """Skip the calling test when ``device`` is a CUDA device and there is none here."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        _skip(f"contract on {device} needs a CUDA device")
+
+
 @dataclass
 class _Checks:
     """Collects passed and failed checks of one contract run."""
@@ -111,9 +124,7 @@ def check_plugin(
     checks.expect("listed with its hook", bool(info) and KIND_HOOKS[kind] in info[0].hooks, "hook missing from plugins()")
     checks.done()
     if not availability.ok:
-        import pytest
-
-        pytest.skip(f"{kind} '{name}' is not available here: {availability.detail}")
+        _skip(f"{kind} '{name}' is not available here: {availability.detail}")
     built = reg.factory(config)
     contract: dict[str, Callable[..., list[str]]] = {
         "renderer": check_renderer,
@@ -211,6 +222,7 @@ def check_renderer(
     - batch equals per-image: rendering the two faces together equals rendering each
       alone (``atol``; stochastic renderers get the same ``seed`` in both).
     """
+    _skip_without(device)
     checks = _Checks(f"renderer {getattr(renderer, 'name', type(renderer).__name__)!r}")
     checks.expect("has a name", isinstance(getattr(renderer, "name", None), str), "set a class attribute name = '...'")
     for dtype in dtypes:
@@ -348,6 +360,7 @@ def check_model(model: MorphableModel, *, device: torch.device | str = "cpu", at
     - gradients flow from vertices to shape and expression coefficients;
     - batch equals per-image: :func:`combine` of two coefficient rows equals each alone.
     """
+    _skip_without(device)
     checks = _Checks(f"model {getattr(model, 'name', '?')!r}")
     if not checks.expect("is a MorphableModel", isinstance(model, MorphableModel), f"got {type(model).__name__}"):
         return checks.done()
@@ -380,7 +393,8 @@ def check_model(model: MorphableModel, *, device: torch.device | str = "cpu", at
     checks.expect("nose tip near x = 0 (+z out of the face)", abs(float(tip[0])) < 0.1 * extent, f"largest-z vertex at x = {float(tip[0]):.1f}")
     moved = model.to(device, torch.float64)
     checks.expect("to(device, float64)", moved.shape_mean.dtype == torch.float64 and moved.faces.dtype == torch.int64, "dtype not applied")
-    checks.expect("tensors on device", moved.device == torch.device(device) and moved.faces.device == moved.device, f"on {moved.device}")
+    on_device = moved.device.type == torch.device(device).type and moved.faces.device == moved.device
+    checks.expect("tensors on device", on_device, f"on {moved.device}, asked for {device}")
     g = torch.Generator().manual_seed(0)
     shape = torch.randn(2, model.n_shape, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
     expr = torch.randn(2, model.n_expression, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
