@@ -6,8 +6,9 @@ SH light, all with gradients on (vertices, normals, textures, light, focal), as 
 Measured on the device the run uses (CPU → ``llvm_ad_rgb``; CUDA when available →
 ``cuda_ad_rgb`` too), in the same run:
 
-- ``mitsuba_<res>px_<spp>spp_ms``: median of the timed iterations, after two warm-up
-  iterations (the first compiles the kernels: ``first_iteration_s``);
+- ``mitsuba_<res>px_<spp>spp_ms``: median of the timed iterations after two warm-up
+  iterations (the first compiles the kernels: ``first_iteration_s``), and ``..._best_ms``, the
+  fastest one (the steadier figure on a shared, loaded machine);
 - ``baseline_vertex_<res>px_ms``: the ``vertex`` renderer (rasteriser) on the same inputs,
   and ``mitsuba_over_vertex_<res>px_<spp>spp``, the ratio;
 - the same for ``shadow_gradients = "off"`` at the first resolution, to show the cost of the
@@ -70,8 +71,8 @@ def _iteration(renderer: Any, inputs: Any, seed: int) -> None:
         torch.cuda.synchronize()
 
 
-def _time(renderer: Any, inputs: Any, repeats: int) -> tuple[float, float]:
-    """(first iteration in s, median of ``repeats`` later ones in ms)."""
+def _time(renderer: Any, inputs: Any, repeats: int) -> tuple[float, float, float]:
+    """(first iteration in s, median and best of ``repeats`` later ones in ms)."""
     start = time.perf_counter()
     _iteration(renderer, inputs, 0)
     first = time.perf_counter() - start
@@ -81,7 +82,7 @@ def _time(renderer: Any, inputs: Any, repeats: int) -> tuple[float, float]:
         start = time.perf_counter()
         _iteration(renderer, inputs, 2 + i)
         times.append((time.perf_counter() - start) * 1000.0)
-    return first, statistics.median(times)
+    return first, statistics.median(times), min(times)
 
 
 def run(quick: bool = False) -> dict[str, object]:
@@ -106,21 +107,24 @@ def run(quick: bool = False) -> dict[str, object]:
         for resolution in resolutions:
             inputs = _inputs(size, resolution, device)
             result[f"{prefix}triangles"] = int(inputs.faces.shape[0])
-            baseline = _time(vertex, inputs, repeats)[1] if vertex is not None else None
+            baseline = _time(vertex, inputs, repeats)[1:] if vertex is not None else None
             if baseline is not None:
-                result[f"{prefix}baseline_vertex_{resolution}px_ms"] = round(baseline, 1)
+                result[f"{prefix}baseline_vertex_{resolution}px_ms"] = round(baseline[0], 1)
+                result[f"{prefix}baseline_vertex_{resolution}px_best_ms"] = round(baseline[1], 1)
             for spp in sample_counts:
-                first, ms = _time(mitsuba, dataclasses.replace(inputs, samples=spp), repeats)
+                first, ms, best = _time(mitsuba, dataclasses.replace(inputs, samples=spp), repeats)
                 key = f"{prefix}mitsuba_{resolution}px_{spp}spp"
                 result[f"{key}_ms"] = round(ms, 1)
+                result[f"{key}_best_ms"] = round(best, 1)
                 result[f"{key}_first_iteration_s"] = round(first, 2)
                 if baseline is not None:
-                    result[f"{prefix}mitsuba_over_vertex_{resolution}px_{spp}spp"] = round(ms / baseline, 1)
+                    result[f"{prefix}mitsuba_over_vertex_{resolution}px_{spp}spp"] = round(ms / baseline[0], 1)
+                    result[f"{prefix}mitsuba_over_vertex_{resolution}px_{spp}spp_best"] = round(best / baseline[1], 1)
         no_shadow = MitsubaRenderer(shadow_gradients="off")
         inputs = dataclasses.replace(_inputs(size, resolutions[0], device), samples=sample_counts[0])
-        result[f"{prefix}mitsuba_{resolutions[0]}px_{sample_counts[0]}spp_shadow_gradients_off_ms"] = round(
-            _time(no_shadow, inputs, repeats)[1], 1
-        )
+        _, ms, best = _time(no_shadow, inputs, repeats)
+        result[f"{prefix}mitsuba_{resolutions[0]}px_{sample_counts[0]}spp_shadow_gradients_off_ms"] = round(ms, 1)
+        result[f"{prefix}mitsuba_{resolutions[0]}px_{sample_counts[0]}spp_shadow_gradients_off_best_ms"] = round(best, 1)
         mitsuba.release()
         no_shadow.release()
     if vertex is None:
