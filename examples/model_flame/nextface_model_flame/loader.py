@@ -12,10 +12,12 @@ What is read (FLAME 2020/2023 layout, a Python pickle of a dict, loaded with
   approximated by the expression blendshapes.
 
 The landmark embedding (``flame_static_embedding.pkl``: ``lmk_face_idx [51]`` triangles and
-``lmk_b_coords [51,3]`` barycentric weights of ibug-68 points 17–67; or DECA-style
-``full_lmk_faces_idx``/``full_lmk_bary_coords`` for all 68) becomes a vertex per landmark:
+``lmk_b_coords [51,3]`` barycentric weights of ibug-68 points 17–67; or DECA's
+``landmark_embedding.npy``, a pickled dict read by the same restricted unpickler, whose
+``full_lmk_faces_idx``/``full_lmk_bary_coords`` cover all 68) becomes a vertex per landmark:
 the triangle corner with the largest weight. FLAME's dynamic jaw-contour embedding is not
-used, so with the static file the jaw-line landmarks 0–16 are not fitted.
+used, so with the static file the jaw-line landmarks 0–16 are not fitted (DECA's file gives
+fixed jaw-line vertices instead).
 
 Conversions: FLAME is in metres with y up and +z out of the face; NextFace's model space
 is Basel's (millimetres, same axes), so positions and blendshapes are scaled by 1000.

@@ -142,16 +142,35 @@ def _convert(value: Any) -> Any:
     return value
 
 
+def _npy_payload(data: bytes) -> bytes:
+    """The pickle stream of an object-dtype ``.npy`` file (numpy writes a dict that way,
+    e.g. DECA's ``landmark_embedding.npy``); the header is parsed, never executed."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise pickle.UnpicklingError(f".npy format version {version} is not supported (1.0 and 2.0 are)")
+    _, _, dtype = readers[version](stream)
+    if not dtype.hasobject:
+        raise pickle.UnpicklingError("this .npy file holds a plain array, not a dict of arrays")
+    return data[stream.tell() :]
+
+
 def load_arrays(path: str | Path) -> dict[str, Any]:
-    """The dict a FLAME pickle holds, with chumpy arrays as numpy arrays and sparse
-    matrices rebuilt by scipy. Python 2 pickles are read with ``latin1`` (numpy's
-    documented choice for byte strings of array data).
+    """The dict a FLAME pickle (or an object ``.npy`` file holding a pickled dict) holds,
+    with chumpy arrays as numpy arrays and sparse matrices rebuilt by scipy. Python 2
+    pickles are read with ``latin1`` (numpy's documented choice for byte strings of array
+    data).
 
     Raises :class:`UnsafePickleError` for a global outside :data:`ALLOWED` and
     ``pickle.UnpicklingError`` for a damaged file.
     """
     data = Path(path).read_bytes()
+    if data.startswith(b"\x93NUMPY"):
+        data = _npy_payload(data)
     loaded = SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
+    if isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.ndim == 0:
+        loaded = loaded.item()
     if not isinstance(loaded, dict):
         raise pickle.UnpicklingError(f"expected a dict of arrays, found {type(loaded).__name__}")
     return {str(k): _convert(v) for k, v in loaded.items()}

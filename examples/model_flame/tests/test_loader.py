@@ -53,6 +53,20 @@ def test_static_landmarks_take_the_heaviest_corner_as_ibug_17_to_67(flame_dir, s
     assert assoc.contour == {}  # no dynamic jaw contour
 
 
+def test_a_deca_style_embedding_gives_all_68_landmarks(tmp_path, source) -> None:
+    files = write_synthetic_flame(tmp_path)
+    assoc = source.landmarks["ibug68"]
+    fixed = dict(zip(assoc.landmark_index.tolist(), assoc.vertex_index.tolist()))
+    vertex = [fixed[i] if i in fixed else int(assoc.contour[i][0]) for i in range(68)]  # jaw: first contour candidate
+    faces = source.faces.numpy()
+    face_idx = [int(np.flatnonzero((faces == v).any(1))[0]) for v in vertex]
+    bary = np.array([(faces[f] == v).astype(float) * 0.8 + 0.1 for f, v in zip(face_idx, vertex)])
+    np.save(tmp_path / "landmark_embedding.npy", {"full_lmk_faces_idx": np.array([face_idx]), "full_lmk_bary_coords": bary[None]}, allow_pickle=True)
+    model = load_flame(files.folder, FlameOptions(landmark_file="landmark_embedding.npy"))
+    assert model.landmarks["ibug68"].landmark_index.tolist() == list(range(68))
+    assert model.landmarks["ibug68"].vertex_index.tolist() == vertex
+
+
 def test_flat_albedo_symmetry_and_computed_uv(flame_dir, source) -> None:
     model = load_flame(flame_dir, FlameOptions(skin_color=(0.5, 0.4, 0.3)), dtype=torch.float64)
     skin = srgb_to_linear(torch.tensor([0.5, 0.4, 0.3], dtype=torch.float64))

@@ -109,3 +109,21 @@ def test_a_pickle_of_something_other_than_a_dict_is_rejected(tmp_path) -> None:
     path.write_bytes(pickle.dumps([np.zeros(3)]))
     with pytest.raises(pickle.UnpicklingError, match="expected a dict of arrays, found list"):
         load_arrays(path)
+
+
+def test_an_object_npy_file_holding_a_dict_loads_and_a_plain_one_is_rejected(tmp_path) -> None:
+    embedding = {"full_lmk_faces_idx": np.arange(68)[None], "full_lmk_bary_coords": np.full((1, 68, 3), 1.0 / 3.0)}
+    np.save(tmp_path / "landmark_embedding.npy", embedding, allow_pickle=True)  # how DECA ships its embedding
+    loaded = load_arrays(tmp_path / "landmark_embedding.npy")
+    assert np.array_equal(loaded["full_lmk_faces_idx"], embedding["full_lmk_faces_idx"])
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(pickle.UnpicklingError, match="holds a plain array, not a dict"):
+        load_arrays(tmp_path / "plain.npy")
+
+
+def test_an_npy_file_that_would_run_code_is_refused(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    np.save(tmp_path / "evil.npy", np.array(_Payload(os.system, f"touch {marker}"), dtype=object), allow_pickle=True)
+    with pytest.raises(UnsafePickleError, match=r"refusing to load [\w.]+\.system"):
+        load_arrays(tmp_path / "evil.npy")
+    assert not marker.exists()
