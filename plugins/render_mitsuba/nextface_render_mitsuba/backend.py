@@ -74,6 +74,9 @@ def configure_libllvm() -> str:
     if current:
         if not os.path.isfile(current):
             raise _missing_llvm_error(f"{ENV_LIBLLVM}={current} does not exist")
+        major = _llvm_major(current)
+        if major is not None and major < MIN_LLVM_MAJOR:
+            raise _missing_llvm_error(f"{ENV_LIBLLVM}={current} is LLVM {major}, with which Dr.Jit aborts")
         return current
     path = find_libllvm()
     if path is None:

@@ -33,6 +33,17 @@ def test_find_libllvm_prefers_the_newest_usable_version(tmp_path) -> None:
     assert backend.find_libllvm((str(tmp_path / "libLLVM*"),)) is None  # 15 aborts Dr.Jit: never picked
 
 
+def test_too_old_libllvm_is_refused_before_loading(tmp_path, monkeypatch) -> None:
+    """An explicit DRJIT_LIBLLVM_PATH to LLVM 15 would abort the process inside Dr.Jit: refuse it first.
+    (An empty placeholder file: only its name is read.)"""
+    old = tmp_path / "libLLVM-15.so.1"
+    old.touch()
+    monkeypatch.setenv(backend.ENV_LIBLLVM, str(old))
+    with pytest.raises(BackendUnavailableError, match="is LLVM 15, with which Dr.Jit aborts") as err:
+        backend.configure_libllvm()
+    assert "libllvm19" in err.value.hint
+
+
 def test_missing_libllvm_is_a_clear_error() -> None:
     """DRJIT_LIBLLVM_PATH naming a missing file: the renderer refuses before Dr.Jit loads anything."""
     out = _run(
