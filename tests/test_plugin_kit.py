@@ -69,6 +69,11 @@ def test_the_vertex_renderer_passes_the_renderer_contract() -> None:
         assert name in passed
 
 
+def test_the_renderer_contract_runs_in_float64_with_a_tight_tolerance() -> None:
+    passed = check_renderer(nextface_render_vertex.VertexRenderer("never"), dtypes=(torch.float64,), atol=1e-9)
+    assert "float64: image dtype" in passed and "float64: batch equals per-image (image)" in passed
+
+
 class _BatchNormalisingRenderer:
     """Fake, broken on purpose: divides by the batch's brightest pixel, so an image depends
     on the other images of its batch."""
