@@ -61,7 +61,7 @@ def test_a_deca_style_embedding_gives_all_68_landmarks(tmp_path, source) -> None
     faces = source.faces.numpy()
     face_idx = [int(np.flatnonzero((faces == v).any(1))[0]) for v in vertex]
     bary = np.array([(faces[f] == v).astype(float) * 0.8 + 0.1 for f, v in zip(face_idx, vertex)])
-    np.save(tmp_path / "landmark_embedding.npy", {"full_lmk_faces_idx": np.array([face_idx]), "full_lmk_bary_coords": bary[None]}, allow_pickle=True)
+    np.save(tmp_path / "landmark_embedding.npy", {"full_lmk_faces_idx": np.array([face_idx]), "full_lmk_bary_coords": bary[None]})
     model = load_flame(files.folder, FlameOptions(landmark_file="landmark_embedding.npy"))
     assert model.landmarks["ibug68"].landmark_index.tolist() == list(range(68))
     assert model.landmarks["ibug68"].vertex_index.tolist() == vertex

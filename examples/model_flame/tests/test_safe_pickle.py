@@ -113,7 +113,7 @@ def test_a_pickle_of_something_other_than_a_dict_is_rejected(tmp_path) -> None:
 
 def test_an_object_npy_file_holding_a_dict_loads_and_a_plain_one_is_rejected(tmp_path) -> None:
     embedding = {"full_lmk_faces_idx": np.arange(68)[None], "full_lmk_bary_coords": np.full((1, 68, 3), 1.0 / 3.0)}
-    np.save(tmp_path / "landmark_embedding.npy", embedding, allow_pickle=True)  # how DECA ships its embedding
+    np.save(tmp_path / "landmark_embedding.npy", embedding)  # np.save pickles object arrays: how DECA ships its embedding
     loaded = load_arrays(tmp_path / "landmark_embedding.npy")
     assert np.array_equal(loaded["full_lmk_faces_idx"], embedding["full_lmk_faces_idx"])
     np.save(tmp_path / "plain.npy", np.zeros(3))
@@ -123,7 +123,7 @@ def test_an_object_npy_file_holding_a_dict_loads_and_a_plain_one_is_rejected(tmp
 
 def test_an_npy_file_that_would_run_code_is_refused(tmp_path) -> None:
     marker = tmp_path / "pwned"
-    np.save(tmp_path / "evil.npy", np.array(_Payload(os.system, f"touch {marker}"), dtype=object), allow_pickle=True)
+    np.save(tmp_path / "evil.npy", np.array(_Payload(os.system, f"touch {marker}"), dtype=object))  # np.save pickles object arrays
     with pytest.raises(UnsafePickleError, match=r"refusing to load [\w.]+\.system"):
         load_arrays(tmp_path / "evil.npy")
     assert not marker.exists()
