@@ -27,8 +27,9 @@ tone** (``skin_color``, sRGB) with one basis component per colour channel (so th
 adjust the overall skin colour, ±0.1 linear per standard deviation) and a constant grey
 specular albedo; stage 3's per-texel maps then add the detail.
 
-UV: from a texture-space file when given (``texture_file``: an ``.npz`` with ``vt [V,2]``
-and ``ft [F,3]``, e.g. FLAME's ``FLAME_texture.npz``; read with ``allow_pickle=False``).
+UV: from a texture file when given (``texture_file``: an ``.npz`` with ``vt [V,2]`` and
+``ft [F,3]``, e.g. FLAME's ``FLAME_texture.npz``, read with ``allow_pickle=False``; or an
+OBJ with ``f v/vt`` faces, e.g. FLAME's ``head_template.obj``).
 FLAME's layout has seams (V > N), so each vertex takes one of its texture coordinates and
 triangles across a seam stretch over the texture. Without a texture file the core's
 mirror-symmetric parametrisation (:func:`nextface_core.uvmap.symmetric_uv`) is computed;
@@ -144,15 +145,37 @@ def _landmarks(path: Path, faces: np.ndarray) -> LandmarkAssociation:
     return LandmarkAssociation(torch.tensor(ibug, dtype=torch.int64), torch.from_numpy(vertex.astype(np.int64)))
 
 
+def _obj_vt_ft(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``vt [V,2]`` and the texture index of each triangle corner ``ft [F,3]`` (0-based) of
+    an OBJ whose faces are written ``f v/vt ...`` (FLAME's ``head_template.obj``)."""
+    vt, ft = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        key, _, rest = line.strip().partition(" ")
+        try:
+            if key == "vt":
+                vt.append([float(x) for x in rest.split()[:2]])
+            elif key == "f":
+                corners = rest.split()
+                if len(corners) != 3 or any(c.count("/") < 1 or not c.split("/")[1] for c in corners):
+                    raise ValueError("faces must be triangles written v/vt")
+                ft.append([int(c.split("/")[1]) - 1 for c in corners])
+        except ValueError as exc:
+            raise InputError(f"{path} line {number}: {exc}", "give FLAME's template OBJ with texture coordinates") from None
+    return np.array(vt, dtype=np.float64).reshape(-1, 2), np.array(ft, dtype=np.int64).reshape(-1, 3)
+
+
 def _texture_uv(path: Path, faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """Per-vertex uv (v from the top) from ``vt``/``ft`` of a texture-space ``.npz``."""
+    """Per-vertex uv (v from the top) from ``vt``/``ft`` of a texture-space ``.npz`` or an OBJ."""
     if not path.is_file():
         raise InputError(f"the FLAME texture file {path} does not exist", "fix [plugins.model_flame] texture_file or remove it")
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in ("vt", "ft") if k not in npz.files]
-        if missing:
-            raise InputError(f"{path} has no {missing} arrays (keys: {npz.files})", "give a texture file with vt [V,2] and ft [F,3]")
-        vt, ft = npz["vt"].astype(np.float64), npz["ft"].astype(np.int64)
+    if path.suffix.lower() == ".obj":
+        vt, ft = _obj_vt_ft(path)
+    else:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("vt", "ft") if k not in npz.files]
+            if missing:
+                raise InputError(f"{path} has no {missing} arrays (keys: {npz.files})", "give a texture file with vt [V,2] and ft [F,3]")
+            vt, ft = npz["vt"].astype(np.float64), npz["ft"].astype(np.int64)
     if ft.shape != faces.shape or vt.ndim != 2 or vt.shape[1] != 2 or ft.min() < 0 or ft.max() >= vt.shape[0]:
         raise InputError(f"{path}: ft {ft.shape} / vt {vt.shape} do not match the model's {faces.shape[0]} triangles", "use the texture file of this FLAME version")
     uv = np.full((n_vertices, 2), np.nan)

@@ -87,6 +87,25 @@ def test_uv_from_a_texture_file(tmp_path, source) -> None:
     assert torch.allclose(model.uv, source.uv, atol=1e-12)
 
 
+def test_uv_from_an_obj_with_seams(tmp_path, source) -> None:
+    files = write_synthetic_flame(tmp_path)
+    uv, faces = source.uv.numpy(), source.faces.numpy()
+    # a seam: triangle 0's first corner gets its own (duplicate) texture coordinate
+    vt = np.concatenate([uv, uv[faces[0, :1]]])
+    ft = faces.copy()
+    ft[0, 0] = len(uv)
+    lines = ["# template with separate texture indices"]
+    lines += [f"v {x} {y} {z}" for x, y, z in source.shape_mean.numpy() / 1000.0]
+    lines += [f"vt {u} {1.0 - v}" for u, v in vt]
+    lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}" for (a, b, c), (ta, tb, tc) in zip(faces, ft)]
+    (tmp_path / "head_template.obj").write_text("\n".join(lines) + "\n")
+    model = load_flame(files.folder, FlameOptions(texture_file="head_template.obj"), dtype=torch.float64)
+    assert torch.allclose(model.uv, source.uv, atol=1e-12)
+    (tmp_path / "bad.obj").write_text("vt 0 0\nf 1 2 3\n")
+    with pytest.raises(InputError, match="bad.obj line 2: faces must be triangles written v/vt"):
+        load_flame(files.folder, FlameOptions(texture_file="bad.obj"))
+
+
 def test_the_registered_model_passes_the_model_contract_with_component_caps(flame_dir) -> None:
     config = load_config(overrides={"model.path": str(flame_dir), "model.shape_components": 12, "model.expression_components": 5, "run.device": "cpu"})
     passed = check_plugin(nextface_model_flame, "model", "flame", config)
