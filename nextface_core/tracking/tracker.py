@@ -1,0 +1,315 @@
+"""Per-frame tracking of pose, expression and light with the identity fixed.
+
+Each frame starts from the previous frame's parameters (warm start) and runs
+
+1. a few damped Gauss-Newton steps on rotation, translation and expression from the
+   landmarks (only the gathered landmark rows are evaluated), with temporal smoothness
+   residuals towards the previous frame and an expression prior;
+2. a short photometric refinement (Adam, its state kept across frames) of pose,
+   expression and SH light through the renderer, with the landmark, smoothness and prior
+   terms.
+
+The first frame, and the first after a gap longer than ``track.max_gap``, start from the
+closed-form pose of :func:`nextface_core.fitting.pose.initial_pose` and take
+``track.first_frame_iterations`` Gauss-Newton steps without smoothness terms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..config import Config
+from ..errors import ConfigError
+from ..losses import LossContext, landmark_loss, photometric_loss
+from ..camera import axis_angle_to_matrix, matrix_to_axis_angle, model_to_camera, project, rotate_normals
+from ..model import MorphableModel, blend, combine
+from ..params import SceneParameters
+from ..render import Renderer
+from ..fitting.fitter import STEP_SCALES
+from ..fitting.pose import initial_pose
+from ..fitting.scene import FaceScene, LandmarkRows
+from .identity import Identity
+
+_INT_RANGES = {
+    "resolution": (64, 8192),
+    "keyframes": (1, 1000),
+    "landmark_iterations": (0, 1000),
+    "first_frame_iterations": (1, 10000),
+    "photometric_iterations": (0, 1000),
+    "max_gap": (0, 1_000_000),
+    "velocity": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """The ``[track]`` table of the config, range-checked (see ``default_config.toml``)."""
+
+    resolution: int
+    keyframes: int
+    landmark_iterations: int
+    first_frame_iterations: int
+    photometric_iterations: int
+    learning_rate: float
+    max_gap: int
+    smooth_rotation: float
+    smooth_translation: float
+    smooth_expression: float
+    expression_prior: float
+    photometric_landmarks: float
+    photometric_regularisers: float
+    velocity: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> "TrackSettings":
+        values = config.track.as_dict()
+        for key, value in values.items():
+            lo, hi = _INT_RANGES.get(key, (0.0, math.inf))
+            if not lo <= value <= hi:
+                span = f"between {lo} and {hi}" if hi != math.inf else f">= {lo}"
+                raise ConfigError(f"track.{key} = {value!r} is out of range", f"it must be {span}")
+        return cls(**values)
+
+
+class TrackScene(FaceScene):
+    """A :class:`FaceScene` whose identity is fixed: the identity mesh and the albedo
+    textures are computed once, so a frame only adds the expression blend."""
+
+    def __init__(self, model: MorphableModel, identity: Identity, image_size: tuple[int, int],
+                 principal_point: torch.Tensor, texture_resolution: int, schema: str) -> None:
+        rows = LandmarkRows.gather(model, schema, model.landmarks[schema])
+        super().__init__(model, image_size, principal_point, texture_resolution, {schema: rows})
+        with torch.no_grad():
+            self.identity_vertices = combine(model.shape_mean, model.shape_basis, model.shape_var, identity.shape)  # [1,N,3]
+            self.expression_basis = model.expression_basis * model.expression_var.sqrt()[:, None, None]
+            probe = identity.parameters(1, identity.sh)
+            self.diffuse, self.specular = self.albedo_textures(probe)
+
+    def vertices(self, params: SceneParameters) -> torch.Tensor:
+        """Model-space vertices ``[B,N,3]``: the cached identity plus the expression."""
+        return self.identity_vertices + blend(params.expression, self.expression_basis)
+
+
+@dataclass
+class FrameFit:
+    """One tracked frame: ``params`` (batch of 1, detached), projected landmark rows
+    ``landmarks [1,R,2]``, and the final landmark error in pixels."""
+
+    params: SceneParameters
+    landmarks: torch.Tensor
+    landmark_error_px: float
+
+
+class Tracker:
+    """Tracks one face through consecutive frames of one size (``image_size`` (H, W)).
+
+    Feed frames in order with :meth:`track`; call :meth:`lost` for a frame without a face.
+    """
+
+    def __init__(self, config: Config, model: MorphableModel, renderer: Renderer, identity: Identity,
+                 image_size: tuple[int, int], schema: str) -> None:
+        self.config, self.model, self.renderer, self.identity = config, model, renderer, identity
+        self.settings = TrackSettings.from_config(config)
+        self.schema = schema
+        dev, dt = model.device, model.dtype
+        h, w = image_size
+        self.longer = torch.tensor([float(max(h, w))], device=dev, dtype=dt)
+        pp = torch.tensor([[w / 2.0, h / 2.0]], device=dev, dtype=dt)
+        self.scene = TrackScene(model, identity, image_size, pp, config.texture.resolution, schema)
+        self.rows = self.scene.landmarks[schema]
+        t = self.scene.diffuse.shape[1]
+        self.roughness = torch.full((1, t, t, 1), config.texture.initial_roughness, device=dev, dtype=dt)
+        self.focal = identity.focal_ratio * self.longer
+        rows = self.rows
+        with torch.no_grad():
+            self.identity_rows = combine(rows.mean, rows.shape_basis, rows.shape_var, identity.shape)  # [1,G,3]
+            self.expression_rows = rows.expression_basis * rows.expression_var.sqrt()[:, None, None]  # [K,G,3]
+        self.previous: SceneParameters | None = None
+        self.before: SceneParameters | None = None  # the frame before ``previous``, if tracked in a row
+        self.gap = 0
+        neutral = identity.parameters(1, identity.sh)
+        self._vars = {n: getattr(neutral, n).clone().requires_grad_(True) for n in ("rotation", "translation", "expression", "sh")}
+        lr = self.settings.learning_rate
+        self._opt = torch.optim.Adam([{"params": [t], "lr": lr * (STEP_SCALES.get(n) or 1.0)} for n, t in self._vars.items()])
+
+    # -- the landmark step --------------------------------------------------------------
+
+    def _regulariser_terms(self, params: SceneParameters, smooth: bool) -> list[tuple[float, torch.Tensor, int]]:
+        """(weight, value, first Jacobian column) of the expression prior and, with ``smooth``,
+        of the temporal terms (change from the previous frame; rotation in degrees)."""
+        s = self.settings
+        terms = [(s.expression_prior, params.expression, 6)]
+        if smooth and self.previous is not None:
+            goal = self._prediction()
+            terms += [
+                (s.smooth_rotation, torch.rad2deg(params.rotation - goal["rotation"]), 0),
+                (s.smooth_translation, params.translation - goal["translation"], 3),
+                (s.smooth_expression, params.expression - goal["expression"], 6),
+            ]
+        return terms
+
+    def _prediction(self) -> dict[str, torch.Tensor]:
+        """Where the smoothness terms pull: the previous frame, moved on by ``track.velocity``
+        times the change between the two frames before (when both were tracked in a row)."""
+        prev, before, a = self.previous, self.before, self.settings.velocity
+        names = ("rotation", "translation", "expression")
+        if before is None or a == 0.0:
+            return {n: getattr(prev, n) for n in names}
+        return {n: getattr(prev, n) + a * (getattr(prev, n) - getattr(before, n)) for n in names}
+
+    def _landmark_model(self, params: SceneParameters, targets: torch.Tensor, jacobian: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Projected landmark rows ``[R,2]`` (contour rows: the candidate nearest its target)
+        and, with ``jacobian``, their derivative ``[R,2,6+K_e]`` with respect to a rotation
+        increment ``δ`` (``R ← exp(δ) R``), the translation and the expression."""
+        rows = self.rows
+        pts = self.identity_rows + blend(params.expression, self.expression_rows)  # [1,G,3]
+        cam = model_to_camera(pts, params.rotation, params.translation)
+        pix = project(cam, params.focal, self.scene.principal_point)[0]  # [G,2]
+        n_fixed = rows.fixed_landmarks.shape[0]
+        c, m = rows.contour_candidates.shape
+        if c:
+            goal = targets[0, rows.contour_landmarks]  # [C,2]
+            choice = (pix[n_fixed:].reshape(c, m, 2) - goal[:, None]).norm(dim=-1).argmin(-1)
+            pick = torch.cat([torch.arange(n_fixed, device=pix.device), n_fixed + torch.arange(c, device=pix.device) * m + choice])
+        else:
+            pick = torch.arange(n_fixed, device=pix.device)
+        if not jacobian:
+            return pix[pick], None
+        cam = cam[0, pick]  # [R,3]
+        x, y, z = cam.unbind(-1)
+        f = params.focal[0]
+        zero = torch.zeros_like(z)
+        d_proj = torch.stack([f / z, zero, -f * x / z**2, zero, f / z, -f * y / z**2], -1).reshape(-1, 2, 3)
+        rel = cam - params.translation[0]  # R·(flip X)
+        rx, ry, rz = rel.unbind(-1)
+        d_rot = torch.stack([zero, rz, -ry, -rz, zero, rx, ry, -rx, zero], -1).reshape(-1, 3, 3)  # −[rel]×
+        eye = torch.eye(3, dtype=cam.dtype, device=cam.device).expand(cam.shape[0], 3, 3)
+        k = self.expression_rows.shape[0]
+        d_expr = rotate_normals(self.expression_rows[:, pick], params.rotation.expand(k, 3)).permute(1, 2, 0)  # [R,3,K]
+        return pix[pick], d_proj @ torch.cat([d_rot, eye, d_expr], dim=-1)
+
+    def _residuals(self, params: SceneParameters, targets: torch.Tensor, sqrt_w: torch.Tensor, smooth: bool,
+                   jacobian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The residual vector of the landmark step and (optionally) its Jacobian ``[M,6+K_e]``."""
+        k = params.expression.shape[1]
+        scale = 100.0 / self.longer[0] * sqrt_w[0][:, None]  # % of the longer side, confidence-weighted
+        pix, d_pix = self._landmark_model(params, targets, jacobian)
+        res = [((pix - targets[0, self.rows.landmark_index]) * scale).reshape(-1)]
+        jac = [(d_pix * scale[..., None]).reshape(-1, 6 + k)] if jacobian else []
+        for weight, value, column in self._regulariser_terms(params, smooth):
+            root = math.sqrt(weight)
+            res.append(root * value.reshape(-1))
+            if jacobian:
+                n = value.shape[-1]
+                block = torch.zeros(n, 6 + k, dtype=value.dtype, device=value.device)
+                unit = math.degrees(1.0) if column == 0 else 1.0  # the rotation residual is in degrees
+                block[:, column:column + n] = torch.eye(n, dtype=value.dtype, device=value.device) * root * unit
+                jac.append(block)
+        return torch.cat(res), (torch.cat(jac) if jacobian else None)
+
+    def _step(self, params: SceneParameters, delta: torch.Tensor) -> SceneParameters:
+        """Apply ``delta = [δ rotation (left increment), δ translation, δ expression]``."""
+        rot = axis_angle_to_matrix(delta[None, :3]) @ axis_angle_to_matrix(params.rotation)
+        return replace(params, rotation=matrix_to_axis_angle(rot), translation=params.translation + delta[None, 3:6],
+                       expression=params.expression + delta[None, 6:])
+
+    def _gauss_newton(self, params: SceneParameters, targets: torch.Tensor, weights: torch.Tensor,
+                      iterations: int, smooth: bool) -> SceneParameters:
+        """Levenberg–Marquardt steps with an analytic Jacobian (~100 unknowns, ~200 residuals)."""
+        sqrt_w = weights[:, self.rows.landmark_index].clamp_min(0.0).sqrt()
+        damping = 1e-3
+        r, jac = self._residuals(params, targets, sqrt_w, smooth, jacobian=True)
+        cost = float(r.square().sum())
+        for _ in range(iterations):
+            jtj, jtr = jac.T @ jac, jac.T @ r
+            diag = torch.diag(jtj.diagonal().clamp_min(1e-9))
+            while True:
+                trial = self._step(params, torch.linalg.solve(jtj + damping * diag, -jtr))
+                r_new, _ = self._residuals(trial, targets, sqrt_w, smooth, jacobian=False)
+                new_cost = float(r_new.square().sum())
+                if new_cost <= cost or damping > 1e6:
+                    break
+                damping *= 10.0
+            if new_cost > cost:
+                break
+            params, cost, damping = trial, new_cost, max(damping / 10.0, 1e-7)
+            r, jac = self._residuals(params, targets, sqrt_w, smooth, jacobian=True)
+        return params
+
+    # -- the photometric step -----------------------------------------------------------
+
+    def _load(self, params: SceneParameters) -> dict[str, torch.Tensor]:
+        """The refined leaf tensors (one Adam for the whole run), loaded with ``params``."""
+        with torch.no_grad():
+            for n, t in self._vars.items():
+                t.copy_(getattr(params, n))
+        return self._vars
+
+    def _photometric(self, params: SceneParameters, image: torch.Tensor, valid: torch.Tensor,
+                     targets: torch.Tensor, weights: torch.Tensor, smooth: bool) -> SceneParameters:
+        s = self.settings
+        p = replace(params, **self._load(params))
+        idx = self.rows.landmark_index
+        for _ in range(s.photometric_iterations):
+            self._opt.zero_grad(set_to_none=True)
+            inputs = self.scene.render_inputs(p, self.scene.diffuse, self.scene.specular, self.roughness,
+                                              self.config.render.samples, self.config.run.seed)
+            ctx = LossContext(
+                stage=2, params=p, landmarks=self.scene.project_landmarks(p, self.schema, targets),
+                landmark_targets=targets[:, idx], landmark_weights=weights[:, idx], image_scale=self.longer,
+                render=self.renderer.render(inputs), images=image, valid=valid,
+            )
+            reg = sum(w * v.square().sum() for w, v, _ in self._regulariser_terms(p, smooth))
+            loss = photometric_loss(ctx) + s.photometric_landmarks * landmark_loss(ctx) + s.photometric_regularisers * reg
+            loss.backward()
+            self._opt.step()
+        return p.detached()
+
+    # -- frames -------------------------------------------------------------------------
+
+    def _start(self, targets: torch.Tensor, weights: torch.Tensor) -> SceneParameters:
+        """Closed-form pose from the landmarks, neutral expression, the identity's light."""
+        params = self.identity.parameters(1, self.previous.sh if self.previous is not None else self.identity.sh)
+        params.focal = self.focal.clone()
+        idx = self.rows.landmark_index
+        pts = self._identity_rows()
+        params.rotation, params.translation = initial_pose(pts[None], targets[:, idx], weights[:, idx], params.focal,
+                                                           self.scene.principal_point)
+        return params
+
+    def _identity_rows(self) -> torch.Tensor:
+        """The identity's landmark points (first contour candidate) in model space ``[Lf + C,3]``."""
+        rows = self.rows
+        n_fixed = rows.fixed_landmarks.shape[0]
+        first = torch.arange(rows.contour_landmarks.shape[0], device=rows.mean.device) * rows.contour_candidates.shape[1]
+        pts = combine(rows.mean, rows.shape_basis, rows.shape_var, self.identity.shape)[0]
+        return torch.cat([pts[:n_fixed], pts[n_fixed:][first]], dim=0)
+
+    def track(self, image: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> FrameFit:
+        """Track one frame: ``image [1,H,W,3]`` linear RGB, ``valid [1,H,W,1]``, landmarks of the
+        schema ``targets [1,L,2]`` (pixels of this frame) with ``weights [1,L]``."""
+        s = self.settings
+        warm = self.previous is not None and self.gap <= s.max_gap
+        with torch.no_grad():
+            start = self.previous.detached() if warm else self._start(targets, weights)
+        iterations = s.landmark_iterations if warm else s.first_frame_iterations
+        with torch.no_grad():
+            params = self._gauss_newton(start, targets, weights, iterations, smooth=warm)
+        if s.photometric_iterations > 0:
+            params = self._photometric(params, image, valid, targets, weights, smooth=warm)
+        with torch.no_grad():
+            lms = self.scene.project_landmarks(params, self.schema, targets)
+            idx = self.rows.landmark_index
+            w = (weights[:, idx] > 0).to(lms.dtype)
+            err = float(((lms - targets[:, idx]).norm(dim=-1) * w).sum() / w.sum().clamp_min(1.0))
+        self.before = self.previous if warm and self.gap == 0 else None
+        self.previous, self.gap = params, 0
+        return FrameFit(params, lms, err)
+
+    def lost(self) -> None:
+        """A frame without a face: the next frame warm-starts only if the gap stays short."""
+        self.gap += 1
