@@ -8,7 +8,8 @@ pickles are read without running code.
 
 Options, in the config's ``[plugins.model_flame]`` table: ``model_file`` (default: the
 first of generic_model.pkl, flame2023.pkl, flame2020.pkl in the folder), ``landmark_file``
-(flame_static_embedding.pkl), ``texture_file`` (an .npz with vt/ft for the UV layout) and
+(flame_static_embedding.pkl), ``texture_file`` (head_template.obj or an .npz with vt/ft, for
+the UV layout) and
 ``skin_color`` (sRGB of the flat albedo).
 """
 
