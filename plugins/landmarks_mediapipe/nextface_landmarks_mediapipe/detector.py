@@ -59,14 +59,15 @@ def ibug68_from_mediapipe(points: torch.Tensor, confidence: torch.Tensor) -> tup
     return points[:, _IBUG_INDEX].mean(dim=2), confidence[:, _IBUG_INDEX].mean(dim=2)
 
 
-def _options(config: Any) -> tuple[float, int]:
-    """``[plugins.landmarks_mediapipe]`` options: ``min_detection_confidence`` (0.5), ``max_faces`` (4)."""
+def _options(config: Any) -> tuple[float, int, bool]:
+    """``[plugins.landmarks_mediapipe]`` options: ``min_detection_confidence`` (0.5), ``max_faces`` (4),
+    ``tracking`` (false; true = MediaPipe's video mode: frames in order, the face tracked between them)."""
     table = dict(config.plugins.get(PLUGIN_NAME, {})) if config is not None else {}
-    unknown = set(table) - {"min_detection_confidence", "max_faces"}
+    unknown = set(table) - {"min_detection_confidence", "max_faces", "tracking"}
     if unknown:
         raise ConfigError(
             f"unknown key plugins.{PLUGIN_NAME}.{sorted(unknown)[0]}",
-            f"keys of [plugins.{PLUGIN_NAME}]: max_faces, min_detection_confidence",
+            f"keys of [plugins.{PLUGIN_NAME}]: max_faces, min_detection_confidence, tracking",
         )
     confidence = table.get("min_detection_confidence", 0.5)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
@@ -74,20 +75,24 @@ def _options(config: Any) -> tuple[float, int]:
     max_faces = table.get("max_faces", 4)
     if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1:
         raise ConfigError(f"plugins.{PLUGIN_NAME}.max_faces = {max_faces!r} is not a positive integer", "use e.g. 4")
-    return float(confidence), max_faces
+    tracking = table.get("tracking", False)
+    if not isinstance(tracking, bool):
+        raise ConfigError(f"plugins.{PLUGIN_NAME}.tracking = {tracking!r} is not true or false", "use true for video frames")
+    return float(confidence), max_faces, tracking
 
 
 class MediaPipeDetector:
     """MediaPipe face mesh on ``[H,W,3]`` uint8 sRGB images → ``mediapipe478`` + ``ibug68``.
 
     The graph is built once per detector; call :meth:`close` (or use ``with``) to free it.
-    MediaPipe has no batch API, so images run one after another.
+    MediaPipe has no batch API, so images run one after another. With the ``tracking``
+    option the images must be consecutive video frames (across calls too).
     """
 
     name = "mediapipe"
 
     def __init__(self, config: Any = None) -> None:
-        self.min_detection_confidence, self.max_faces = _options(config)
+        self.min_detection_confidence, self.max_faces, self.tracking = _options(config)
         try:
             from mediapipe.python.solutions import face_mesh
         except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
@@ -96,7 +101,7 @@ class MediaPipeDetector:
                 'pip install "mediapipe>=0.10.14,<0.11" "numpy<2"',
             ) from None
         self._mesh = face_mesh.FaceMesh(
-            static_image_mode=True,
+            static_image_mode=not self.tracking,
             max_num_faces=self.max_faces,
             refine_landmarks=True,
             min_detection_confidence=self.min_detection_confidence,
