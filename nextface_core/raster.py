@@ -232,12 +232,14 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
     e1, e2 = v2 - v0, v1 - v0
     area2 = e2[..., 0] * e1[..., 1] - e2[..., 1] * e1[..., 0]
     table = torch.cat([v0, e1[..., 1:2], -e1[..., 0:1], -e2[..., 1:2], e2[..., 0:1], area2[..., None], depth[:, f64]], -1)
-    per_pixel = table.reshape(-1, table.shape[-1]).index_select(0, row)  # [M,10]
-    dx = (pix % width).to(pixels.dtype) + 0.5 - per_pixel[:, 0]
-    dy = (pix // width).to(pixels.dtype) + 0.5 - per_pixel[:, 1]
-    b1 = (per_pixel[:, 2] * dx + per_pixel[:, 3] * dy) / per_pixel[:, 6]
-    b2 = (per_pixel[:, 4] * dx + per_pixel[:, 5] * dy) / per_pixel[:, 6]
-    q = torch.stack([1.0 - b1 - b2, b1, b2], -1) / per_pixel[:, 7:10]  # screen barycentrics / z
+    # channel-major [10, M]: one gather, and one backward op instead of one per column
+    per_pixel = table.reshape(-1, table.shape[-1]).index_select(0, row).t()
+    x0, y0, a1, c1, a2, c2, area, z0, z1, z2 = per_pixel.unbind(0)
+    dx = (pix % width).to(pixels.dtype) + 0.5 - x0
+    dy = (pix // width).to(pixels.dtype) + 0.5 - y0
+    b1 = (a1 * dx + c1 * dy) / area
+    b2 = (a2 * dx + c2 * dy) / area
+    q = torch.stack([(1.0 - b1 - b2) / z0, b1 / z1, b2 / z2], -1)  # screen barycentrics / z
     inv_depth = q.sum(-1, keepdim=True)
     bary = q / inv_depth
     total = batch * height * width

@@ -116,46 +116,71 @@ def _monomials(d: Tensor, top: int) -> Tensor:
 
 
 class _ShContract(torch.autograd.Function):
-    """``out[m] = monomials(d_m) @ w[:, b_m]`` with the analytic backward described above."""
+    """``out[m] = Σ_g band_weight[m,g] · (monomials(d_m) @ w[:, b_m])[g-th group of C]``.
+
+    ``w [K, images·groups·C]`` (columns: image, group, channel); without band weights
+    there is one group. Channel-major inside (``[cols, M]``), with the analytic backward
+    described above.
+    """
 
     @staticmethod
-    def forward(ctx, directions: Tensor, w: Tensor, batch_index: Tensor, bands: int, images: int) -> Tensor:  # type: ignore[override]
-        deriv = _monomial_tables(bands)[1]
+    def forward(  # type: ignore[override]
+        ctx, directions: Tensor, w: Tensor, band_weights: Tensor | None, batch_index: Tensor, bands: int, images: int
+    ) -> Tensor:
         mono = _monomials(directions.detach(), bands - 1)  # [K,M]
-        out = (w.t() @ mono).t()  # [M, images·C]
+        points = mono.shape[1]
+        cols = w.shape[1] // images
+        rad = w.t() @ mono  # [images·cols, M]
         if images > 1:
-            out = out.reshape(mono.shape[1], images, -1).gather(
-                1, batch_index.view(-1, 1, 1).expand(-1, 1, w.shape[1] // images)
-            ).squeeze(1)
-        ctx.save_for_backward(mono, w, batch_index)
-        ctx.deriv = deriv.to(device=w.device, dtype=w.dtype)
+            rad = rad.view(images, cols, points).gather(0, batch_index.view(1, 1, -1).expand(1, cols, -1))[0]
+        if band_weights is None:
+            out = rad
+        else:
+            groups = band_weights.shape[1]
+            out = (rad.view(groups, cols // groups, points) * band_weights.t()[:, None, :]).sum(0)
+        ctx.save_for_backward(mono, w, band_weights, batch_index, rad if band_weights is not None else None)
+        ctx.deriv = _monomial_tables(bands)[1].to(device=w.device, dtype=w.dtype)
         ctx.images = images
-        return out
+        return out.t()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        mono, w, batch_index = ctx.saved_tensors
-        images = ctx.images
-        if images > 1:  # spread each point's gradient to its own image's columns
-            full = grad.new_zeros(grad.shape[0], images, grad.shape[1])
-            full.scatter_(1, batch_index.view(-1, 1, 1).expand(-1, 1, grad.shape[1]), grad[:, None, :])
-            grad = full.reshape(grad.shape[0], -1)
-        grad_t = grad.t().contiguous()  # [cols, M]
+        mono, w, band_weights, batch_index, rad = ctx.saved_tensors
+        images, points = ctx.images, mono.shape[1]
+        cols = w.shape[1] // images
+        grad_t = grad.t().contiguous()  # [C, M]
+        grad_bw = None
+        if band_weights is None:
+            grad_rad = grad_t
+        else:
+            groups = band_weights.shape[1]
+            if ctx.needs_input_grad[2]:
+                grad_bw = (rad.view(groups, -1, points) * grad_t).sum(1).t()
+            grad_rad = (band_weights.t()[:, None, :] * grad_t).reshape(cols, points)
+        if images > 1:  # each point's gradient goes to its own image's columns
+            full = grad_rad.new_zeros(images, cols, points)
+            full.scatter_(0, batch_index.view(1, 1, -1).expand(1, cols, -1), grad_rad[None])
+            grad_rad = full.view(images * cols, points)
         grad_dir = grad_w = None
         if ctx.needs_input_grad[0]:  # one axis at a time keeps the [cols, M] temporaries small
             slopes = ctx.deriv @ w  # [3, K, cols]
-            grad_dir = torch.stack([((slopes[axis].t() @ mono) * grad_t).sum(0) for axis in range(3)], -1)
+            grad_dir = torch.stack([((slopes[axis].t() @ mono) * grad_rad).sum(0) for axis in range(3)], -1)
         if ctx.needs_input_grad[1]:
-            grad_w = mono @ grad_t.t()
-        return grad_dir, grad_w, None, None, None
+            grad_w = mono @ grad_rad.t()
+        return grad_dir, grad_w, grad_bw, None, None, None
 
 
-def _sh_contract(directions: Tensor, weights: Tensor, batch_index: Tensor) -> Tensor:
-    """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [M,3]``, ``weights [B,K,C]`` → ``[M,C]``."""
+def _sh_contract(
+    directions: Tensor, weights: Tensor, batch_index: Tensor, band_weights: Tensor | None = None
+) -> Tensor:
+    """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [M,3]``, ``weights [B,K,C]`` → ``[M,C]``.
+
+    With ``band_weights [M,G]`` the C columns are G groups summed with those per-point weights → ``[M, C/G]``.
+    """
     bands = int(round(weights.shape[1] ** 0.5))
     conv = _monomial_tables(bands)[0].to(device=weights.device, dtype=weights.dtype)
     w = torch.einsum("jk,bkc->jbc", conv, weights).reshape(conv.shape[0], -1)  # [K, B·C]
-    return _ShContract.apply(directions, w, batch_index, bands, weights.shape[0])
+    return _ShContract.apply(directions, w, band_weights, batch_index, bands, weights.shape[0])
 
 
 def shade(
@@ -198,7 +223,7 @@ def shade(
     reflected = 2.0 * (n * v).sum(-1, keepdim=True) * n - v
     # per-band radiance in the mirror direction: weights [B, K, bands·3], nonzero on band(k)
     per_band = sh[:, :, None, :] * torch.nn.functional.one_hot(band, bands).to(sh.dtype)[None, :, :, None]
-    radiance_l = _sh_contract(reflected, per_band.reshape(sh.shape[0], sh.shape[1], -1), batch_index)
-    glossy = (radiance_l.view(-1, bands, 3) * specular_band_weights(roughness, bands)[..., None]).sum(1)
+    weights = specular_band_weights(roughness, bands)
+    glossy = _sh_contract(reflected, per_band.reshape(sh.shape[0], sh.shape[1], -1), batch_index, weights)
     out = diffuse * irradiance * _INV_PI + specular * glossy
     return out.reshape(*shape[:-1], 3)
