@@ -17,8 +17,6 @@ the environment emitter get a ``to_world``:
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nextface_core.sh import sh_to_envmap
@@ -81,8 +79,3 @@ def camera_warp(
     delta_f = (focal - focal.detach())[:, None, None, None]
     delta_c = principal_point - principal_point.detach()
     return image + d_focal * delta_f - grad_x * delta_c[:, 0, None, None, None] - grad_y * delta_c[:, 1, None, None, None]
-
-
-def fov_degrees_to_focal(fov: float, width: int) -> float:
-    """Inverse of the field-of-view part of :func:`sensor_settings` (for tests and tools)."""
-    return width / (2.0 * math.tan(math.radians(fov) / 2.0))

@@ -50,6 +50,7 @@ class _Slot:
     faces: torch.Tensor
     uv: torch.Tensor
     render: Callable[..., torch.Tensor] | None = None
+    topology_key: tuple = ()
 
 
 class _Token:
@@ -235,12 +236,17 @@ class MitsubaRenderer:
         """Upload faces and uv when they differ from the last ones (usually only the first call)."""
         faces = inputs.faces.detach()
         uv = inputs.uv.detach()
-        if torch.equal(slot.faces, faces) and torch.equal(slot.uv, uv):
+        # the same, unmodified tensor objects as last time (the fit's case) need no comparison;
+        # the key holds the objects, so their memory cannot be reused by other tensors meanwhile
+        key = tuple((t, t._version) for t in (inputs.faces, inputs.uv))
+        if _same_key(key, slot.topology_key) or (torch.equal(slot.faces, faces) and torch.equal(slot.uv, uv)):
+            slot.topology_key = key
             return
         slot.params[_KEYS["faces"]] = faces.to(torch.int32).reshape(-1).cpu().numpy()
         slot.params[_KEYS["texcoords"]] = uv.to(torch.float32).reshape(-1).cpu().numpy()
         slot.params.update()
         slot.faces, slot.uv = faces.clone(), uv.clone()
+        slot.topology_key = key
 
     # -- rendering ------------------------------------------------------------------------
 
@@ -298,6 +304,10 @@ class MitsubaRenderer:
         self._pools = []
         self._integrators = {}
         self._layout = None
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y and vx == vy for (x, vx), (y, vy) in zip(a, b))
 
 
 def _check(inputs: RenderInputs) -> None:
