@@ -150,3 +150,16 @@ def test_non_square_textures(renderer, scenes) -> None:
     wide = renderer.render(dataclasses.replace(base, diffuse=torch.full((1, 4, 8, 3), 0.5))).image
     square = renderer.render(dataclasses.replace(base, diffuse=torch.full((1, 4, 4, 3), 0.5))).image
     torch.testing.assert_close(wide, square)
+
+
+def test_new_faces_with_the_same_count_are_uploaded(renderer, scenes) -> None:
+    """Same vertex and face counts, different faces (a new tensor, or the same one edited in place)."""
+    base = scenes.inputs(samples=1)
+    full = renderer.render(base).mask.sum()
+    fewer = base.faces.clone()
+    fewer[: len(fewer) // 2] = fewer[0]  # half the triangles collapse onto one
+    assert renderer.render(dataclasses.replace(base, faces=fewer)).mask.sum() < 0.9 * full
+    edited = base.faces.clone()
+    assert renderer.render(dataclasses.replace(base, faces=edited)).mask.sum() == full
+    edited[: len(edited) // 2] = edited[0]
+    assert renderer.render(dataclasses.replace(base, faces=edited)).mask.sum() < 0.9 * full
