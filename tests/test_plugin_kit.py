@@ -50,6 +50,18 @@ def test_check_plugin_names_what_is_registered_when_the_name_is_missing() -> Non
         check_plugin(nextface_render_vertex, "renderer", "nope")
 
 
+def test_check_plugin_reports_a_registration_hook_that_raises() -> None:
+    class Plugin:  # fake: its hook fails
+        @hookimpl
+        def nextface_register_renderers(self, register) -> None:
+            raise RuntimeError("backend table missing")
+
+    with pytest.raises(ContractError) as info:
+        check_plugin(Plugin(), "renderer", "any")
+    assert "plugin loads: RuntimeError: backend table missing" in str(info.value)
+    assert "name registered: registered renderers are []" in str(info.value)
+
+
 def test_check_plugin_reports_a_missing_description() -> None:
     class Plugin:  # fake: registers without a description
         @hookimpl

@@ -107,9 +107,9 @@ def check_plugin(
     config = config or load_config()
     registry = fresh_registry((plugin_name, plugin), builtin=False)
     checks = _Checks(f"{kind} '{name}' of plugin {plugin_name}")
+    listed = registry.names(kind)  # runs the registration hooks; a hook that raises is recorded as broken
     broken = [b.error for b in registry.broken]
     checks.expect("plugin loads", not broken, "; ".join(broken))
-    listed = registry.names(kind)
     if not checks.expect("name registered", name in listed, f"registered {kind}s are {listed}"):
         checks.done()
     reg = registry.resolve(kind, name)
