@@ -106,8 +106,9 @@ def _edge_functions(px: Tensor, py: Tensor, tri: Tensor) -> Tensor:
     return (b[..., 0] - a[..., 0]) * (py[..., None] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (px[..., None] - a[..., 0])
 
 
-#: triangles whose bounding box holds at most SMALL×SMALL pixel centres take the fast path
-SMALL = 2
+#: block sides of the fast paths: a face whose box of pixel centres fits in s×s (and not in
+#: the previous side) tests a fixed s×s block; larger faces are enumerated
+BLOCK_SIDES = (1, 2, 3, 4)
 
 
 @torch.no_grad()
@@ -117,9 +118,9 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     Per face (all images at once) a table of inward edge functions ``w_i = A_i x + B_i y + C_i``
     (inside ⇔ all w_i > 0, ties by the owner rule), ``1/(z_i · 2·area)`` for the depth, and the
     bounding box of the covered pixel centres. Candidates (face, pixel) are then tested in
-    two bins: faces whose box fits in SMALL×SMALL pixels (nearly all of a dense face mesh)
-    as a fixed ``[F_small, SMALL², …]`` block, the others enumerated with
-    ``repeat_interleave``. Every candidate inside writes ``(1/z bits) << 32 | face`` with
+    bins by box size: faces whose box fits in s×s pixels (s in :data:`BLOCK_SIDES`; nearly
+    all faces of a dense face mesh) as a fixed ``[F_s, s², …]`` block, the others enumerated
+    with ``repeat_interleave``. Every candidate inside writes ``(1/z bits) << 32 | face`` with
     one ``scatter_reduce(amax)``.
     """
     batch = pixels.shape[0]
@@ -149,7 +150,9 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     owner = (e[..., 0] > 0) | ((e[..., 0] == 0) & (e[..., 1] > 0))
     inv_z = 1.0 / (z * area2.abs()[..., None])  # 1/z at a point = Σ w_i · inv_z_i
     valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(area2) & torch.isfinite(z).all(-1)
-    table = torch.cat([e.reshape(batch, n_faces, 9), inv_z, owner.to(dtype)], -1).reshape(batch * n_faces, 15)
+    # row layout: A0 A1 A2 | B0 B1 B2 | C0 C1 C2 | inv_z0..2 | owner0..2 (contiguous slices)
+    table = torch.cat([e.transpose(-1, -2).reshape(batch, n_faces, 9), inv_z, owner.to(dtype)], -1)
+    table = table.reshape(batch * n_faces, 15)
 
     # bounding boxes of covered pixel centres (index i has its centre at i + 0.5)
     lo = torch.ceil(tri.amin(2) + centre - 0.5)
@@ -160,17 +163,14 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     span = torch.where(valid[..., None], hi - lo + 1, torch.zeros_like(hi)).reshape(-1, 2).to(torch.int64)
     origin = lo.reshape(-1, 2).to(torch.int64)
     counts = span[:, 0] * span[:, 1]
-    small = (span <= SMALL).all(-1) & (counts > 0)
-    large = counts > 0
-    large &= ~small
-
+    side = torch.where(counts > 0, span.amax(-1), torch.zeros_like(counts))  # 0: nothing to test
     keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
 
     def splat(rows: Tensor, ix: Tensor, iy: Tensor, ok: Tensor, params: Tensor) -> None:
         """Test candidates (face ``rows``, pixel ``ix, iy``; ``params`` their table rows) and z-buffer them."""
         gx = (ix.to(dtype) + (0.5 - width / 2.0))[..., None]
         gy = (iy.to(dtype) + (0.5 - height / 2.0))[..., None]
-        w = params[..., 0:9:3] * gx + params[..., 1:9:3] * gy + params[..., 2:9:3]
+        w = params[..., 0:3] * gx + params[..., 3:6] * gy + params[..., 6:9]
         inside = ((w > 0) | ((w == 0) & (params[..., 12:15] > 0))).all(-1) & ok
         depth_key = (w * params[..., 9:12]).sum(-1).float()
         inside &= depth_key > 0
@@ -180,18 +180,23 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
         pix = image * (height * width) + iy * width + ix
         keys.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amax", include_self=True)
 
-    # fast path: a fixed SMALL×SMALL block per small face, broadcast, no enumeration
-    rows = torch.nonzero(small).squeeze(1)
-    if rows.numel():
-        step = torch.arange(SMALL, device=device)
-        dx, dy = step.repeat(SMALL), step.repeat_interleave(SMALL)  # [SMALL²]
+    # fast paths: faces whose box fits in s×s pixels test a fixed s×s block, broadcast
+    # (no enumeration); one bin per s in BLOCK_SIDES
+    previous = 0
+    for block in BLOCK_SIDES:
+        rows = torch.nonzero((side > previous) & (side <= block)).squeeze(1)
+        previous = block
+        if not rows.numel():
+            continue
+        step = torch.arange(block, device=device)
+        dx, dy = step.repeat(block), step.repeat_interleave(block)  # [s²]
         o, sp = origin[rows], span[rows]
         ok = (dx < sp[:, 0:1]) & (dy < sp[:, 1:2])
         ix = (o[:, 0:1] + dx).clamp(max=width - 1)  # masked-off candidates stay in the image
         iy = (o[:, 1:2] + dy).clamp(max=height - 1)
-        splat(rows[:, None].expand(-1, SMALL * SMALL), ix, iy, ok, table[rows][:, None, :])
+        splat(rows[:, None].expand(-1, block * block), ix, iy, ok, table[rows][:, None, :])
     # general path: enumerate every bounding-box pixel of the larger faces
-    rows = torch.nonzero(large).squeeze(1)
+    rows = torch.nonzero(side > BLOCK_SIDES[-1]).squeeze(1)
     if rows.numel():
         c = counts[rows]
         total = int(c.sum())
