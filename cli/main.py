@@ -95,6 +95,7 @@ def _not_yet(command: str, issue: str) -> None:
 
 # Command modules attach themselves to `app` / `model_app` on import.
 from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
+from . import dataset_cmd  # noqa: E402,F401
 from . import plugins_new  # noqa: E402,F401
 
 
