@@ -97,6 +97,7 @@ def _not_yet(command: str, issue: str) -> None:
 from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
 from . import dataset_cmd  # noqa: E402,F401
 from . import plugins_new  # noqa: E402,F401
+from . import track_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ From Python::
     save_track(result, lambda: read_frames("clip.mp4"), "out/")
 """
 
+from .outputs import save_track
 from .identity import Identity, fit_identity, keyframe_indices
 from .track import INTERPOLATED, MISSING, TRACKED, TrackResult, frame_name, track_frames
 from .tracker import Tracker, TrackScene, TrackSettings
@@ -16,5 +17,5 @@ from .video import VideoInfo, probe, read_frames, video_writer
 
 __all__ = [
     "INTERPOLATED", "MISSING", "TRACKED", "Identity", "TrackResult", "TrackScene", "TrackSettings", "Tracker",
-    "VideoInfo", "fit_identity", "frame_name", "keyframe_indices", "probe", "read_frames", "track_frames", "video_writer",
+    "VideoInfo", "fit_identity", "frame_name", "keyframe_indices", "probe", "read_frames", "save_track", "track_frames", "video_writer",
 ]

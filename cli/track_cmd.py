@@ -1,0 +1,74 @@
+"""``nextface track``: pose, expression and light per video frame with a fixed identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nextface_core.config import load_config
+
+from .main import app
+
+_OVERRIDES = {
+    "renderer": "run.renderer",
+    "landmarks": "run.landmarks",
+    "model": "run.model",
+    "model_path": "model.path",
+    "device": "run.device",
+    "landmarks_file": "landmarks.file",
+    "keyframes": "track.keyframes",
+    "resolution": "track.resolution",
+}
+
+
+@app.command()
+def track(
+    video: Path = typer.Argument(..., help="A video file (decoded with the ffmpeg of imageio-ffmpeg)."),
+    out: Path = typer.Option(Path("track-out"), "-o", "--out", help="Output folder."),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="A 'nextface fit' result folder to take the identity from."),
+    keyframes: Optional[int] = typer.Option(None, "--keyframes", help="Frames of the shared-identity fit (without --identity)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Longer side of the tracked frames, pixels."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config (its track table and the fit settings)."),
+    renderer: Optional[str] = typer.Option(None, "--renderer", help="Renderer name (nextface plugins list)."),
+    landmarks: Optional[str] = typer.Option(None, "--landmarks", help="Landmark detector name (mediapipe runs in tracking mode)."),
+    landmarks_file: Optional[Path] = typer.Option(None, "--landmarks-file", help="Landmark file for --landmarks file (frames named frame000000, ...)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Morphable model name."),
+    model_path: Optional[Path] = typer.Option(None, "--model-path", help="Folder holding the model files."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    obj: bool = typer.Option(False, "--obj", help="Also write one OBJ mesh per frame (OUT/obj/)."),
+    no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay.mp4."),
+) -> None:
+    """Track head pose, expression and light through a video, the identity fixed."""
+    from nextface_core.tracking import Identity, probe, read_frames, save_track, track_frames
+
+    values = {
+        "renderer": renderer, "landmarks": landmarks, "model": model, "device": device, "keyframes": keyframes,
+        "resolution": resolution, "model_path": str(model_path) if model_path else None,
+        "landmarks_file": str(landmarks_file) if landmarks_file else None,
+    }
+    cfg = load_config(config, {_OVERRIDES[k]: v for k, v in values.items() if v is not None})
+    info = probe(video)
+    known = Identity.load(identity) if identity is not None else None
+    frames = lambda: read_frames(video)  # noqa: E731  (each pass decodes the video again)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(name: str, i: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total or None)
+        bar.update(tasks[name], completed=i)
+
+    with bar:
+        result = track_frames(frames, cfg, identity=known, fps=info.fps, progress=update)
+    summary = save_track(result, frames, out, video=str(video), overlay=not no_overlay, obj=obj)
+    counts = result.counts()
+    typer.echo(
+        f"{result.frame_count} frames: {counts['tracked']} tracked, {counts['interpolated']} interpolated, "
+        f"{counts['no face']} without a face; {result.tracking_frames_per_second():.1f} frames/s tracking"
+    )
+    typer.echo(f"results in {out} (summary: {summary})")
