@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test,ray]"
+[ "${1:-}" = "--test" ] && extras="[test,ray,video]"
 
 # Mitsuba's CPU (LLVM) backend needs a shared libLLVM; Debian's libllvm19 works (DESIGN.md §6).
 if ! ls /usr/lib/x86_64-linux-gnu/libLLVM.so.19* >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
