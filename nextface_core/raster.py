@@ -2,11 +2,13 @@
 
 Three steps, each vectorised over triangles, pixels and images (no Python loops):
 
-1. **Visibility** (:func:`rasterize`, no gradient): every triangle enumerates the pixel
-   centres inside its screen bounding box (one flat ``repeat_interleave`` over all
-   triangles of all images), tests them against its three edge functions and writes
-   ``(1/z, face)`` packed into one int64 key with a ``scatter_reduce(amax)`` — a z-buffer
-   in one kernel, nearest surface wins, equal depths go to the larger face index.
+1. **Visibility** (:func:`rasterize`, no gradient): every triangle tests the pixel
+   centres inside its screen bounding box against its three edge functions — triangles
+   binned by box size, small ones (nearly all of a dense face mesh) as fixed s×s blocks,
+   larger ones enumerated with one flat ``repeat_interleave``, all images at once — and
+   writes ``(1/z, face)`` packed into one int64 key with a ``scatter_reduce(amax)``: a
+   z-buffer in one kernel, nearest surface wins, equal depths go to the larger face index.
+   The Python loop is over the few bin sizes, never over triangles or pixels.
    Shared edges are watertight: the two triangles of an edge evaluate its edge function
    with exactly negated constants (IEEE subtraction is antisymmetric), so they get
    bit-identical values of opposite sign, and a pixel centre exactly on the edge belongs
