@@ -155,7 +155,7 @@ class _ShContract(torch.autograd.Function):
         else:
             groups = band_weights.shape[1]
             if ctx.needs_input_grad[2]:
-                grad_bw = (rad.view(groups, -1, points) * grad_t).sum(1).t()
+                grad_bw = (rad.view(groups, cols // groups, points) * grad_t).sum(1).t()
             grad_rad = (band_weights.t()[:, None, :] * grad_t).reshape(cols, points)
         if images > 1:  # each point's gradient goes to its own image's columns
             full = grad_rad.new_zeros(images, cols, points)

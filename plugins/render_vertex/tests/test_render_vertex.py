@@ -199,3 +199,17 @@ def test_nvdiffrast_path_matches_the_torch_path_on_cuda() -> None:
     assert float((fast.image - ref.image).abs()[interior.expand_as(fast.image)].max()) < 1e-3
     assert float((fast.mask - ref.mask).abs().mean()) < 5e-3
     assert float((fast.image - ref.image).abs().mean()) < 5e-3
+
+
+def test_off_screen_or_behind_camera_renders_empty_with_zero_gradients() -> None:
+    inputs = _inputs(batch=2)
+    fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
+    renderer = VertexRenderer(use_nvdiffrast="never")
+    for moved in (inputs.vertices + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64),
+                  inputs.vertices * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)):
+        vertices = moved.clone().requires_grad_()
+        sh = inputs.sh.clone().requires_grad_()
+        out = renderer.render(RenderInputs(**{**fields, "vertices": vertices, "sh": sh}))
+        assert float(out.image.abs().sum()) == 0.0 and float(out.mask.sum()) == 0.0
+        vg, sg = torch.autograd.grad(out.image.sum() + out.mask.sum(), (vertices, sh), allow_unused=True)
+        assert (vg is None or float(vg.abs().sum()) == 0.0) and (sg is None or float(sg.abs().sum()) == 0.0)
