@@ -97,11 +97,14 @@ def metric_distribution(records: Sequence[ImageRecord]) -> dict[str, dict[str, f
 
 
 def rich_progress() -> tuple[Any, Progress]:
-    """A rich progress bar over the run's images and the callback that drives it."""
+    """A rich progress bar over the run's images (on stderr, so stdout stays the report)
+    and the callback that drives it."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bar = Bar(TextColumn("images"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-              TextColumn("{task.fields[rate]:.1f} img/min"), TimeElapsedColumn(), TimeRemainingColumn())
+              TextColumn("{task.fields[rate]:.1f} img/min"), TimeElapsedColumn(), TimeRemainingColumn(),
+              console=Console(stderr=True))
     task = bar.add_task("", total=None, failed=0, rate=0.0)
 
     def update(done: int, failed: int, total: int, rate: float) -> None:
@@ -201,11 +204,11 @@ def fit_dataset(
     gone = _resume(records, tasks, loc)
     loc.write_bytes(SETTINGS_FILE, json.dumps(settings, indent=1).encode())
     everything = records + gone
-    skipped = sum(r.status == DONE for r in records)
     todo = [t for t, members in tasks.items() if any(m.status != DONE for m in members)]
-    for t in todo:
+    for t in todo:  # a group with one unfinished image is fitted again as a whole
         for m in tasks[t]:
             m.status, m.error = PENDING, None
+    skipped = sum(r.status == DONE for r in records)
     write_manifest(loc, everything, manifest_format)
     n_todo = sum(len(tasks[t]) for t in todo)
     backend_name, n_workers, retried, done_now, failed_now = ("ray" if use_ray else "process"), workers or 0, 0, 0, 0
