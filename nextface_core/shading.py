@@ -75,8 +75,12 @@ def specular_band_weights(roughness: Tensor, bands: int) -> Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _monomial_tables(bands: int) -> tuple[Tensor, Tensor]:
-    """(C ``[K,K]`` float64, derivative matrices ``[3,K,K]``) of the monomials of :func:`_monomials`."""
+def _monomial_tables(bands: int) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+    """(C ``[K,K]`` float64, derivative matrices ``[3,K,K]``, row ranges where they are nonzero).
+
+    Derivatives lower the degree, so only monomials of degree < top appear in them: two
+    contiguous row ranges, which the backward pass uses to skip the others.
+    """
     top = bands - 1
     exps = [(a, k - a, c) for c in (0, 1) for k in range(top + 1 - c) for a in range(k + 1)]
     position = {e: i for i, e in enumerate(exps)}
@@ -89,7 +93,15 @@ def _monomial_tables(bands: int) -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(1234)
     dirs = torch.nn.functional.normalize(torch.randn(8 * k + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
     conv = torch.linalg.lstsq(_monomials(dirs, top).t(), sh_basis(dirs, bands)).solution
-    return conv, deriv
+    used = (deriv != 0).any(2).any(0).tolist()
+    ranges = [(i, i + 1) for i, flag in enumerate(used) if flag]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if merged and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return conv, deriv, merged
 
 
 def _monomials(d: Tensor, top: int) -> Tensor:
@@ -139,7 +151,8 @@ class _ShContract(torch.autograd.Function):
             groups = band_weights.shape[1]
             out = (rad.view(groups, cols // groups, points) * band_weights.t()[:, None, :]).sum(0)
         ctx.save_for_backward(mono, w, band_weights, batch_index, rad if band_weights is not None else None)
-        ctx.deriv = _monomial_tables(bands)[1].to(device=w.device, dtype=w.dtype)
+        _, deriv, ctx.ranges = _monomial_tables(bands)
+        ctx.deriv = deriv.to(device=w.device, dtype=w.dtype)
         ctx.images = images
         return out.t()
 
@@ -162,9 +175,18 @@ class _ShContract(torch.autograd.Function):
             full.scatter_(0, batch_index.view(1, 1, -1).expand(1, cols, -1), grad_rad[None])
             grad_rad = full.view(images * cols, points)
         grad_dir = grad_w = None
-        if ctx.needs_input_grad[0]:  # one axis at a time keeps the [cols, M] temporaries small
-            slopes = ctx.deriv @ w  # [3, K, cols]
-            grad_dir = torch.stack([((slopes[axis].t() @ mono) * grad_rad).sum(0) for axis in range(3)], -1)
+        if ctx.needs_input_grad[0] and not ctx.ranges:  # one band: constant in the direction
+            grad_dir = grad.new_zeros(points, 3)
+        elif ctx.needs_input_grad[0]:  # one axis at a time keeps the [cols, M] temporaries small
+            slopes = ctx.deriv @ w  # [3, K, cols], zero outside ctx.ranges
+            per_axis = []
+            for axis in range(3):
+                (lo, hi), *rest = ctx.ranges
+                value = slopes[axis, lo:hi].t() @ mono[lo:hi]
+                for lo, hi in rest:
+                    value.addmm_(slopes[axis, lo:hi].t(), mono[lo:hi])
+                per_axis.append((value * grad_rad).sum(0))
+            grad_dir = torch.stack(per_axis, -1)
         if ctx.needs_input_grad[1]:
             grad_w = mono @ grad_rad.t()
         return grad_dir, grad_w, grad_bw, None, None, None

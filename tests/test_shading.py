@@ -88,3 +88,14 @@ def test_fast_monomial_form_equals_the_core_sh_basis_in_float32() -> None:
     weights = torch.randn(1, 81, 4, generator=torch.Generator().manual_seed(6))
     fast = _sh_contract(dirs, weights, torch.zeros(2000, dtype=torch.long))
     assert torch.allclose(fast, sh_basis(dirs, 9) @ weights[0], atol=5e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_every_band_count_shades_and_differentiates(bands: int) -> None:
+    n, p, d, s, r, sh = _points(2, 3, seed=4)
+    sh = sh[:, : bands * bands].clone().requires_grad_()
+    n = n.clone().requires_grad_()
+    out = shade(n, p, d, s, r.clamp(0.1, 0.9), sh)
+    assert torch.allclose(shade(n, p, d, torch.zeros_like(s), r, sh), d * irradiance(n, sh) / math.pi, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: shade(a, p, d, s, r.clamp(0.1, 0.9), b), (n, sh), eps=1e-6, atol=1e-6)
+    assert out.shape == (2, 3, 3)
