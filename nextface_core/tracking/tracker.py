@@ -7,7 +7,7 @@ Each frame starts from the previous frame's parameters (warm start) and runs
    residuals towards the previous frame and an expression prior;
 2. a short photometric refinement (Adam, its state kept across frames) of pose,
    expression and SH light through the renderer, with the landmark, smoothness and prior
-   terms.
+   terms; only the face's box is rendered (the landmarks' box, widened).
 
 The first frame, and the first after a gap longer than ``track.max_gap``, start from the
 closed-form pose of :func:`nextface_core.fitting.pose.initial_pose` and take
@@ -41,6 +41,7 @@ _INT_RANGES = {
     "photometric_iterations": (0, 1000),
     "max_gap": (0, 1_000_000),
     "velocity": (0.0, 1.0),
+    "threads": (0, 1024),
 }
 
 
@@ -62,6 +63,7 @@ class TrackSettings:
     photometric_landmarks: float
     photometric_regularisers: float
     velocity: float
+    threads: int
 
     @classmethod
     def from_config(cls, config: Config) -> "TrackSettings":
@@ -111,6 +113,7 @@ class Tracker:
 
     def __init__(self, config: Config, model: MorphableModel, renderer: Renderer, identity: Identity,
                  image_size: tuple[int, int], schema: str) -> None:
+        identity = identity.check(model)
         self.config, self.model, self.renderer, self.identity = config, model, renderer, identity
         self.settings = TrackSettings.from_config(config)
         self.schema = schema
@@ -254,10 +257,15 @@ class Tracker:
         s = self.settings
         p = replace(params, **self._load(params))
         idx = self.rows.landmark_index
+        with torch.no_grad():
+            (y0, y1, x0, x1) = self._face_box(self.scene.project_landmarks(params, self.schema, targets)[0])
+        image, valid = image[:, y0:y1, x0:x1], valid[:, y0:y1, x0:x1]
+        offset = self.scene.principal_point.new_tensor([[float(x0), float(y0)]])
         for _ in range(s.photometric_iterations):
             self._opt.zero_grad(set_to_none=True)
             inputs = self.scene.render_inputs(p, self.scene.diffuse, self.scene.specular, self.roughness,
                                               self.config.render.samples, self.config.run.seed)
+            inputs = replace(inputs, image_size=(y1 - y0, x1 - x0), principal_point=inputs.principal_point - offset)
             ctx = LossContext(
                 stage=2, params=p, landmarks=self.scene.project_landmarks(p, self.schema, targets),
                 landmark_targets=targets[:, idx], landmark_weights=weights[:, idx], image_scale=self.longer,
@@ -268,6 +276,19 @@ class Tracker:
             loss.backward()
             self._opt.step()
         return p.detached()
+
+    def _face_box(self, landmarks: torch.Tensor) -> tuple[int, int, int, int]:
+        """Rows ``y0:y1`` and columns ``x0:x1`` of the image the refinement renders: the
+        landmarks' box widened by a quarter of its size each side and half of it upwards
+        (the forehead lies above the brows), within the image. ``landmarks [R,2]`` pixels."""
+        lo, hi = landmarks.amin(0), landmarks.amax(0)
+        span = (hi - lo).clamp_min(1.0)
+        h, w = self.scene.image_size
+        x0 = int(torch.floor(lo[0] - 0.25 * span[0]).clamp(0, w - 1))
+        x1 = int(torch.ceil(hi[0] + 0.25 * span[0]).clamp(x0 + 1, w))
+        y0 = int(torch.floor(lo[1] - 0.5 * span[1]).clamp(0, h - 1))
+        y1 = int(torch.ceil(hi[1] + 0.25 * span[1]).clamp(y0 + 1, h))
+        return y0, y1, x0, x1
 
     # -- frames -------------------------------------------------------------------------
 
@@ -292,6 +313,15 @@ class Tracker:
     def track(self, image: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> FrameFit:
         """Track one frame: ``image [1,H,W,3]`` linear RGB, ``valid [1,H,W,1]``, landmarks of the
         schema ``targets [1,L,2]`` (pixels of this frame) with ``weights [1,L]``."""
+        threads = torch.get_num_threads()
+        if self.settings.threads > 0:
+            torch.set_num_threads(self.settings.threads)
+        try:
+            return self._track(image, valid, targets, weights)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _track(self, image: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> FrameFit:
         s = self.settings
         warm = self.previous is not None and self.gap <= s.max_gap
         with torch.no_grad():
