@@ -31,7 +31,7 @@ from ..params import SceneParameters
 from ..plugins import PluginRegistry
 from ..render import RenderMode, RenderOutput, Renderer
 from .identity import Identity, fit_identity, keyframe_indices
-from .tracker import TrackScene, Tracker, TrackSettings
+from .tracker import TrackScene, Tracker, TrackSettings, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,8 @@ def track_frames(
         from ..fitting import Fitter
 
         fitter = Fitter(config, registry=registry, model=model, renderer=renderer)
-        identity = fit_identity(fitter, key_frames, subset, [names[i] for i in keys])
+        with torch_threads(settings.threads):
+            identity = fit_identity(fitter, key_frames, subset, [names[i] for i in keys])
     identity = identity.to(device, model.dtype).check(model)
     identity_seconds = time.perf_counter() - t0
 

@@ -16,8 +16,10 @@ closed-form pose of :func:`nextface_core.fitting.pose.initial_pose` and take
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import torch
 
@@ -74,6 +76,18 @@ class TrackSettings:
                 span = f"between {lo} and {hi}" if hi != math.inf else f">= {lo}"
                 raise ConfigError(f"track.{key} = {value!r} is out of range", f"it must be {span}")
         return cls(**values)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (0: leave the setting alone)."""
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class TrackScene(FaceScene):
@@ -313,13 +327,8 @@ class Tracker:
     def track(self, image: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> FrameFit:
         """Track one frame: ``image [1,H,W,3]`` linear RGB, ``valid [1,H,W,1]``, landmarks of the
         schema ``targets [1,L,2]`` (pixels of this frame) with ``weights [1,L]``."""
-        threads = torch.get_num_threads()
-        if self.settings.threads > 0:
-            torch.set_num_threads(self.settings.threads)
-        try:
+        with torch_threads(self.settings.threads):
             return self._track(image, valid, targets, weights)
-        finally:
-            torch.set_num_threads(threads)
 
     def _track(self, image: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> FrameFit:
         s = self.settings
