@@ -1,8 +1,8 @@
 """Benchmark ``render_vertex``: milliseconds per differentiable iteration (forward + backward).
 
 The full-size synthetic face (28588 vertices, 56572 triangles, the real BFM counts;
-``quick=True``: the small one, 256² only, no variants) with 512² diffuse/specular/roughness maps and 9-band SH
-light, gradients on vertices, normals, textures, light and focal (stage 3 of the fit),
+``quick=True``: the small one, 256² only, no variants) with 512² diffuse/specular/roughness
+maps and 9-band SH light, gradients on vertices, normals, textures, light and focal (stage 3 of the fit),
 rendered at 256² and 512² with the PyTorch rasteriser (the CPU path; on a CUDA machine the
 nvdiffrast path is timed too when installed). Per resolution, in the same run:
 
