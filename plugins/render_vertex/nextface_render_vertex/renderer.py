@@ -72,8 +72,10 @@ class VertexRenderer:
         usable = inputs.vertices.is_cuda and nvdiffrast_backend.available()
         if self.use_nvdiffrast == "always" and not usable:
             raise BackendUnavailableError(
-                f"nvdiffrast cannot render these inputs ({nvdiffrast_backend.status()}; tensors on {inputs.vertices.device})",
-                "install nvdiffrast from its git repository and move the inputs to a CUDA device, or use use_nvdiffrast='auto'",
+                f"nvdiffrast cannot render these inputs "
+                f"({nvdiffrast_backend.status()}; tensors on {inputs.vertices.device})",
+                "install nvdiffrast from its git repository and move the inputs to a CUDA device, "
+                "or use use_nvdiffrast='auto'",
             )
         return "nvdiffrast" if usable else "torch"
 
@@ -87,7 +89,13 @@ class VertexRenderer:
 
     def _neighbors(self, faces: Tensor) -> Tensor:
         cached = self._topology
-        if cached is None or cached[0].shape != faces.shape or cached[0].device != faces.device or not torch.equal(cached[0], faces):
+        same = (
+            cached is not None
+            and cached[0].shape == faces.shape
+            and cached[0].device == faces.device
+            and torch.equal(cached[0], faces)
+        )
+        if not same:
             cached = (faces.clone(), face_neighbors(faces))
             self._topology = cached
         return cached[1]
@@ -134,11 +142,12 @@ def create(config: Any) -> VertexRenderer:
     unknown = set(options) - {"nvdiffrast"}
     if unknown:
         raise ConfigError(
-            f"unknown option(s) {sorted(unknown)} in [plugins.render_vertex]", "the only option is nvdiffrast = \"auto\" | \"never\" | \"always\""
+            f"unknown option(s) {sorted(unknown)} in [plugins.render_vertex]",
+            'the only option is nvdiffrast = "auto" | "never" | "always"',
         )
     choice = options.get("nvdiffrast", "auto")
     if choice not in ("auto", "never", "always"):
         raise ConfigError(
-            f"[plugins.render_vertex] nvdiffrast = {choice!r} is not allowed", "use \"auto\", \"never\" or \"always\""
+            f"[plugins.render_vertex] nvdiffrast = {choice!r} is not allowed", 'use "auto", "never" or "always"'
         )
     return VertexRenderer(use_nvdiffrast=choice)
