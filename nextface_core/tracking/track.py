@@ -55,7 +55,8 @@ class TrackResult:
     ``focal [T]``; ``status [T]`` (:data:`TRACKED`, :data:`INTERPOLATED`, :data:`MISSING`);
     ``landmarks_detected [T,L,2]`` (the schema's points, scaled to the tracked frames),
     ``landmarks_projected [T,R,2]`` (rows of ``landmark_index``), ``landmark_error_px [T]``
-    (NaN where not tracked), ``seconds [T]`` tracking time per frame. ``scale``: tracked /
+    (NaN where not tracked), ``seconds [T]`` tracking wall time per frame and ``cpu_seconds [T]``
+    the process's CPU time (all its threads) per frame. ``scale``: tracked /
     original frame size; ``image_size`` (H, W) tracked.
     """
 
@@ -75,6 +76,7 @@ class TrackResult:
     landmark_index: torch.Tensor
     landmark_error_px: np.ndarray
     seconds: np.ndarray
+    cpu_seconds: np.ndarray
     scene: TrackScene
     renderer: Renderer
     config: Config
@@ -245,7 +247,7 @@ def track_frames(
     count = len(names)
     dt = model.dtype
     status = np.full(count, MISSING, dtype=np.int8)
-    seconds, errors = np.zeros(count), np.full(count, np.nan)
+    seconds, cpu_seconds, errors = np.zeros(count), np.zeros(count), np.full(count, np.nan)
     per_frame: list[SceneParameters | None] = [None] * count
     projected: list[torch.Tensor | None] = [None] * count
     detected = torch.zeros(count, lms.points.shape[1], 2, dtype=dt)
@@ -254,7 +256,7 @@ def track_frames(
         if i >= count:
             raise InputError(f"the video gave more frames on a later read than the first ({count})",
                              "re-encode the video (its frame count is unstable)")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batch = make_batch([frame], [names[i]], settings.resolution, device, dt)
         if tracker is None:
             size, scale = batch.image_size, batch.scales[0]
@@ -270,7 +272,7 @@ def track_frames(
             status[i] = TRACKED
         else:
             tracker.lost()
-        seconds[i] = time.perf_counter() - start
+        seconds[i], cpu_seconds[i] = time.perf_counter() - start, time.process_time() - cpu_start
         if progress is not None:
             progress("track", i + 1, count)
     assert tracker is not None
@@ -284,6 +286,7 @@ def track_frames(
         expression=torch.cat([p.expression for p in filled]), sh=torch.cat([p.sh for p in filled]),
         focal=torch.cat([p.focal for p in filled]), status=status, landmarks_detected=detected,
         landmarks_projected=proj, landmark_index=tracker.rows.landmark_index, landmark_error_px=errors, seconds=seconds,
+        cpu_seconds=cpu_seconds,
         scene=tracker.scene, renderer=renderer, config=config, model=model, identity_seconds=identity_seconds,
         detect_seconds=detect_seconds, keyframes=keys,
     )
