@@ -43,9 +43,10 @@ RULES: dict[str, tuple] = {
     "stage1.iterations": (0, None),
     "stage2.iterations": (0, None),
     "stage3.iterations": (0, None),
-    "stage1.learning_rate": (0.0, None),
     "stage2.learning_rate": (0.0, None),
     "stage3.learning_rate": (0.0, None),
+    "stage2.final_learning_rate": (0.0, 1.0),
+    "stage3.final_learning_rate": (0.0, 1.0),
 }
 _NON_NEGATIVE_SECTIONS = ("weights",)
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -74,10 +74,20 @@ class WeightedTerm:
         return self.fn(ctx)
 
 
+#: below this distance (in % of the image side) the landmark loss turns quadratic
+LANDMARK_SMOOTHING = 0.1
+
+
 def landmark_loss(ctx: LossContext) -> torch.Tensor:
     """Confidence-weighted mean distance between projected and detected landmarks, in % of
-    the image's longer side (so weights do not depend on resolution)."""
-    dist = (ctx.landmarks - ctx.landmark_targets).norm(dim=-1) / ctx.image_scale[:, None] * 100.0
+    the image's longer side (so weights do not depend on resolution).
+
+    The distance is the Charbonnier form ``sqrt(d² + ε²) − ε``: linear (robust to a wrong
+    landmark) far away, smooth near 0 so quasi-Newton steps converge.
+    """
+    diff = (ctx.landmarks - ctx.landmark_targets) / ctx.image_scale[:, None, None] * 100.0
+    eps = LANDMARK_SMOOTHING
+    dist = (diff.pow(2).sum(-1) + eps * eps).sqrt() - eps
     return (dist * ctx.landmark_weights).sum() / ctx.landmark_weights.sum().clamp_min(1e-8)
 
 
@@ -135,7 +145,7 @@ def standard_terms() -> list[WeightedTerm]:
     terms = [
         WeightedTerm("landmarks", landmark_loss, "landmarks_stage{stage}", (1, 2)),
         WeightedTerm("photometric", photometric_loss, "photometric", (2, 3)),
-        WeightedTerm("shape_prior", _prior("shape"), "shape_prior", (2,)),
+        WeightedTerm("shape_prior", _prior("shape"), "shape_prior", (1, 2)),
         WeightedTerm("expression_prior", _prior("expression"), "expression_prior", (1, 2)),
         WeightedTerm("albedo_prior", albedo_prior, "albedo_prior", (2,)),
     ]

@@ -91,6 +91,10 @@ class SceneParameters:
         """The non-None tensors by name (for optimisers, saving and checkpoints)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
+    def to(self, device: torch.device | str) -> "SceneParameters":
+        """A copy with every tensor on ``device``."""
+        return replace(self, **{k: v.to(device) for k, v in self.tensors().items()})
+
     def detached(self) -> "SceneParameters":
         """A copy with every tensor detached and cloned."""
         return replace(self, **{k: v.detach().clone() for k, v in self.tensors().items()})

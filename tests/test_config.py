@@ -33,10 +33,10 @@ def test_defaults_load_and_equal_the_packaged_toml() -> None:
 
 
 def test_user_file_merges_over_the_defaults(tmp_path: Path) -> None:
-    path = _write(tmp_path, "[stage1]\niterations = 10\nlearning_rate = 1\n\n[plugins.mitsuba]\nenvmap_height = 16\n")
+    path = _write(tmp_path, "[stage1]\niterations = 10\n\n[stage3]\nlearning_rate = 1\n\n[plugins.mitsuba]\nenvmap_height = 16\n")
     config = load_config(path)
     assert config.stage1.iterations == 10
-    assert config.stage1.learning_rate == 1.0 and isinstance(config.stage1.learning_rate, float)
+    assert config.stage3.learning_rate == 1.0 and isinstance(config.stage3.learning_rate, float)
     assert config.stage2.iterations == load_config().stage2.iterations  # untouched keys keep defaults
     assert config.plugins == {"mitsuba": {"envmap_height": 16}}
 

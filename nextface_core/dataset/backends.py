@@ -61,9 +61,18 @@ class RayBackend:
         if not ray.is_initialized():
             common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, "logging_level": logging.WARNING}
             if address:
-                ray.init(address=address, **common)
+                try:
+                    ray.init(address=address, **common)
+                except ConnectionError as exc:
+                    raise BackendUnavailableError(
+                        f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
+                        "check the address (ray status on the head node); a cluster with token authentication "
+                        "also needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)",
+                    ) from None
             else:
-                ray.init(num_cpus=workers or multiprocessing.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, **common)
+                # "local": always a fresh runtime, never a cluster some `ray start` left behind
+                ray.init(address="local", num_cpus=workers or multiprocessing.cpu_count(),
+                         object_store_memory=OBJECT_STORE_BYTES, **common)
             self._owned = True
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0.0))

@@ -29,7 +29,8 @@ import numpy as np
 from ..config import Config
 from ..errors import NextFaceError, UsageError
 from .backends import Backend, ProcessBackend, RayBackend
-from .manifest import DONE, FAILED, PENDING, ImageRecord, assign_tasks, collect_images, fit_name, folder_name, read_manifest, write_manifest
+from .manifest import (DONE, FAILED, PENDING, ImageRecord, assign_tasks, collect_images, fit_name, folder_name, manifest_name,
+                       read_manifest, write_manifest)
 from .storage import Location
 from .task import TaskOutcome, TaskSpec, finished_records
 
@@ -113,9 +114,9 @@ def rich_progress() -> tuple[Any, Progress]:
     return bar, update
 
 
-def _settings(config: Config, shared_identity: bool, group_by: str | None, skip_stages: Sequence[int]) -> dict[str, Any]:
+def _settings(config: Config, shared_identity: bool, group_by: str | None, skip_stages: Sequence[int], manifest_format: str) -> dict[str, Any]:
     return {"format": SETTINGS_FORMAT, "shared_identity": shared_identity, "group_by": group_by,
-            "skip_stages": sorted(set(skip_stages)), "config": config.as_dict()}
+            "skip_stages": sorted(set(skip_stages)), "manifest_format": manifest_format, "config": config.as_dict()}
 
 
 def _check_settings(out: Location, settings: dict[str, Any]) -> None:
@@ -199,7 +200,8 @@ def fit_dataset(
                          "write to a local folder or a shared store (file://, s3://, gs:// ...)")
     records = collect_images(source, group_by)
     tasks = assign_tasks(records, shared_identity)
-    settings = _settings(config, shared_identity, group_by, skip_stages)
+    manifest_name(manifest_format)  # an unknown format, or Parquet without pyarrow, fails before any work
+    settings = _settings(config, shared_identity, group_by, skip_stages, manifest_format)
     _check_settings(loc, settings)
     gone = _resume(records, tasks, loc)
     loc.write_bytes(SETTINGS_FILE, json.dumps(settings, indent=1).encode())
