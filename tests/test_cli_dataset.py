@@ -88,3 +88,38 @@ def test_bad_invocations_are_one_line_errors(groups, tmp_path: Path, args: list[
     result = _run(args + ["--config", str(groups.config)], tmp_path / "cache")
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_address_joins_a_running_ray_cluster(groups, tmp_path: Path) -> None:
+    """A one-node cluster started with `ray start --head`; the command joins it with --address."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    env = {**os.environ, "NEXTFACE_CACHE_DIR": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token"}
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        manifest = tmp_path / "one.jsonl"
+        manifest.write_text(json.dumps({"image": str(groups.images / "person0" / "face000.png")}) + "\n")
+        result = None
+        for _ in range(3):  # the head takes a few seconds to accept clients
+            result = subprocess.run([sys.executable, "-c", CODE, "fit-dataset", str(manifest), "-o", str(tmp_path / "out"),
+                                     "--address", f"127.0.0.1:{port}", "--config", str(groups.config), "--json"],
+                                    capture_output=True, text=True, env=env, timeout=240)
+            if "cannot join" not in result.stderr:
+                break
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert (report["done"], report["backend"], report["workers"]) == (1, "ray", 1)  # the cluster's one CPU
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
