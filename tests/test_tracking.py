@@ -20,7 +20,6 @@ import torch
 from nextface_core.camera import axis_angle_to_matrix
 from nextface_core.config import load_config
 from nextface_core.errors import InputError
-from nextface_core.landmarks import LandmarkSet
 from nextface_core.plugins import PluginRegistry
 from nextface_core.testing import synthetic_model
 from nextface_core.tracking import (

@@ -13,10 +13,9 @@ tracked frames are interpolated, longer runs hold the nearest tracked frame's pa
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -33,7 +32,6 @@ from ..render import RenderMode, RenderOutput, Renderer
 from .identity import Identity, fit_identity, keyframe_indices
 from .tracker import TrackScene, Tracker, TrackSettings, torch_threads
 
-log = logging.getLogger(__name__)
 
 TRACKED, INTERPOLATED, MISSING = 0, 1, 2
 STATUS_NAMES = {TRACKED: "tracked", INTERPOLATED: "interpolated", MISSING: "no face"}
