@@ -128,10 +128,10 @@ def _monomials(d: Tensor, top: int) -> Tensor:
 
 
 class _ShContract(torch.autograd.Function):
-    """``out[m] = Σ_g band_weight[m,g] · (monomials(d_m) @ w[:, b_m])[g-th group of C]``.
+    """``out[m] = Σ_g band_weights[g,m] · (monomials(d_m) @ w[:, b_m])[g-th group of C]``.
 
-    ``w [K, images·groups·C]`` (columns: image, group, channel); without band weights
-    there is one group. Channel-major inside (``[cols, M]``), with the analytic backward
+    ``w [K, images·groups·C]`` (columns: image, group, channel), ``band_weights [G,M]`` or
+    None (one group). Channel-major inside (``[cols, M]``), with the analytic backward
     described above.
     """
 
@@ -148,8 +148,8 @@ class _ShContract(torch.autograd.Function):
         if band_weights is None:
             out = rad
         else:
-            groups = band_weights.shape[1]
-            out = (rad.view(groups, cols // groups, points) * band_weights.t()[:, None, :]).sum(0)
+            groups = band_weights.shape[0]
+            out = (rad.view(groups, cols // groups, points) * band_weights[:, None, :]).sum(0)
         ctx.save_for_backward(mono, w, band_weights, batch_index, rad if band_weights is not None else None)
         _, deriv, ctx.ranges = _monomial_tables(bands)
         ctx.deriv = deriv.to(device=w.device, dtype=w.dtype)
@@ -166,10 +166,10 @@ class _ShContract(torch.autograd.Function):
         if band_weights is None:
             grad_rad = grad_t
         else:
-            groups = band_weights.shape[1]
+            groups = band_weights.shape[0]
             if ctx.needs_input_grad[2]:
-                grad_bw = (rad.view(groups, cols // groups, points) * grad_t).sum(1).t()
-            grad_rad = (band_weights.t()[:, None, :] * grad_t).reshape(cols, points)
+                grad_bw = (rad.view(groups, cols // groups, points) * grad_t).sum(1)
+            grad_rad = (band_weights[:, None, :] * grad_t).reshape(cols, points)
         if images > 1:  # each point's gradient goes to its own image's columns
             full = grad_rad.new_zeros(images, cols, points)
             full.scatter_(0, batch_index.view(1, 1, -1).expand(1, cols, -1), grad_rad[None])
@@ -202,7 +202,8 @@ def _sh_contract(
     bands = int(round(weights.shape[1] ** 0.5))
     conv = _monomial_tables(bands)[0].to(device=weights.device, dtype=weights.dtype)
     w = torch.einsum("jk,bkc->jbc", conv, weights).reshape(conv.shape[0], -1)  # [K, B·C]
-    return _ShContract.apply(directions, w, band_weights, batch_index, bands, weights.shape[0])
+    channel_major = None if band_weights is None else band_weights.t().contiguous()  # [G, M]
+    return _ShContract.apply(directions, w, channel_major, batch_index, bands, weights.shape[0])
 
 
 def shade(
