@@ -29,7 +29,10 @@ from nextface_core.dataset import (
     assign_tasks,
     collect_images,
     fit_dataset,
+    gpus_per_task,
     import_ray,
+    run_task,
+    TaskSpec,
     metric_distribution,
     read_manifest,
     write_manifest,
@@ -336,3 +339,29 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch) -> None:
     with pytest.raises(BackendUnavailableError) as info:
         import_ray()
     assert 'pip install "nextface[ray]"' in info.value.hint and "--no-ray" in info.value.hint
+
+
+def test_gpu_request_per_task() -> None:
+    assert gpus_per_task("cuda", 4) == 1 and gpus_per_task("cuda:1", 1) == 1
+    assert gpus_per_task("auto", 2) == 1 and gpus_per_task("auto", 0) == 0 and gpus_per_task("cpu", 8) == 0
+    with pytest.raises(UsageError, match="has no GPU"):
+        gpus_per_task("cuda", 0)
+
+
+def test_task_reads_and_writes_an_fsspec_store_in_process(dataset, config, ray_runtime) -> None:
+    """One task run here (not in a worker) with its image and its outputs on memory://."""
+    store = Location.of("memory://nextface-test-task")
+    store.write_bytes("in/face005.png", (dataset.images / "face005.png").read_bytes())
+    spec = TaskSpec("face005", "face005", (("face005", store.url_of("in", "face005.png"), "face005"),),
+                    store.url_of("out"), config.as_dict())
+    outcome = run_task(spec)
+    record = outcome.records["face005"]
+    assert record["status"] == DONE and record["output"].startswith("memory://")
+    assert Location.of(record["output"]).exists("params.npz")  # the recorded URL opens the result
+    out = Location.of(store.url_of("out"))
+    for name in ("summary.json", "records.json", "face005/params.npz", "face005/mesh.obj", "face005/composite.png"):
+        assert out.exists("fits", "face005", name), name
+    summary = json.loads(out.read_bytes("fits/face005/summary.json"))
+    assert summary["images"][0]["psnr_db"] == pytest.approx(record["metrics"]["psnr_db"])
+    assert json.loads(out.read_bytes("fits/face005/records.json")) == outcome.records
+    assert [p for p in out.fs.find(out.root) if ".part" in p] == []

@@ -47,6 +47,17 @@ def import_ray() -> Any:
     return ray
 
 
+def gpus_per_task(device: str, cluster_gpus: float) -> int:
+    """GPUs each task asks Ray for: 1 when the fit runs on CUDA (``run.device`` cuda/cuda:N,
+    or auto on a cluster that has GPUs), else 0. A Ray worker sees only the GPU Ray gave it,
+    so "auto" resolves to that GPU inside the task, and to the CPU in a task given none."""
+    if device.startswith("cuda"):
+        if cluster_gpus <= 0:
+            raise UsageError(f"run.device = {device!r} but the Ray cluster has no GPU", 'use --device cpu or "auto", or join a cluster with GPUs')
+        return 1
+    return 1 if device == "auto" and cluster_gpus > 0 else 0
+
+
 class RayBackend:
     """Tasks as Ray tasks (one CPU each, plus a GPU when the fit runs on CUDA).
 
@@ -76,13 +87,13 @@ class RayBackend:
             self._owned = True
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0.0))
-        wants_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
-        if device.startswith("cuda") and gpus == 0:
+        try:
+            self.num_gpus = gpus_per_task(device, gpus)
+        except UsageError:
             self.close()
-            raise UsageError(f"run.device = {device!r} but the Ray cluster has no GPU", 'use --device cpu or "auto", or join a cluster with GPUs')
-        capacity = gpus if wants_gpu else float(resources.get("CPU", 1.0))
+            raise
+        capacity = gpus if self.num_gpus else float(resources.get("CPU", 1.0))
         self.workers = max(1, int(workers or capacity))
-        self.num_gpus = 1 if wants_gpu else 0
         self._task = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_retries=0)(run_task)
 
     def submit(self, spec: TaskSpec) -> Any:

@@ -14,9 +14,11 @@ records (a retry would fail the same way); anything else raises, and the driver 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +87,6 @@ def _load(spec: TaskSpec, staging: Path) -> tuple[list[Any], list[tuple[str, str
 
 def run_task(spec: TaskSpec) -> TaskOutcome:
     """Fit the task's images and write ``OUT/fits/<folder>/``; see the module notes."""
-    import os
-    import socket
-    from dataclasses import replace
-
     import torch
 
     from ..fitting import save_result
