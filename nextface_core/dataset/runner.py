@@ -166,6 +166,54 @@ def _make_backend(use_ray: bool, workers: int | None, address: str | None, confi
     return ProcessBackend(workers), "process"
 
 
+def _execute(backend: Backend, specs: dict[str, TaskSpec], tasks: dict[str, list[ImageRecord]], retries: int,
+             progress: Progress | None, started: float, flush: Callable[[], None], flush_seconds: float) -> tuple[int, int, int]:
+    """Run ``specs`` on ``backend`` (at most ``backend.workers`` at a time), retrying tasks
+    whose worker died or that raised unexpectedly, and update the records as tasks finish.
+    Returns (images done, images failed, task retries). Unfinished tasks are cancelled when
+    this returns by an exception (Ctrl-C)."""
+    n_todo = sum(len(tasks[t]) for t in specs)
+    attempts = {t: 0 for t in specs}
+    queue, running = deque(specs), {}
+    done_now = failed_now = retried = 0
+    last_flush = time.perf_counter()
+    try:
+        while queue or running:
+            while queue and len(running) < backend.workers:
+                t = queue.popleft()
+                running[backend.submit(specs[t])] = t
+            for handle, result in backend.wait(list(running), timeout=1.0):
+                t = running.pop(handle)
+                attempts[t] += 1
+                members = tasks[t]
+                for m in members:
+                    m.attempts += 1
+                if isinstance(result, TaskOutcome):
+                    for m in members:
+                        _apply(m, result.records.get(m.key, {"status": FAILED, "error": "the task returned no record"}))
+                elif attempts[t] <= retries and not isinstance(result, NextFaceError):  # input/usage errors are final
+                    log.warning("task %s failed (%s); retrying (%d of %d)", t, result, attempts[t], retries)
+                    retried += 1
+                    queue.append(t)
+                    continue
+                else:
+                    reason = getattr(result, "message", None) or f"{type(result).__name__}: {result}"
+                    n = attempts[t]
+                    for m in members:
+                        m.status, m.error = FAILED, f"{reason} (after {n} attempt{'s' if n > 1 else ''})"
+                done_now += sum(m.status == DONE for m in members)
+                failed_now += sum(m.status == FAILED for m in members)
+                if progress is not None:
+                    minutes = (time.perf_counter() - started) / 60.0
+                    progress(done_now, failed_now, n_todo, done_now / minutes if minutes > 0 else 0.0)
+            if time.perf_counter() - last_flush > flush_seconds:
+                flush()
+                last_flush = time.perf_counter()
+    finally:
+        backend.cancel(list(running))
+    return done_now, failed_now, retried
+
+
 def fit_dataset(
     source: str,
     out: str,
@@ -212,7 +260,6 @@ def fit_dataset(
             m.status, m.error = PENDING, None
     skipped = sum(r.status == DONE for r in records)
     write_manifest(loc, everything, manifest_format)
-    n_todo = sum(len(tasks[t]) for t in todo)
     backend_name, n_workers, retried, done_now, failed_now = ("ray" if use_ray else "process"), workers or 0, 0, 0, 0
     if todo:
         backend, backend_name = _make_backend(use_ray, workers, address, config)
@@ -224,42 +271,10 @@ def fit_dataset(
                         shared_identity and len(tasks[t]) > 1, tuple(sorted(set(skip_stages))), per_task)
             for t in todo
         }
-        attempts = {t: 0 for t in todo}
-        queue, running = deque(todo), {}
-        last_flush = time.perf_counter()
         try:
-            while queue or running:
-                while queue and len(running) < n_workers:
-                    t = queue.popleft()
-                    running[backend.submit(specs[t])] = t
-                for handle, result in backend.wait(list(running), timeout=1.0):
-                    t = running.pop(handle)
-                    attempts[t] += 1
-                    members = tasks[t]
-                    for m in members:
-                        m.attempts += 1
-                    if isinstance(result, TaskOutcome):
-                        for m in members:
-                            _apply(m, result.records.get(m.key, {"status": FAILED, "error": "the task returned no record"}))
-                    elif attempts[t] <= retries and not isinstance(result, NextFaceError):  # input/usage errors are final
-                        log.warning("task %s failed (%s); retrying (%d of %d)", t, result, attempts[t], retries)
-                        retried += 1
-                        queue.append(t)
-                        continue
-                    else:
-                        reason = getattr(result, "message", None) or f"{type(result).__name__}: {result}"
-                        for m in members:
-                            m.status, m.error = FAILED, f"{reason} (after {attempts[t]} attempts)"
-                    done_now += sum(m.status == DONE for m in members)
-                    failed_now += sum(m.status == FAILED for m in members)
-                    if progress is not None:
-                        minutes = (time.perf_counter() - started) / 60.0
-                        progress(done_now, failed_now, n_todo, done_now / minutes if minutes > 0 else 0.0)
-                if time.perf_counter() - last_flush > flush_seconds:
-                    write_manifest(loc, everything, manifest_format)
-                    last_flush = time.perf_counter()
+            done_now, failed_now, retried = _execute(backend, specs, tasks, retries, progress, started,
+                                                     lambda: write_manifest(loc, everything, manifest_format), flush_seconds)
         finally:
-            backend.cancel(list(running))
             backend.close()
             write_manifest(loc, everything, manifest_format)
     wall = time.perf_counter() - started
