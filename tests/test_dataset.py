@@ -365,3 +365,33 @@ def test_task_reads_and_writes_an_fsspec_store_in_process(dataset, config, ray_r
     assert summary["images"][0]["psnr_db"] == pytest.approx(record["metrics"]["psnr_db"])
     assert json.loads(out.read_bytes("fits/face005/records.json")) == outcome.records
     assert [p for p in out.fs.find(out.root) if ".part" in p] == []
+
+
+def test_no_ray_runner_survives_a_killed_worker_process(dataset, config, ray_runtime, tmp_path) -> None:
+    """--no-ray: a dead worker breaks the process pool; its tasks are retried in a new pool."""
+    keys = list(dataset.keys[9:11])
+    manifest = _subset_manifest(dataset, dataset.images.parent / "subset_pool.jsonl", keys)
+    killed: list[int] = []
+
+    def kill_a_busy_pool_worker() -> None:
+        me, deadline = psutil.Process(), time.time() + 90
+        while time.time() < deadline:
+            for child in me.children(recursive=True):
+                try:
+                    busy = "spawn_main" in " ".join(child.cmdline()) and child.cpu_times().user > 0.5
+                except psutil.Error:
+                    continue
+                if busy:  # started on its task (importing torch): its future is still pending
+                    child.kill()
+                    killed.append(child.pid)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_a_busy_pool_worker)
+    killer.start()
+    report = fit_dataset(str(manifest), str(tmp_path / "out"), config, use_ray=False, workers=2, retries=1)
+    killer.join()
+    assert killed, "no busy pool worker was seen"
+    assert (report.backend, report.done, report.failed) == ("process", 2, 0) and report.retried_tasks >= 1
+    rows = _manifest_jsonl(tmp_path / "out")
+    assert max(r["attempts"] for r in rows.values()) == 2 and all(r["status"] == DONE for r in rows.values())
