@@ -255,7 +255,8 @@ class _RunState:
             raise UsageError(f"every loss weight of stage {stage} is 0", "set at least one [weights] entry of that stage")
         return total, parts
 
-    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[], LossContext], after=None):
+    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[int], LossContext], after=None):
+        """Adam iterations of one stage; ``step(it)`` builds the loss context of iteration ``it``."""
         history: list[float] = []
         parts: dict[str, float] = {}
         final = getattr(self.cfg, f"stage{stage}").final_learning_rate
@@ -266,7 +267,7 @@ class _RunState:
             for group, lr in zip(opt.param_groups, base):
                 group["lr"] = lr * decay
             opt.zero_grad(set_to_none=True)
-            loss, parts = self._total(stage, step())
+            loss, parts = self._total(stage, step(it))
             loss.backward()
             opt.step()
             if after is not None:
@@ -337,9 +338,10 @@ class _RunState:
         opt = self._optimizer(params, names, cfg.stage2.learning_rate)
         roughness = self._roughness(params)
 
-        def step() -> LossContext:
+        def step(it: int) -> LossContext:
             diffuse, specular = self.scene.albedo_textures(params)
-            inputs = self.scene.render_inputs(params, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed)
+            # a new seed per iteration: a ray tracer's noise must not be the same every step
+            inputs = self.scene.render_inputs(params, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed + it)
             return self._context(2, params, render=self.fitter.renderer.render(inputs))
 
         report = self._loop(2, cfg.stage2.iterations, opt, step)
@@ -357,8 +359,10 @@ class _RunState:
             base = self.scene.render_inputs(frozen, diffuse, specular, initial["roughness"], cfg.render.samples, cfg.run.seed)
             ctx = self._context(3, frozen, maps=maps, maps_initial=initial)
 
-        def step() -> LossContext:
-            inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
+        def step(it: int) -> LossContext:
+            inputs = replace(
+                base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"], seed=cfg.run.seed + it
+            )
             return replace(ctx, render=self.fitter.renderer.render(inputs))
 
         def clamp() -> None:
