@@ -127,4 +127,7 @@ def run_demo(out: str | Path | None, config_path: str | Path | None = None, size
     result = fitter.fit([image], ["demo"], landmarks=landmarks)
     if out is not None:
         save_result(result, out)
-    return compare(result, model, truth)
+    report = compare(result, model, truth)
+    for stage in result.stages:
+        report[f"stage {stage.stage} (s, iterations)"] = f"{stage.seconds:.1f}, {stage.iterations}"
+    return report
