@@ -31,7 +31,7 @@ FIRST_PARTY = {
 
 def _nextface(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("nextface")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "nextface_cli.main"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "nextface_cli"]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
 
 

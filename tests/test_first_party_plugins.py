@@ -20,7 +20,7 @@ def test_all_first_party_names_resolve_from_installed_entry_points() -> None:
 
 def test_cli_plugins_list_json_shows_six_distributions() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "nextface_cli.main", "plugins", "list", "--json"],
+        [sys.executable, "-m", "nextface_cli", "plugins", "list", "--json"],
         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
     )
     data = json.loads(out.stdout)
