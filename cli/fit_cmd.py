@@ -58,6 +58,30 @@ def _collect_inputs(path: Path) -> list[Path]:
     return [path]
 
 
+def _load_images(files: list[Path], fail_fast: bool) -> tuple[list, list[str], list[tuple[Path, str]]]:
+    """Read every image; an unreadable one is reported and left out (raised with ``fail_fast``
+    or when it is the only image). Returns the images, their names and the failures."""
+    from nextface_core.images import load_image
+
+    stems = [f.stem for f in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise UsageError(f"several input images are named {twice[0]} (their outputs would overwrite each other)", "rename them")
+    images, names, failed = [], [], []
+    for f in files:
+        try:
+            images.append(load_image(f))
+            names.append(f.stem)
+        except InputError as exc:
+            if fail_fast or len(files) == 1:
+                raise
+            failed.append((f, exc.message))
+            typer.echo(f"skipping {f.name}: {exc.message}", err=True)
+    if not images:
+        raise InputError(f"none of the {len(files)} images could be read (first: {failed[0][1]})", "check the images")
+    return images, names, failed
+
+
 @app.command()
 def fit(
     input: Path = typer.Argument(..., help="An image, or a folder of images (a batch)."),
@@ -73,10 +97,16 @@ def fit(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from a checkpoint_stageN.npz."),
     skip_stage: List[int] = typer.Option([], "--skip-stage", help="Stage number not to run (repeatable)."),
     skip_no_face: bool = typer.Option(False, "--skip-no-face", help="Skip images without a detectable face."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable image, before writing anything."),
 ) -> None:
-    """Fit the morphable model to one image, a folder, or several photos of one person."""
+    """Fit the morphable model to one image, a folder, or several photos of one person.
+
+    In a folder, unreadable images are skipped and the others fitted; the run then exits
+    with an error naming them (``--fail-fast`` stops at the first one instead). SIGINT or
+    SIGTERM during the fit saves a resumable checkpoint in the output folder.
+    """
     from nextface_core.fitting import Checkpoint, Fitter, save_result
-    from nextface_core.images import load_image
+    from nextface_core.reliability import FitStopped, check_output_folder, signals_interrupt
 
     values = {
         "renderer": renderer, "landmarks": landmarks, "model": model, "device": device,
@@ -90,14 +120,24 @@ def fit(
     bad = [s for s in skip_stage if s not in (1, 2, 3)]
     if bad:
         raise UsageError(f"--skip-stage {bad[0]} is not a stage", "stages are 1, 2 and 3")
+    check_output_folder(out)
     files = _collect_inputs(input)
-    images = [load_image(f) for f in files]
-    names = [f.stem for f in files]
+    images, names, failed = _load_images(files, fail_fast)
     start = Checkpoint.load(resume) if resume else None
     fitter = Fitter(cfg)
     bar, update = _progress()
-    with bar:
-        result = fitter.fit(images, names, shared_identity=shared_identity, start=start, skip_stages=skip_stage, progress=update)
+    try:
+        with signals_interrupt(), bar:
+            result = fitter.fit(images, names, shared_identity=shared_identity, start=start, skip_stages=skip_stage, progress=update)
+    except FitStopped as stop:
+        path = out / f"checkpoint_stage{stop.checkpoint.completed_stage}.npz"
+        stop.checkpoint.save(path)
+        raise FitStopped(
+            f"{stop.message}; last good checkpoint saved: {path}",
+            f"rerun the same command with --resume {path}",
+            stop.checkpoint,
+            stop.exit_code,
+        ) from None
     summary = save_result(result, out)
     for row in result.summary()["images"]:
         iod = row["landmark_error_iod_percent"]
@@ -107,6 +147,11 @@ def fit(
             + (f", PSNR {row['psnr_db']:.2f} dB" if row["psnr_db"] is not None else "")
         )
     typer.echo(f"results in {out} (summary: {summary})")
+    if failed:
+        raise InputError(
+            f"{len(failed)} of {len(files)} images failed: " + "; ".join(f"{f.name}: {why}" for f, why in failed),
+            f"fix or remove those images and rerun; the other {len(images)} results are in {out}",
+        )
 
 
 @app.command()

@@ -115,6 +115,9 @@ def main() -> None:
         if exc.hint:
             typer.echo(f"fix: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except Exception as exc:
         if _state["debug"]:
             raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import resource
+import signal
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -25,6 +26,7 @@ import torch
 
 from ..config import Config, resolve_device
 from ..errors import InputError, UsageError
+from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure, StepGuard, finite
 from ..landmarks import LandmarkSet
 from ..losses import LossContext, LossTerm
 from ..model import MorphableModel
@@ -33,7 +35,7 @@ from ..plugins import PluginRegistry
 from ..render import Renderer
 from .inputs import ImageBatch, make_batch
 from .pose import initial_pose
-from .result import FitResult, StageReport
+from .result import Checkpoint, FitResult, StageReport
 from .scene import FaceScene, LandmarkRows, expand_identity
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,11 @@ class Fitter:
         ``landmarks``: detections to use instead of running the detector (``{schema: set}``,
         in original-image pixels). ``start``: a checkpoint to resume from (its completed
         stages are not run again). ``skip_stages``: stage numbers not to run.
+
+        A SIGINT/SIGTERM (:class:`~nextface_core.reliability.Interrupted`, or a
+        KeyboardInterrupt) or a stage that keeps diverging raises
+        :class:`~nextface_core.reliability.FitStopped` holding the checkpoint of the last
+        completed stage.
         """
         cfg = self.config
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
@@ -135,11 +142,13 @@ class Fitter:
         rows = LandmarkRows.gather(self.model, targets.schema, self.model.landmarks[targets.schema])
         scene = FaceScene(self.model, batch.image_size, batch.principal_point, cfg.texture.resolution, {targets.schema: rows})
 
+        initial = self._initial_params(batch, targets, rows, shared_identity)
         if start is not None:
+            _check_start(start, initial, batch.names, cfg.texture.resolution)
             params, maps, done = start.params.to(self.device), start.maps_to(self.device), start.completed_stage
             reports = [r for r in start.stages if r.stage <= done]
         else:
-            params, maps, done, reports = self._initial_params(batch, targets, rows, shared_identity), {}, 0, []
+            params, maps, done, reports = initial, {}, 0, []
         state = _RunState(self, batch, targets, scene, progress)
         for stage in (1, 2, 3):
             if stage <= done:
@@ -148,7 +157,22 @@ class Fitter:
                 reports.append(StageReport(stage, 0, 0.0, [], skipped=True))
                 continue
             run = {1: state.stage1, 2: state.stage2, 3: state.stage3}[stage]
-            params, maps, report = run(params, maps)
+            # the stages update parameters in place: keep the last completed stage's copy
+            good = Checkpoint(params.detached(), {k: v.detach().clone() for k, v in maps.items()}, done, list(reports), batch.names)
+            try:
+                params, maps, report = run(params, maps)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+                raise FitStopped(
+                    f"interrupted by {signal.Signals(signum).name} during stage {stage}",
+                    "resume with --resume and the checkpoint of the last completed stage",
+                    good,
+                    exit_code=128 + signum if isinstance(exc, Interrupted) else EXIT_SIGINT,
+                ) from None
+            except NumericalFailure as exc:
+                raise FitStopped(
+                    str(exc), "lower that stage's learning_rate in the config and resume from the checkpoint", good
+                ) from None
             reports.append(report)
             done = stage
         return state.result(params, maps, reports, done)
@@ -178,6 +202,35 @@ class Fitter:
         )
         params.rotation, params.translation = rotation, translation
         return params
+
+
+def _check_start(start: Checkpoint, initial: SceneParameters, names: list[str], texels: int) -> None:
+    """Refuse a checkpoint that does not fit this run (another batch, model or config) or
+    holds non-finite values, before any stage runs on it."""
+    fix = "resume with the images, model and config of the run that wrote the checkpoint"
+    have = start.params
+    if have.batch_size != initial.batch_size:
+        raise InputError(
+            f"the checkpoint holds {have.batch_size} images ({', '.join(start.names)}) but {initial.batch_size} "
+            f"are being fitted ({', '.join(names)})",
+            fix,
+        )
+    expected = initial.tensors()
+    for name, value in have.tensors().items():
+        want = expected.get(name)
+        if want is not None and value.shape[1:] != want.shape[1:]:
+            raise InputError(
+                f"the checkpoint's {name} has shape {tuple(value.shape)}, this run needs {(value.shape[0], *want.shape[1:])}", fix
+            )
+        if not torch.isfinite(value).all():
+            raise InputError(f"the checkpoint's {name} holds NaN or Inf values", "start the fit again without --resume")
+    for name, value in start.maps.items():
+        if value.ndim != 4 or tuple(value.shape[1:3]) != (texels, texels) or not torch.isfinite(value).all():
+            raise InputError(
+                f"the checkpoint's {name} map has shape {tuple(value.shape)} or non-finite texels; this run needs "
+                f"{texels}×{texels} texels",
+                fix,
+            )
 
 
 def _drop_faceless(
@@ -261,14 +314,21 @@ class _RunState:
         parts: dict[str, float] = {}
         final = getattr(self.cfg, f"stage{stage}").final_learning_rate
         base = [g["lr"] for g in opt.param_groups]
+        guard = StepGuard(opt, stage)
         t0 = time.perf_counter()
         for it in range(iterations):
             decay = final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * it / max(iterations - 1, 1)))
             for group, lr in zip(opt.param_groups, base):
-                group["lr"] = lr * decay
+                group["lr"] = lr * decay * guard.scale
             opt.zero_grad(set_to_none=True)
             loss, parts = self._total(stage, step(it))
-            loss.backward()
+            if torch.isfinite(loss):
+                loss.backward()
+            if not finite(loss, guard.params):
+                log.warning("stage %d, iteration %d: NaN/Inf loss or gradient; step rolled back, learning rate halved", stage, it + 1)
+                guard.rollback(it)
+                continue
+            guard.commit()
             opt.step()
             if after is not None:
                 with torch.no_grad():
@@ -324,6 +384,8 @@ class _RunState:
             torch.set_num_threads(threads)
         for n in names:
             setattr(params, n, (raw[n] * scales[n]).detach())
+        if not all(bool(torch.isfinite(getattr(params, n)).all()) for n in names):
+            raise NumericalFailure("stage 1 (L-BFGS on the landmarks) ended with NaN/Inf parameters")
         if self.progress is not None and history:
             self.progress(1, cfg.stage1.iterations, cfg.stage1.iterations, history[-1])
         report = StageReport(1, len(history), time.perf_counter() - t0, history, terms=parts)

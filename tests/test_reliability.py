@@ -1,0 +1,181 @@
+"""Reliability of ``nextface fit``, run as a user runs it (a subprocess of the real CLI).
+
+One table lists every bad input with the exit code and a piece of the one-line message it
+must give; every row also checks that stderr holds no traceback and that no output file was
+written. The fits that must start use the tiny synthetic dataset (64 px faces, the small
+synthetic model in the Basel file layouts, exact landmarks through ``--landmarks file``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.landmark_files import read_landmarks, write_landmarks
+from nextface_core.landmarks import LandmarkSet
+
+CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
+SIZE = 64
+
+
+def nextface(args: list[str], cache: Path, **kw) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a fresh interpreter; model cache in ``cache``."""
+    env = {**os.environ, "NEXTFACE_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-c", CODE, *args], capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three synthetic faces and their files, plus the bad inputs the table refers to."""
+    root = tmp_path_factory.mktemp("reliability")
+    ds = write_synthetic_dataset(root / "ds", count=3, size=SIZE)
+    face = ds.images / "face000.png"
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "random.png").write_bytes(bytes(range(256)) * 4)
+    png = face.read_bytes()
+    (bad / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / "empty").mkdir()
+    (root / "text_only").mkdir()
+    (root / "text_only" / "notes.txt").write_text("not a photo")
+    (root / "a_file").write_text("a regular file, so a_file/out cannot be a folder")
+    (root / "empty_model").mkdir()
+    corrupt_model = root / "corrupt_model"
+    corrupt_model.mkdir()
+    for f in ds.model.iterdir():
+        (corrupt_model / f.name).write_bytes(f.read_bytes()[:300])
+    configs = {
+        "unknown_key": "[stage2]\niterationz = 3\n",
+        "wrong_type": '[stage2]\niterations = "many"\n',
+        "out_of_range": "[light]\nbands = 12\n",
+        "not_toml": "[stage2\niterations = ",
+    }
+    for name, text in configs.items():
+        (root / f"{name}.toml").write_text(text)
+    # image modes that must work: grayscale, RGBA, 16-bit grayscale, each with face000's landmarks
+    modes = root / "modes"
+    modes.mkdir()
+    rgb = np.asarray(Image.open(face).convert("RGB"))
+    Image.fromarray(rgb).convert("L").save(modes / "gray.png")
+    Image.fromarray(np.concatenate([rgb, np.full((SIZE, SIZE, 1), 255, np.uint8)], axis=2), "RGBA").save(modes / "rgba.png")
+    gray16 = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(gray16.astype(np.int32), "I").convert("I;16").save(modes / "sixteen.png")
+    lms = read_landmarks(ds.landmarks)
+    names = ["gray", "rgba", "sixteen"]
+    sets = {
+        s: LandmarkSet(s, v.points[:1].repeat(3, 1, 1), v.confidence[:1].repeat(3, 1), v.found[:1].repeat(3), names)
+        for s, v in lms.items()
+    }
+    write_landmarks(modes / "landmarks.json", sets, {n: (SIZE, SIZE) for n in names})
+    # a real checkpoint (stage 1 only), then a truncated and a tampered copy
+    ck = root / "ck"
+    done = nextface(["fit", str(face), "-o", str(ck), "--config", str(ds.config), "--skip-stage", "2", "--skip-stage", "3"],
+                    root / "cache")
+    assert done.returncode == 0, done.stderr
+    good = ck / "checkpoint_stage1.npz"
+    assert good.is_file(), sorted(p.name for p in ck.iterdir())
+    blob = good.read_bytes()
+    (root / "truncated.npz").write_bytes(blob[: len(blob) // 2])
+    with np.load(good, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays["meta_json"].tobytes())
+    tampered = dict(arrays, meta_json=np.frombuffer(json.dumps({**meta, "format": "evil-9"}).encode(), np.uint8))
+    np.savez(root / "other_version.npz", **tampered)
+    wrong_shape = dict(arrays, param_rotation=np.zeros((1, 7)))
+    np.savez(root / "wrong_shape.npz", **wrong_shape)
+    with (root / "pickled.npz").open("wb") as f:  # an object array: loading it would need pickle
+        np.savez(f, **dict(arrays, param_shape=np.array([{"x": 1}], dtype=object)))
+    two = dict(arrays, meta_json=np.frombuffer(json.dumps({**meta, "names": ["a", "b"]}).encode(), np.uint8))
+    for k in [k for k in arrays if k.startswith("param_")]:
+        two[k] = np.concatenate([arrays[k], arrays[k]])
+    np.savez(root / "other_batch.npz", **two)
+    return {"root": root, "face": face, "config": ds.config, "model": ds.model, "landmarks": ds.landmarks,
+            "images": ds.images, "modes": modes}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad (or awkward) input: the argument list, the exit code and a substring of the error line."""
+
+    name: str
+    args: Callable[[dict[str, Path]], list[str]]
+    code: int
+    message: str
+    outputs: list[str] = field(default_factory=list)  # files that must exist when code == 0
+
+
+def _fit(d: dict[str, Path], image: Path | str, *extra: str) -> list[str]:
+    return ["fit", str(image), "-o", str(d["out"]), "--config", str(d["config"]), *extra]
+
+
+CASES = [
+    Case("missing path", lambda d: _fit(d, d["root"] / "nope.png"), 3, "nope.png does not exist"),
+    Case("random bytes named .png", lambda d: _fit(d, d["root"] / "bad" / "random.png"), 3, "is not an image file"),
+    Case("truncated PNG", lambda d: _fit(d, d["root"] / "bad" / "truncated.png"), 3, "is corrupt or truncated"),
+    Case("folder with only a non-image", lambda d: _fit(d, d["root"] / "text_only"), 3, "holds no images"),
+    Case("empty folder", lambda d: _fit(d, d["root"] / "empty"), 3, "holds no images"),
+    Case("output under a regular file", lambda d: _fit(d, d["face"]) + ["-o", str(d["root"] / "a_file" / "out")], 2,
+         "a_file is a file"),
+    Case("unknown renderer", lambda d: _fit(d, d["face"], "--renderer", "nope"), 2, "renderer 'nope' is not installed"),
+    Case("unknown detector", lambda d: _fit(d, d["face"], "--landmarks", "nope"), 2, "detector 'nope' is not installed"),
+    Case("unknown model", lambda d: _fit(d, d["face"], "--model", "nope"), 2, "model 'nope' is not installed"),
+    Case("config: unknown key", lambda d: _fit(d, d["face"]) + ["--config", str(d["root"] / "unknown_key.toml")], 2,
+         "iterationz"),
+    Case("config: wrong type", lambda d: _fit(d, d["face"]) + ["--config", str(d["root"] / "wrong_type.toml")], 2,
+         "stage2.iterations"),
+    Case("config: out of range", lambda d: _fit(d, d["face"]) + ["--config", str(d["root"] / "out_of_range.toml")], 2,
+         "light.bands"),
+    Case("config: not TOML", lambda d: _fit(d, d["face"]) + ["--config", str(d["root"] / "not_toml.toml")], 2,
+         "not_toml.toml"),
+    Case("config: missing file", lambda d: _fit(d, d["face"]) + ["--config", str(d["root"] / "missing.toml")], 2,
+         "missing.toml does not exist"),
+    Case("model files missing", lambda d: _fit(d, d["face"], "--model-path", str(d["root"] / "empty_model")), 3,
+         "empty_model"),
+    Case("model files corrupt", lambda d: _fit(d, d["face"], "--model-path", str(d["root"] / "corrupt_model")), 3,
+         "corrupt_model"),
+    Case("landmark file missing", lambda d: _fit(d, d["face"], "--landmarks-file", str(d["root"] / "none.json")), 3,
+         "none.json"),
+    Case("checkpoint missing", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "none.npz")), 3,
+         "none.npz does not exist"),
+    Case("checkpoint truncated", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "truncated.npz")), 3,
+         "truncated or not a NextFace checkpoint"),
+    Case("checkpoint of another version", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "other_version.npz")),
+         3, "has format 'evil-9'"),
+    Case("checkpoint tampered: wrong shape", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "wrong_shape.npz")),
+         3, "rotation"),
+    Case("checkpoint tampered: object array (pickle)",
+         lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "pickled.npz")), 3, "pickled.npz"),
+    Case("checkpoint of another batch", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "other_batch.npz")), 3,
+         "2 images"),
+    Case("bad --skip-stage", lambda d: _fit(d, d["face"], "--skip-stage", "7"), 2, "--skip-stage 7 is not a stage"),
+    Case("grayscale, RGBA and 16-bit PNG fit", lambda d: _fit(d, d["modes"], "--landmarks-file", str(d["modes"] / "landmarks.json")),
+         0, "", outputs=["gray/mesh.obj", "rgba/mesh.obj", "sixteen/mesh.obj", "summary.json"]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_one_line_and_its_exit_code(case: Case, data: dict[str, Path], tmp_path: Path) -> None:
+    d = {**data, "out": tmp_path / "out"}
+    result = nextface(case.args(d), data["root"] / "cache")
+    assert result.returncode == case.code, result.stderr
+    assert "Traceback" not in result.stderr
+    if case.code == 0:
+        assert all((d["out"] / f).is_file() for f in case.outputs), result.stderr
+        return
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and case.message in errors[0], result.stderr
+    assert any(line.startswith("fix: ") for line in result.stderr.splitlines()), result.stderr
+    assert not d["out"].exists() or not any(d["out"].rglob("*")), sorted(d["out"].rglob("*"))
