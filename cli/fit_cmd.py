@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,7 +25,15 @@ _OVERRIDES = {
 
 
 def _progress():
-    """A rich progress bar per stage, driven by the fit's progress callback."""
+    """A rich progress bar per stage, driven by the fit's progress callback; when stderr is
+    not a terminal (logs, pipes), one plain line as each stage starts and ends instead."""
+    if not sys.stderr.isatty():
+
+        def plain(stage: int, it: int, total: int, loss: float) -> None:
+            if it in (1, total):
+                typer.echo(f"stage {stage}: {it}/{total}, loss {loss:.4g}", err=True)
+
+        return contextlib.nullcontext(), plain
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(

@@ -179,3 +179,36 @@ def test_bad_input_gives_one_line_and_its_exit_code(case: Case, data: dict[str, 
     assert len(errors) == 1 and case.message in errors[0], result.stderr
     assert any(line.startswith("fix: ") for line in result.stderr.splitlines()), result.stderr
     assert not d["out"].exists() or not any(d["out"].rglob("*")), sorted(d["out"].rglob("*"))
+
+
+# -- batches: one unreadable image loses none of the others --------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch(data: dict[str, Path]) -> Path:
+    """The three synthetic faces and one file of random bytes named broken.png."""
+    folder = data["root"] / "batch"
+    folder.mkdir()
+    for f in data["images"].glob("face*.png"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    return folder
+
+
+def test_batch_continues_past_a_bad_image_and_names_it(data: dict[str, Path], batch: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = nextface(["fit", str(batch), "-o", str(out), "--config", str(data["config"])], data["root"] / "cache")
+    assert result.returncode == 3, result.stderr
+    assert "error: 1 of 4 images failed: broken.png:" in result.stderr and "Traceback" not in result.stderr
+    assert "the other 3 results are in" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["name"] for row in summary["images"]] == ["face000", "face001", "face002"]
+    assert all((out / f"face00{i}" / "mesh.obj").is_file() for i in range(3)) and not (out / "broken").exists()
+
+
+def test_fail_fast_stops_before_writing_anything(data: dict[str, Path], batch: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = nextface(["fit", str(batch), "-o", str(out), "--config", str(data["config"]), "--fail-fast"], data["root"] / "cache")
+    assert result.returncode == 3, result.stderr
+    assert "broken.png" in result.stderr.splitlines()[-2] and "Traceback" not in result.stderr
+    assert not out.exists()
