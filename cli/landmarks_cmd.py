@@ -33,21 +33,6 @@ def _names(paths: list[Path], names_shown: int = _SHOWN) -> str:
     return shown + (f" and {len(paths) - names_shown} more" if len(paths) > names_shown else "")
 
 
-def _concat(chunks: list[dict[str, LandmarkSet]]) -> dict[str, LandmarkSet]:
-    """Join per-chunk ``{schema: LandmarkSet}`` results along the batch axis."""
-    out = {}
-    for schema in chunks[0]:
-        parts = [c[schema] for c in chunks]
-        out[schema] = LandmarkSet(
-            schema,
-            torch.cat([p.points for p in parts]),
-            torch.cat([p.confidence for p in parts]),
-            torch.cat([p.found for p in parts]),
-            [n for p in parts for n in p.names],
-        )
-    return out
-
-
 def _overlay_path(overlay: Path, folder_input: bool, name: str) -> Path:
     return overlay / f"{Path(name).stem}_landmarks.png" if folder_input else overlay
 
@@ -105,7 +90,7 @@ def landmarks(
         close = getattr(found_detector, "close", None)
         if callable(close):
             close()
-    sets = _concat(chunks)
+    sets = {schema: LandmarkSet.cat([c[schema] for c in chunks]) for schema in chunks[0]}
     found_any = torch.stack([s.found for s in sets.values()]).any(dim=0)
     missing = [p for p, f in zip(paths, found_any.tolist()) if not f]
     if missing and not config.run.skip_no_face:

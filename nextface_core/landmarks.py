@@ -36,6 +36,27 @@ class LandmarkSet:
         if tuple(self.found.shape) != (b,):
             raise ValueError(f"LandmarkSet.found has shape {tuple(self.found.shape)}, expected [{b}]")
 
+    @classmethod
+    def cat(cls, sets: Sequence["LandmarkSet"]) -> "LandmarkSet":
+        """Join sets of one schema along the batch axis (e.g. per-chunk detections)."""
+        schemas = {s.schema for s in sets}
+        if len(schemas) != 1:
+            raise ValueError(f"cannot join landmark sets of different schemas {sorted(schemas)}")
+        return cls(
+            sets[0].schema,
+            torch.cat([s.points for s in sets]),
+            torch.cat([s.confidence for s in sets]),
+            torch.cat([s.found for s in sets]),
+            [n for s in sets for n in s.names],
+        )
+
+    def select(self, rows: Sequence[int]) -> "LandmarkSet":
+        """The images at ``rows``, in that order."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        return LandmarkSet(
+            self.schema, self.points[index], self.confidence[index], self.found[index], [self.names[i] for i in rows]
+        )
+
     @property
     def missing(self) -> list[str]:
         """Names of the images in which no face was found."""

@@ -61,18 +61,8 @@ def _scene(model, seed, registry, config, rotation_deg=None):
     return truth, image, landmarks
 
 
-def _stack(sets: list[dict[str, LandmarkSet]], names: list[str]) -> dict[str, LandmarkSet]:
-    out = {}
-    for schema in sets[0]:
-        parts = [s[schema] for s in sets]
-        out[schema] = LandmarkSet(
-            schema,
-            torch.cat([p.points for p in parts]),
-            torch.cat([p.confidence for p in parts]),
-            torch.cat([p.found for p in parts]),
-            names,
-        )
-    return out
+def _stack(sets: list[dict[str, LandmarkSet]]) -> dict[str, LandmarkSet]:
+    return {schema: LandmarkSet.cat([s[schema] for s in sets]) for schema in sets[0]}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +133,7 @@ def test_shared_identity_gives_one_identity_for_three_views(model, registry, qui
     views = [(0, -20, 0), (5, 0, 0), (0, 20, 3)]
     scenes = [_scene(model, 3, registry, config, rotation_deg=v) for v in views]
     names = ["left", "front", "right"]
-    landmarks = _stack([s[2] for s in scenes], names)
+    landmarks = _stack([s[2] for s in scenes])
     renderer = registry.create("renderer", "vertex", config)
     result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
         [s[1] for s in scenes], names, landmarks=landmarks, shared_identity=True
@@ -158,7 +148,7 @@ def test_shared_identity_gives_one_identity_for_three_views(model, registry, qui
 def test_batch_of_two_people_gives_two_identities(model, registry, quick) -> None:
     config = quick
     a, b = _scene(model, 1, registry, config), _scene(model, 2, registry, config)
-    landmarks = _stack([a[2], b[2]], ["a", "b"])
+    landmarks = _stack([a[2], b[2]])
     renderer = registry.create("renderer", "vertex", config)
     result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
         [a[1], b[1]], ["a", "b"], landmarks=landmarks

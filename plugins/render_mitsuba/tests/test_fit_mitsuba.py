@@ -66,11 +66,7 @@ def test_fit_through_mitsuba_aligns_and_reduces_the_image_error(setup) -> None:
 def test_shared_identity_pair_through_mitsuba(setup) -> None:
     registry, config, model, renderer = setup
     faces = [_face(setup, 1, yaw) for yaw in (-15.0, 15.0)]
-    sets = {}
-    for schema in faces[0][2]:
-        parts = [f[2][schema] for f in faces]
-        sets[schema] = LandmarkSet(schema, torch.cat([p.points for p in parts]), torch.cat([p.confidence for p in parts]),
-                                   torch.cat([p.found for p in parts]), ["a", "b"])
+    sets = {schema: LandmarkSet.cat([f[2][schema] for f in faces]) for schema in faces[0][2]}
     result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
         [f[1] for f in faces], ["a", "b"], landmarks=sets, shared_identity=True
     )
