@@ -212,3 +212,137 @@ def test_fail_fast_stops_before_writing_anything(data: dict[str, Path], batch: P
     assert result.returncode == 3, result.stderr
     assert "broken.png" in result.stderr.splitlines()[-2] and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# -- numerics: NaN/Inf in a loss or gradient (Python API) --------------------------------
+
+
+class NanProbe:
+    """A test loss term, active in stage 2 only: 0 with a zero gradient, except on the calls
+    listed in ``bad`` where its value is NaN (odd calls) or its gradient is NaN (even calls)."""
+
+    name = "nan_probe"
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad, self.calls = bad, 0
+
+    def weight(self, config, stage: int) -> float:
+        return 1.0 if stage == 2 else 0.0
+
+    def __call__(self, ctx) -> torch.Tensor:
+        self.calls += 1
+        zero = (ctx.params.shape * 0.0).sum()
+        if self.calls not in self.bad:
+            return zero
+        return zero + float("nan") if self.calls % 2 else zero.sqrt()  # d sqrt(x)/dx at 0 is inf; × 0 → NaN
+
+
+def _fitter(data: dict[str, Path], probe: NanProbe, stage2: int):
+    from nextface_core import hookimpl
+    from nextface_core.config import load_config
+    from nextface_core.fitting import Fitter
+    from nextface_core.plugins import PluginRegistry
+    from nextface_core.testing import fresh_registry, synthetic_model
+
+    class Plugin:
+        @hookimpl
+        def nextface_register_losses(self, register) -> None:
+            register("nan_probe", lambda config: probe, description="test term injecting NaN")
+
+    config = load_config(data["config"], {"stage2.iterations": stage2, "stage3.iterations": 0})
+    renderer = PluginRegistry().create("renderer", "vertex", config)
+    return Fitter(config, registry=fresh_registry(("nan_probe", Plugin())), model=synthetic_model("small"), renderer=renderer)
+
+
+def test_nan_steps_are_rolled_back_and_the_fit_recovers(data: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    probe = NanProbe({3, 6})
+    image = np.asarray(Image.open(data["face"]).convert("RGB"))
+    with caplog.at_level("WARNING"):
+        result = _fitter(data, probe, stage2=12).fit([image], ["face000"])
+    stage2 = result.stages[1]
+    assert len(stage2.losses) == 12 - 2  # the two bad iterations were rolled back
+    assert sum("step rolled back, learning rate halved" in r.message for r in caplog.records) == 2
+    assert all(bool(torch.isfinite(t).all()) for t in result.params.tensors().values())
+    assert stage2.losses[-1] < stage2.losses[0]  # it still made progress
+
+
+def test_a_stage_that_keeps_diverging_stops_with_the_last_good_checkpoint(data: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from nextface_core.fitting import fitter as fitting
+    from nextface_core.reliability import MAX_NUMERIC_FAILURES, FitStopped
+
+    seen = {}  # stage 2's input: what stage 1 returned
+    stage2 = fitting._RunState.stage2
+
+    def spy(self, params, maps):
+        seen["params"] = params.detached()
+        return stage2(self, params, maps)
+
+    monkeypatch.setattr(fitting._RunState, "stage2", spy)
+
+    probe = NanProbe(set(range(4, 100)))
+    image = np.asarray(Image.open(data["face"]).convert("RGB"))
+    fitter = _fitter(data, probe, stage2=50)
+    with pytest.raises(FitStopped) as info:
+        fitter.fit([image], ["face000"])
+    stop = info.value
+    assert "stage 2 gave a NaN/Inf" in stop.message and stop.exit_code == 70
+    assert probe.calls == 3 + MAX_NUMERIC_FAILURES + 1
+    assert stop.checkpoint.completed_stage == 1
+    for name, value in seen["params"].tensors().items():  # the checkpoint is the stage-1 result, untouched
+        torch.testing.assert_close(stop.checkpoint.params.tensors()[name], value, rtol=0, atol=1e-9)
+
+
+# -- interruption: SIGTERM/SIGINT during the fit, then --resume ----------------------------
+
+
+@pytest.fixture(scope="module")
+def long_config(data: dict[str, Path]) -> Path:
+    """The quick config with 30 stage-2 iterations (time to send a signal)."""
+    config = data["root"] / "long.toml"
+    config.write_text(data["config"].read_text().replace("[stage2]\niterations = 6", "[stage2]\niterations = 30"))
+    return config
+
+
+def _interrupted(data: dict[str, Path], config: Path, out: Path, signum: int) -> tuple[list[str], int, str]:
+    """Start ``nextface fit``, send ``signum`` as stage 2 starts; (arguments, exit code, stderr)."""
+    args = ["fit", str(data["face"]), "-o", str(out), "--config", str(config)]
+    env = {**os.environ, "NEXTFACE_CACHE_DIR": str(data["root"] / "cache")}
+    proc = subprocess.Popen([sys.executable, "-c", CODE, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("stage 2: 1/"):
+            proc.send_signal(signum)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    return args, proc.returncode, "".join(lines) + rest
+
+
+def test_sigint_during_stage_2_exits_130_with_a_checkpoint(data: dict[str, Path], long_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _, code, stderr = _interrupted(data, long_config, out, signal.SIGINT)
+    assert code == 130, stderr
+    assert "error: interrupted by SIGINT during stage 2; last good checkpoint saved: " in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_stage1.npz"]
+
+
+def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
+    data: dict[str, Path], long_config: Path, tmp_path: Path
+) -> None:
+    """Resumed and uninterrupted runs each run stage 2 in a fresh process: equal to 1e-4."""
+    out = tmp_path / "out"
+    args, code, stderr = _interrupted(data, long_config, out, signal.SIGTERM)
+    assert code == 143, stderr
+    checkpoint = out / "checkpoint_stage1.npz"
+    assert f"interrupted by SIGTERM during stage 2; last good checkpoint saved: {checkpoint}" in stderr
+    assert f"fix: rerun the same command with --resume {checkpoint}" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_stage1.npz"]
+    resumed = nextface(args + ["--resume", str(checkpoint)], data["root"] / "cache")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "stage 1:" not in resumed.stderr  # stage 1 was not run again
+    reference = nextface(["fit", str(data["face"]), "-o", str(tmp_path / "ref"), "--config", str(long_config)], data["root"] / "cache")
+    assert reference.returncode == 0, reference.stderr
+    with np.load(out / "face000" / "params.npz", allow_pickle=False) as got, \
+            np.load(tmp_path / "ref" / "face000" / "params.npz", allow_pickle=False) as want:
+        for name in ("shape", "expression", "rotation", "translation", "focal", "sh"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want[name]).max())))
