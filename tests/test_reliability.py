@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -73,13 +73,23 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Image.fromarray(np.concatenate([rgb, np.full((SIZE, SIZE, 1), 255, np.uint8)], axis=2), "RGBA").save(modes / "rgba.png")
     gray16 = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.uint16) * 257
     Image.fromarray(gray16.astype(np.int32), "I").convert("I;16").save(modes / "sixteen.png")
+    Image.fromarray(rgb).convert("CMYK").save(modes / "cmyk.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(np.ascontiguousarray(np.rot90(rgb, 1))).save(modes / "exif.jpg", quality=95, exif=exif)
     lms = read_landmarks(ds.landmarks)
-    names = ["gray", "rgba", "sixteen"]
+    names = ["cmyk", "exif", "gray", "rgba", "sixteen"]
+    n = len(names)
     sets = {
-        s: LandmarkSet(s, v.points[:1].repeat(3, 1, 1), v.confidence[:1].repeat(3, 1), v.found[:1].repeat(3), names)
+        s: LandmarkSet(s, v.points[:1].repeat(n, 1, 1), v.confidence[:1].repeat(n, 1), v.found[:1].repeat(n), names)
         for s, v in lms.items()
     }
-    write_landmarks(modes / "landmarks.json", sets, {n: (SIZE, SIZE) for n in names})
+    write_landmarks(modes / "landmarks.json", sets, {name: (SIZE, SIZE) for name in names})
+    faceless = {  # face000 without a face, face001 with one (a file holding no face at all is refused)
+        s: LandmarkSet(s, v.points[:2], v.confidence[:2], v.found[:2] & torch.tensor([False, True]), ["face000", "face001"])
+        for s, v in lms.items()
+    }
+    write_landmarks(root / "no_face.json", faceless, {"face000": (SIZE, SIZE), "face001": (SIZE, SIZE)})
     # a real checkpoint (stage 1 only), then a truncated and a tampered copy
     ck = root / "ck"
     done = nextface(["fit", str(face), "-o", str(ck), "--config", str(ds.config), "--skip-stage", "2", "--skip-stage", "3"],
@@ -115,6 +125,7 @@ class Case:
     code: int
     message: str
     outputs: list[str] = field(default_factory=list)  # files that must exist when code == 0
+    min_psnr: float = 0.0  # when code == 0: every image's PSNR (dB) at least this (upright, right colours)
 
 
 def _fit(d: dict[str, Path], image: Path | str, *extra: str) -> list[str]:
@@ -161,19 +172,36 @@ CASES = [
     Case("checkpoint of another batch", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "other_batch.npz")), 3,
          "2 images"),
     Case("bad --skip-stage", lambda d: _fit(d, d["face"], "--skip-stage", "7"), 2, "--skip-stage 7 is not a stage"),
-    Case("grayscale, RGBA and 16-bit PNG fit", lambda d: _fit(d, d["modes"], "--landmarks-file", str(d["modes"] / "landmarks.json")),
-         0, "", outputs=["gray/mesh.obj", "rgba/mesh.obj", "sixteen/mesh.obj", "summary.json"]),
+    Case("no face in the image", lambda d: _fit(d, d["face"], "--landmarks-file", str(d["root"] / "no_face.json")), 3,
+         "no face found in face000"),
+    Case("grayscale, RGBA, 16-bit PNG, CMYK and EXIF-rotated JPEG fit",
+         lambda d: _fit(d, d["modes"], "--landmarks-file", str(d["modes"] / "landmarks.json")), 0, "",
+         outputs=[f"{n}/mesh.obj" for n in ("cmyk", "exif", "gray", "rgba", "sixteen")] + ["summary.json"], min_psnr=18.0),
 ]
 
 
+@pytest.fixture(scope="module")
+def outcomes(data: dict[str, Path]) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Every row run once, three CLI processes at a time (each one mostly starts Python):
+    case name → (its output folder, the finished process)."""
+    def run(case: Case) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        out = data["root"] / "outputs" / case.name.replace(" ", "_").replace(":", "").replace(",", "")
+        return out, nextface(case.args({**data, "out": out}), data["root"] / "cache")
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip([c.name for c in CASES], pool.map(run, CASES)))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_gives_one_line_and_its_exit_code(case: Case, data: dict[str, Path], tmp_path: Path) -> None:
-    d = {**data, "out": tmp_path / "out"}
-    result = nextface(case.args(d), data["root"] / "cache")
+def test_bad_input_gives_one_line_and_its_exit_code(case: Case, outcomes: dict) -> None:
+    out, result = outcomes[case.name]
+    d = {"out": out}
     assert result.returncode == case.code, result.stderr
     assert "Traceback" not in result.stderr
     if case.code == 0:
         assert all((d["out"] / f).is_file() for f in case.outputs), result.stderr
+        psnr = {row["name"]: row["psnr_db"] for row in json.loads((d["out"] / "summary.json").read_text())["images"]}
+        assert min(psnr.values()) >= case.min_psnr, psnr
         return
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and case.message in errors[0], result.stderr
@@ -331,6 +359,11 @@ def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
 ) -> None:
     """Resumed and uninterrupted runs each run stage 2 in a fresh process: equal to 1e-4."""
     out = tmp_path / "out"
+    reference = subprocess.Popen(  # the same run uninterrupted, beside the interrupted one
+        [sys.executable, "-c", CODE, "fit", str(data["face"]), "-o", str(tmp_path / "ref"), "--config", str(long_config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NEXTFACE_CACHE_DIR": str(data["root"] / "cache")},
+    )
     args, code, stderr = _interrupted(data, long_config, out, signal.SIGTERM)
     assert code == 143, stderr
     checkpoint = out / "checkpoint_stage1.npz"
@@ -340,8 +373,7 @@ def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
     resumed = nextface(args + ["--resume", str(checkpoint)], data["root"] / "cache")
     assert resumed.returncode == 0, resumed.stderr
     assert "stage 1:" not in resumed.stderr  # stage 1 was not run again
-    reference = nextface(["fit", str(data["face"]), "-o", str(tmp_path / "ref"), "--config", str(long_config)], data["root"] / "cache")
-    assert reference.returncode == 0, reference.stderr
+    assert reference.wait(timeout=120) == 0, reference.stderr.read()
     with np.load(out / "face000" / "params.npz", allow_pickle=False) as got, \
             np.load(tmp_path / "ref" / "face000" / "params.npz", allow_pickle=False) as want:
         for name in ("shape", "expression", "rotation", "translation", "focal", "sh"):
