@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -70,7 +71,11 @@ def check_output_folder(path: str | Path) -> None:
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
     """While active, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (so the
-    fit can save a checkpoint); the previous handlers are restored on exit."""
+    fit can save a checkpoint); the previous handlers are restored on exit. Outside the main
+    thread (where Python allows no handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def handler(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
