@@ -5,7 +5,7 @@ Pipeline (face-alignment's own, with its network, crop and flip helpers):
 1. a face box per image, from one of two face detectors (``face_detector`` option):
    ``"sfd"`` (default) face-alignment's S3FD, which needs its weights file too, or
    ``"mediapipe"``, MediaPipe's full-range face detector, whose model ships inside the
-   mediapipe 0.10 wheel (no download; needs ``pip install "mediapipe>=0.10.14,<0.11"``).
+   mediapipe 0.10 wheel (no download; needs ``pip install "mediapipe==0.10.21"``).
    Callers that already have boxes use :meth:`FanDetector.detect_in_boxes`. Several
    faces: the largest box, with a warning;
 2. face-alignment's crop of 256×256 around the box, one batched FAN forward pass for all
@@ -149,7 +149,7 @@ def _mediapipe_boxes(min_score: float) -> Callable[[np.ndarray], np.ndarray]:
     except Exception as exc:
         raise BackendUnavailableError(
             f"face_detector = 'mediapipe' needs mediapipe, which cannot be imported: {exc}",
-            f'pip install "mediapipe>=0.10.14,<0.11", or set [plugins.{PLUGIN_NAME}] face_detector = "sfd"',
+            f'pip install "mediapipe==0.10.21", or set [plugins.{PLUGIN_NAME}] face_detector = "sfd"',
         ) from None
     finder = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
 

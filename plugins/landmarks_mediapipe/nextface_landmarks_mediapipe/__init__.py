@@ -28,7 +28,7 @@ def check() -> Availability:
     """Whether mediapipe imports here and its wheel carries the face models."""
     spec = util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
-        return Availability(False, 'mediapipe is not installed: pip install "mediapipe>=0.10.14,<0.11"')
+        return Availability(False, 'mediapipe is not installed: pip install "mediapipe==0.10.21"')
     import numpy
 
     if int(numpy.__version__.split(".")[0]) >= 2:
@@ -36,7 +36,7 @@ def check() -> Availability:
     root = Path(list(spec.submodule_search_locations)[0])
     absent = [f for f in MODEL_FILES if not (root / f).is_file()]
     if absent:
-        return Availability(False, f"this mediapipe wheel lacks {', '.join(absent)} (mediapipe 1.x ships no models; use 0.10.x)")
+        return Availability(False, f"this mediapipe wheel lacks {', '.join(absent)} (only some 0.10.x wheels ship them: pip install "mediapipe==0.10.21")")
     return Availability(True, "face mesh models found in the mediapipe wheel")
 
 

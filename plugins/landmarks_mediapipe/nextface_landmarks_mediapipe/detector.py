@@ -98,7 +98,7 @@ class MediaPipeDetector:
         except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
             raise BackendUnavailableError(
                 f"mediapipe cannot be imported: {type(exc).__name__}: {exc}",
-                'pip install "mediapipe>=0.10.14,<0.11" "numpy<2"',
+                'pip install "mediapipe==0.10.21" "numpy<2"',
             ) from None
         self._mesh = face_mesh.FaceMesh(
             static_image_mode=not self.tracking,
