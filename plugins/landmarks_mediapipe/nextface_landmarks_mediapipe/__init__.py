@@ -36,7 +36,7 @@ def check() -> Availability:
     root = Path(list(spec.submodule_search_locations)[0])
     absent = [f for f in MODEL_FILES if not (root / f).is_file()]
     if absent:
-        return Availability(False, f"this mediapipe wheel lacks {', '.join(absent)} (only some 0.10.x wheels ship them: pip install "mediapipe==0.10.21")")
+        return Availability(False, f"this mediapipe wheel lacks {', '.join(absent)} (only some 0.10.x wheels ship them: pip install mediapipe==0.10.21)")
     return Availability(True, "face mesh models found in the mediapipe wheel")
 
 
