@@ -23,7 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nextface_core.config import load_config
 from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.images import load_image
 from nextface_core.landmark_files import read_landmarks, write_landmarks
 from nextface_core.landmarks import LandmarkSet
 
@@ -267,7 +269,6 @@ class NanProbe:
 
 def _fitter(data: dict[str, Path], probe: NanProbe, stage2: int):
     from nextface_core import hookimpl
-    from nextface_core.config import load_config
     from nextface_core.fitting import Fitter
     from nextface_core.plugins import PluginRegistry
     from nextface_core.testing import fresh_registry, synthetic_model
@@ -378,3 +379,42 @@ def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
             np.load(tmp_path / "ref" / "face000" / "params.npz", allow_pickle=False) as want:
         for name in ("shape", "expression", "rotation", "translation", "focal", "sh"):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want[name]).max())))
+
+
+# -- the same bad inputs through the Python API: typed errors, no other exception ------------
+
+
+def _api_fit(data: dict[str, Path], start: str | None = None, images: int = 1):
+    from nextface_core.fitting import Checkpoint, Fitter
+
+    image = np.asarray(Image.open(data["face"]).convert("RGB"))
+    checkpoint = Checkpoint.load(data["root"] / start) if start else None
+    return Fitter(load_config(data["config"])).fit([image] * images, [f"face00{i}" for i in range(images)], start=checkpoint)
+
+
+API_CASES = [
+    ("load_image: missing", lambda d: load_image(d["root"] / "nope.png"),
+     "InputError", "does not exist"),
+    ("load_image: random bytes", lambda d: load_image(d["root"] / "bad" / "random.png"),
+     "InputError", "not an image file"),
+    ("load_image: truncated", lambda d: load_image(d["root"] / "bad" / "truncated.png"),
+     "InputError", "corrupt or truncated"),
+    ("load_config: unknown key", lambda d: load_config(d["root"] / "unknown_key.toml"),
+     "ConfigError", "iterationz"),
+    ("load_config: out of range", lambda d: load_config(d["root"] / "out_of_range.toml"),
+     "ConfigError", "light.bands"),
+    ("Checkpoint.load: truncated", lambda d: _api_fit(d, "truncated.npz"), "InputError", "truncated or not a NextFace checkpoint"),
+    ("Checkpoint.load: object array", lambda d: _api_fit(d, "pickled.npz"), "InputError", "pickled.npz"),
+    ("Fitter.fit: checkpoint of another batch", lambda d: _api_fit(d, "other_batch.npz"), "InputError", "holds 2 images"),
+    ("Fitter.fit: checkpoint with a wrong shape", lambda d: _api_fit(d, "wrong_shape.npz"), "InputError", "rotation has shape (1, 7)"),
+    ("Fitter.fit: no images", lambda d: _api_fit(d, images=0), "InputError", "no images to fit"),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "error", "message"), API_CASES, ids=[c[0] for c in API_CASES])
+def test_python_api_raises_typed_errors(data: dict[str, Path], name: str, call, error: str, message: str) -> None:
+    from nextface_core.errors import NextFaceError
+
+    with pytest.raises(NextFaceError) as info:
+        call(data)
+    assert type(info.value).__name__ == error and message in info.value.message and info.value.hint
