@@ -157,3 +157,20 @@ def test_batch_of_two_people_gives_two_identities(model, registry, quick) -> Non
     assert not torch.allclose(result.params.shape[0], result.params.shape[1])
     for m in result.metrics():
         assert m["landmark_error_px"] < 1.5
+
+
+def test_images_without_a_face_stop_the_fit_or_are_skipped(model, registry, quick) -> None:
+    from nextface_core.errors import InputError
+
+    a, b = _scene(model, 1, registry, quick), _scene(model, 2, registry, quick)
+    landmarks = _stack([a[2], b[2]])
+    for s in landmarks.values():
+        s.found[1] = False  # the detector found no face in "b"
+    renderer = registry.create("renderer", "vertex", quick)
+    with pytest.raises(InputError, match="no face found in b"):
+        Fitter(quick, registry=registry, model=model, renderer=renderer).fit([a[1], b[1]], ["a", "b"], landmarks=landmarks)
+    skipping = quick.with_overrides({"run.skip_no_face": True, "stage2.iterations": 2, "stage3.iterations": 0})
+    result = Fitter(skipping, registry=registry, model=model, renderer=renderer).fit(
+        [a[1], b[1]], ["a", "b"], landmarks=landmarks
+    )
+    assert result.names == ["a"] and result.params.batch_size == 1

@@ -94,7 +94,7 @@ class Fitter:
                 "choose a detector whose schema the model supports (e.g. --landmarks mediapipe for ibug68)",
             )
         lms = detections[usable[0]]
-        missing = lms.missing
+        missing = [batch.names[i] for i in (~lms.found).nonzero()[:, 0].tolist()]  # the caller's names
         if missing:
             raise InputError(
                 f"no face found in {', '.join(missing)}",
@@ -243,11 +243,9 @@ def _drop_faceless(
         raise InputError(f"no face found in any of {len(names)} images", "check the images or the detector")
     for i in (~found).nonzero()[:, 0].tolist():
         log.warning("skipping %s: no face found", names[i])
-    kept = {
-        schema: LandmarkSet(s.schema, s.points[keep], s.confidence[keep], s.found[keep], [s.names[i] for i in keep.tolist()])
-        for schema, s in detections.items()
-    }
-    return [images[i] for i in keep.tolist()], [names[i] for i in keep.tolist()], kept
+    rows = keep.tolist()
+    kept = {schema: s.select(rows) for schema, s in detections.items()}
+    return [images[i] for i in rows], [names[i] for i in rows], kept
 
 
 class _RunState:
