@@ -71,6 +71,7 @@ def _collect_inputs(path: Path) -> list[Path]:
 def _load_images(files: list[Path], fail_fast: bool) -> tuple[list, list[str], list[tuple[Path, str]]]:
     """Read every image; an unreadable one is reported and left out (raised with ``fail_fast``
     or when it is the only image). Returns the images, their names and the failures."""
+    from nextface_core.fitting.inputs import check_image_size
     from nextface_core.images import load_image
 
     stems = [f.stem for f in files]
@@ -80,7 +81,9 @@ def _load_images(files: list[Path], fail_fast: bool) -> tuple[list, list[str], l
     images, names, failed = [], [], []
     for f in files:
         try:
-            images.append(load_image(f))
+            image = load_image(f)
+            check_image_size(image, f.name)
+            images.append(image)
             names.append(f.stem)
         except InputError as exc:
             if fail_fast or len(files) == 1:

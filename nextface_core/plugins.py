@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pluggy
 
 from . import hookspecs
-from .errors import PluginImportError, PluginNotFoundError, UsageError
+from .errors import NextFaceError, PluginImportError, PluginNotFoundError, UsageError
 
 ENTRY_POINT_GROUP = "nextface"
 ENV_SELECT = "NEXTFACE_PLUGINS"
@@ -245,8 +245,21 @@ class PluginRegistry:
         raise PluginNotFoundError(kind, name, list(table), KNOWN_DISTRIBUTIONS.get((kind, name)))
 
     def create(self, kind: str, name: str, config: Any) -> Any:
-        """Resolve ``name`` and call its factory with ``config``."""
-        return self.resolve(kind, name).factory(config)
+        """Resolve ``name`` and call its factory with ``config``.
+
+        A factory raising anything but a :class:`NextFaceError` (a plugin bug, a broken
+        backend) becomes a :class:`PluginImportError` naming the plugin.
+        """
+        reg = self.resolve(kind, name)
+        try:
+            return reg.factory(config)
+        except NextFaceError:
+            raise
+        except Exception as exc:
+            raise PluginImportError(
+                f"{kind} '{name}' (plugin '{reg.plugin}') failed to start: {type(exc).__name__}: {exc}",
+                f"choose another {kind} (nextface plugins list), or reinstall or report the plugin",
+            ) from exc
 
     def plugins(self) -> list[PluginInfo]:
         """Every loaded plugin with its distribution, version, hooks and registrations."""

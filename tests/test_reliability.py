@@ -55,6 +55,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "text_only" / "notes.txt").write_text("not a photo")
     (root / "a_file").write_text("a regular file, so a_file/out cannot be a folder")
     (root / "empty_model").mkdir()
+    Image.new("RGB", (40, 48), (128, 100, 90)).save(root / "tiny.png")
+    Image.new("RGB", (8100, 80), (128, 100, 90)).save(root / "huge.png")  # > 8000 px, still small on disk
     corrupt_model = root / "corrupt_model"
     corrupt_model.mkdir()
     for f in ds.model.iterdir():
@@ -173,6 +175,8 @@ CASES = [
          lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "pickled.npz")), 3, "pickled.npz"),
     Case("checkpoint of another batch", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "other_batch.npz")), 3,
          "2 images"),
+    Case("tiny image (< 64 px)", lambda d: _fit(d, d["root"] / "tiny.png"), 3, "tiny.png is 40×48 pixels, too small"),
+    Case("huge image (> 8000 px)", lambda d: _fit(d, d["root"] / "huge.png"), 3, "huge.png is 8100×80 pixels, larger than 8000"),
     Case("bad --skip-stage", lambda d: _fit(d, d["face"], "--skip-stage", "7"), 2, "--skip-stage 7 is not a stage"),
     Case("no face in the image", lambda d: _fit(d, d["face"], "--landmarks-file", str(d["root"] / "no_face.json")), 3,
          "no face found in face000"),
@@ -418,3 +422,55 @@ def test_python_api_raises_typed_errors(data: dict[str, Path], name: str, call, 
     with pytest.raises(NextFaceError) as info:
         call(data)
     assert type(info.value).__name__ == error and message in info.value.message and info.value.hint
+
+
+# -- plugins that break: on import, while starting, while running ---------------------------
+
+BROKEN_PLUGINS = {
+    "nf_broken_import": "raise RuntimeError('backend library missing')\n",
+    "nf_broken_start": (
+        "from nextface_core import hookimpl\n"
+        "def _make(config):\n    raise OSError('no GPU driver')\n"
+        "@hookimpl\ndef nextface_register_renderers(register):\n    register('nf_broken_start', _make)\n"
+    ),
+    "nf_broken_run": (
+        "from nextface_core import hookimpl\n"
+        "class R:\n    name = 'nf_broken_run'\n    def render(self, inputs):\n        raise ValueError('shader exploded')\n"
+        "@hookimpl\ndef nextface_register_renderers(register):\n    register('nf_broken_run', lambda c: R())\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three installed-looking distributions (real entry points) whose renderer breaks."""
+    site = tmp_path_factory.mktemp("site")
+    for module, source in BROKEN_PLUGINS.items():
+        (site / f"{module}.py").write_text(source)
+        info = site / f"{module}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[nextface]\n{module} = {module}\n")
+    return site
+
+
+@pytest.mark.parametrize(
+    ("renderer", "code", "message"),
+    [
+        ("nf_broken_import", 4, "renderer 'nf_broken_import' is installed but its plugin 'nf_broken_import' failed to load"),
+        ("nf_broken_start", 4, "failed to start: OSError: no GPU driver"),
+        ("nf_broken_run", 70, "ValueError: shader exploded"),
+    ],
+)
+def test_a_broken_plugin_is_one_line_naming_it(data, broken_site: Path, tmp_path: Path, renderer: str, code: int,
+                                               message: str) -> None:
+    out = tmp_path / "out"
+    env_path = os.pathsep.join([str(broken_site), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": env_path, "NEXTFACE_CACHE_DIR": str(data["root"] / "cache")}
+    args = _fit({**data, "out": out}, data["face"], "--renderer", renderer)
+    result = subprocess.run([sys.executable, "-c", CODE, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith(("error: ", "internal error: "))]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists() or not any(out.rglob("*"))

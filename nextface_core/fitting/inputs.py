@@ -10,6 +10,24 @@ import torch
 from PIL import Image
 
 from ..color import srgb_to_linear
+from ..errors import InputError
+
+#: a face fit needs at least this many pixels on the shorter side of a photo
+MIN_SIDE = 64
+#: photos with a longer side above this are refused (decoding them costs GBs of memory;
+#: the fit works at ``run.max_resolution`` anyway)
+MAX_SIDE = 8000
+
+
+def check_image_size(image: np.ndarray, name: str) -> None:
+    """Refuse photos too small to hold a face or too large to decode safely (InputError)."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(f"{name} is {w}×{h} pixels, too small for a face fit",
+                         f"use a photo whose shorter side is at least {MIN_SIDE} pixels")
+    if max(h, w) > MAX_SIDE:
+        raise InputError(f"{name} is {w}×{h} pixels, larger than {MAX_SIDE} pixels a side",
+                         f"downscale it to at most {MAX_SIDE} pixels first (the fit runs at run.max_resolution)")
 
 
 @dataclass
@@ -57,6 +75,8 @@ def make_batch(
     dtype: torch.dtype = torch.float32,
 ) -> ImageBatch:
     """Resize each ``[H,W,3]`` uint8 sRGB photo, linearise, and pad to the largest size."""
+    for image, name in zip(images, names):
+        check_image_size(image, name)
     resized = [resize_to_limit(np.ascontiguousarray(im), max_resolution) for im in images]
     sizes = [im.shape[:2] for im, _ in resized]
     height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
