@@ -137,6 +137,9 @@ def fit(
     files = _collect_inputs(input)
     images, names, failed = _load_images(files, fail_fast)
     start = Checkpoint.load(resume) if resume else None
+    if len(images) > 1 and not fail_fast and not cfg.run.skip_no_face:
+        # in a batch, a photo without a face costs only itself: fit the others, report it at the end
+        cfg = cfg.with_overrides({"run.skip_no_face": True})
     fitter = Fitter(cfg)
     bar, update = _progress()
     try:
@@ -151,6 +154,8 @@ def fit(
             stop.checkpoint,
             stop.exit_code,
         ) from None
+    faceless = [n for n in names if n not in result.names]
+    failed += [(Path(n), "no face found") for n in faceless if not skip_no_face]
     summary = save_result(result, out)
     for row in result.summary()["images"]:
         iod = row["landmark_error_iod_percent"]
@@ -163,7 +168,7 @@ def fit(
     if failed:
         raise InputError(
             f"{len(failed)} of {len(files)} images failed: " + "; ".join(f"{f.name}: {why}" for f, why in failed),
-            f"fix or remove those images and rerun; the other {len(images)} results are in {out}",
+            f"fix or remove those images and rerun; the other {len(result.names)} results are in {out}",
         )
 
 

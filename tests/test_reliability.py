@@ -240,6 +240,19 @@ def test_batch_continues_past_a_bad_image_and_names_it(data: dict[str, Path], ba
     assert all((out / f"face00{i}" / "mesh.obj").is_file() for i in range(3)) and not (out / "broken").exists()
 
 
+def test_batch_fits_the_others_when_one_photo_has_no_face(data: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("face000", "face001"):
+        (folder / f"{name}.png").write_bytes((data["images"] / f"{name}.png").read_bytes())
+    out = tmp_path / "out"
+    result = nextface(["fit", str(folder), "-o", str(out), "--config", str(data["config"]),
+                       "--landmarks-file", str(data["root"] / "no_face.json")], data["root"] / "cache")
+    assert result.returncode == 3, result.stderr
+    assert "error: 1 of 2 images failed: face000: no face found" in result.stderr
+    assert [row["name"] for row in json.loads((out / "summary.json").read_text())["images"]] == ["face001"]
+
+
 def test_fail_fast_stops_before_writing_anything(data: dict[str, Path], batch: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = nextface(["fit", str(batch), "-o", str(out), "--config", str(data["config"]), "--fail-fast"], data["root"] / "cache")
