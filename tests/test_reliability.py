@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -57,6 +58,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "empty_model").mkdir()
     Image.new("RGB", (40, 48), (128, 100, 90)).save(root / "tiny.png")
     Image.new("RGB", (8100, 80), (128, 100, 90)).save(root / "huge.png")  # > 8000 px, still small on disk
+    wrong_layout = root / "wrong_layout_model"  # real HDF5, one dataset of the wrong shape
+    wrong_layout.mkdir()
+    for f in ds.model.iterdir():
+        (wrong_layout / f.name).write_bytes(f.read_bytes())
+    with h5py.File(next(wrong_layout.glob("model2017*.h5")), "r+") as h5:
+        del h5["shape/model/pcaVariance"]
+        h5["shape/model/pcaVariance"] = np.ones(3, dtype=np.float32)
     corrupt_model = root / "corrupt_model"
     corrupt_model.mkdir()
     for f in ds.model.iterdir():
@@ -161,6 +169,8 @@ CASES = [
          "empty_model"),
     Case("model files corrupt", lambda d: _fit(d, d["face"], "--model-path", str(d["root"] / "corrupt_model")), 3,
          "corrupt_model"),
+    Case("model files of the wrong layout",
+         lambda d: _fit(d, d["face"], "--model-path", str(d["root"] / "wrong_layout_model")), 3, "shape/model/pcaVariance"),
     Case("landmark file missing", lambda d: _fit(d, d["face"], "--landmarks-file", str(d["root"] / "none.json")), 3,
          "none.json"),
     Case("checkpoint missing", lambda d: _fit(d, d["face"], "--resume", str(d["root"] / "none.npz")), 3,
