@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .files import read_user_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -170,12 +171,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     data.setdefault("plugins", {})
     if path is not None:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist", "check the path given to --config") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}", "pass a UTF-8 TOML file") from None
+        text = read_user_text(path, "config file", ConfigError, "check the path given to --config")
         try:
             user = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

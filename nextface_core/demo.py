@@ -67,8 +67,7 @@ def render_synthetic(model, params: SceneParameters, renderer, config: Config, i
     scene = FaceScene(model, (image_size, image_size), pp, config.texture.resolution)
     with torch.no_grad():
         diffuse, specular = scene.albedo_textures(params)
-        t = diffuse.shape[1]
-        rough = torch.full((1, t, t, 1), config.texture.initial_roughness, dtype=model.dtype, device=model.device)
+        rough = scene.constant_roughness(1, config.texture.initial_roughness)
         out = renderer.render(scene.render_inputs(params, diffuse, specular, rough, config.render.final_samples, 0, RenderMode.FULL))
         background = 0.05 + 0.1 * torch.linspace(0, 1, image_size, dtype=model.dtype, device=model.device)[None, :, None, None]
         image = out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import NextFaceError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -27,6 +29,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def read_user_text(path: Path, what: str, error: type[NextFaceError], missing_hint: str, encoding: str = "utf-8") -> str:
+    """Read a text file the user named; a missing or unreadable file raises ``error`` saying so.
+
+    ``what`` names the file in the message ("config file", "landmark file", ...).
+    """
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist", missing_hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} cannot be read: {exc}", "pass a UTF-8 text file") from None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, UsageError
+from .files import read_user_text
 from .landmarks import LandmarkSet
 
 log = logging.getLogger(__name__)
@@ -232,12 +233,9 @@ def read_landmark_file(path: str | Path) -> LandmarkFile:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise InputError(f"landmark file {path} must end in .json or .csv", "rename it or convert it to one of the two formats")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"landmark file {path} does not exist", "check the path given in [landmarks] file / --landmarks-file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"landmark file {path} cannot be read: {exc}", "pass a UTF-8 text file") from None
+    text = read_user_text(
+        path, "landmark file", InputError, "check the path given in [landmarks] file / --landmarks-file", "utf-8-sig"
+    )
     names, groups, sizes = (_parse_json if suffix == ".json" else _parse_csv)(path, text)
     if not groups:
         raise InputError(f"landmark file {path} holds no landmarks", "add at least one image with points")

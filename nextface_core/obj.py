@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import read_user_text
 
 
 @dataclass
@@ -38,10 +39,7 @@ def obj_text(mesh: ObjMesh, mtl: str | None = None) -> str:
 def read_obj(path: str | Path) -> ObjMesh:
     """Read an OBJ written by :func:`obj_text` (triangles, shared v/vt/vn indices)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"mesh {path} does not exist", "pass a result folder written by 'nextface fit'") from None
+    lines = read_user_text(path, "mesh", InputError, "pass a result folder written by 'nextface fit'").splitlines()
     groups: dict[str, list[str]] = {"v": [], "vt": [], "vn": [], "f": []}
     for line in lines:
         key, _, rest = line.partition(" ")

@@ -257,7 +257,6 @@ class _RunState:
         self.rows = scene.landmarks[targets.schema]
         self.lm_targets = targets.points[:, self.rows.landmark_index]
         self.lm_weights = targets.weights[:, self.rows.landmark_index]
-        self.f0 = None
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -338,8 +337,7 @@ class _RunState:
         return StageReport(stage, iterations, seconds, history, terms=parts)
 
     def _roughness(self, params: SceneParameters) -> torch.Tensor:
-        s, t = params.shape.shape[0], self.cfg.texture.resolution
-        return torch.full((s, t, t, 1), self.cfg.texture.initial_roughness, device=params.shape.device, dtype=params.shape.dtype)
+        return self.scene.constant_roughness(params.shape.shape[0], self.cfg.texture.initial_roughness)
 
     # -- stages -------------------------------------------------------------------------
 

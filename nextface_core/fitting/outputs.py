@@ -131,7 +131,6 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
         write_exr(folder / "envmap.exr", env)
         save_png(folder / "envmap.png", to_uint8(envmaps[b] / max(float(envmaps[b].max()), 1e-6)))
         save_png(folder / "composite.png", composites[b])
-        h, w = result.batch.sizes[b]
         detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
         overlay = draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False)
         save_png(folder / "landmarks.png", overlay)

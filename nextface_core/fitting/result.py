@@ -148,9 +148,7 @@ class FitResult:
             return self.maps["diffuse"], self.maps["specular"], self.maps["roughness"]
         with torch.no_grad():
             diffuse, specular = self.scene.albedo_textures(self.params)
-        t = diffuse.shape[1]
-        rough = torch.full((diffuse.shape[0], t, t, 1), self.config.texture.initial_roughness, dtype=diffuse.dtype, device=diffuse.device)
-        return diffuse, specular, rough
+        return diffuse, specular, self.scene.constant_roughness(diffuse.shape[0], self.config.texture.initial_roughness)
 
     def vertices(self) -> torch.Tensor:
         """Model-space vertices with identity and expression ``[B,N,3]``."""

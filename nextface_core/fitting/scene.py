@@ -130,6 +130,11 @@ class FaceScene:
 
     # -- rendering ----------------------------------------------------------------------
 
+    def constant_roughness(self, rows: int, value: float) -> torch.Tensor:
+        """A uniform roughness map ``[rows,T,T,1]`` (the statistical stages have no roughness model)."""
+        t = self.texture.resolution
+        return torch.full((rows, t, t, 1), value, dtype=self.model.dtype, device=self.model.device)
+
     def albedo_textures(self, params: SceneParameters) -> tuple[torch.Tensor, torch.Tensor]:
         """Statistical diffuse and specular albedo baked to textures ``[S,T,T,3]``."""
         m = self.model
