@@ -51,29 +51,42 @@ class Fragments:
     """What the rasteriser hands to shading, per pixel of a ``[B,H,W]`` batch of images.
 
     ``face_index [B,H,W]`` int64, −1 where no triangle covers the pixel centre;
-    ``barycentric [B,H,W,3]`` perspective-correct weights of the face's three vertices
-    (0 where uncovered), differentiable w.r.t. pixels and depth; ``depth [B,H,W]``
-    camera z at the pixel centre (0 where uncovered); ``covered [M]`` the flat indices
-    ``b·H·W + y·W + x`` of the covered pixels, ascending (shading works on these only);
-    for those pixels ``covered_face [M]`` the face's row ``b·F + face`` and
-    ``covered_barycentric [M,3]`` its (differentiable) barycentrics.
+    ``covered [M]`` the flat indices ``b·H·W + y·W + x`` of the covered pixels, ascending
+    (shading works on these only); for those pixels ``covered_face [M]`` the face's row
+    ``b·F + face``, ``covered_vertices [M,3]`` its vertices' rows ``b·N + vertex``,
+    ``covered_barycentric [M,3]`` perspective-correct weights of those vertices and
+    ``covered_depth [M]`` camera z, both differentiable w.r.t. pixels and depth;
+    ``face_orientation [B,F]`` the sign of each face's screen area (+1 counter-clockwise
+    on screen, 0 degenerate; no gradient). :attr:`barycentric`, :attr:`depth` and
+    :attr:`mask` are the same as full images.
     """
 
     face_index: Tensor
-    barycentric: Tensor
-    depth: Tensor
     covered: Tensor
     covered_face: Tensor
+    covered_vertices: Tensor
     covered_barycentric: Tensor
+    covered_depth: Tensor
+    face_orientation: Tensor
 
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.face_index.shape[1]), int(self.face_index.shape[2])
 
     @property
+    def barycentric(self) -> Tensor:
+        """``[B,H,W,3]`` barycentrics (0 where uncovered), differentiable."""
+        return scatter_covered(self.covered_barycentric, self)
+
+    @property
+    def depth(self) -> Tensor:
+        """``[B,H,W]`` camera z at the pixel centres (0 where uncovered), differentiable."""
+        return scatter_covered(self.covered_depth[:, None], self)[..., 0]
+
+    @property
     def mask(self) -> Tensor:
         """``[B,H,W,1]`` 1.0 where a triangle covers the pixel centre, else 0.0 (no gradient)."""
-        return (self.face_index >= 0).to(self.barycentric.dtype)[..., None]
+        return (self.face_index >= 0).to(self.covered_barycentric.dtype)[..., None]
 
 
 def _check_inputs(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> None:
@@ -114,8 +127,9 @@ BLOCK_SIDES = (1, 2, 3, 4)
 
 
 @torch.no_grad()
-def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
-    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64 (−1: none).
+def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64
+    (−1: none), and each face's screen orientation ``[B,F]`` (sign of its area).
 
     Per face (all images at once) a table of inward edge functions ``w_i = A_i x + B_i y + C_i``
     (inside ⇔ all w_i > 0, ties by the owner rule), ``1/(z_i · 2·area)`` for the depth, and the
@@ -210,7 +224,7 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
         ix = ints[:, 1] + local - line * ints[:, 3]
         iy = ints[:, 2] + line
         splat(rows.index_select(0, which), ix, iy, torch.ones_like(ix, dtype=torch.bool), table[rows].index_select(0, which))
-    return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys)
+    return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys), orient
 
 
 def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> Fragments:
@@ -224,56 +238,48 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
     """
     _check_inputs(pixels, depth, faces, image_size)
     height, width = int(image_size[0]), int(image_size[1])
-    batch = pixels.shape[0]
-    face_flat = _visible_faces(pixels, depth, faces, height, width)
+    batch, n_verts = pixels.shape[0], pixels.shape[1]
+    face_flat, orientation = _visible_faces(pixels, depth, faces, height, width)
     covered = torch.nonzero(face_flat >= 0).squeeze(1)
     face = face_flat[covered]
     img = covered // (height * width)
     pix = covered - img * (height * width)
-    row = img * faces.shape[0] + face  # row of the face in the batch's [B·F] tables
-    # per-face table relative to vertex 0 (F-sized work, differentiable), then one row
-    # gather per covered pixel: w1 = a1·dx + b1·dy, w2 = a2·dx + b2·dy, w0 = area2 − w1 − w2
-    f64 = faces.long()
-    tri = pixels[:, f64]  # [B,F,3,2]
-    v0, v1, v2 = tri.unbind(2)
-    e1, e2 = v2 - v0, v1 - v0
-    area2 = e2[..., 0] * e1[..., 1] - e2[..., 1] * e1[..., 0]
-    table = torch.cat([v0, e1[..., 1:2], -e1[..., 0:1], -e2[..., 1:2], e2[..., 0:1], area2[..., None], depth[:, f64]], -1)
-    # channel-major [10, M]: one gather, and one backward op instead of one per column
-    per_pixel = table.reshape(-1, table.shape[-1]).index_select(0, row).t()
-    x0, y0, a1, c1, a2, c2, area, z0, z1, z2 = per_pixel.unbind(0)
-    dx = (pix % width).to(pixels.dtype) + 0.5 - x0
-    dy = (pix // width).to(pixels.dtype) + 0.5 - y0
-    b1 = (a1 * dx + c1 * dy) / area
-    b2 = (a2 * dx + c2 * dy) / area
-    q = torch.stack([(1.0 - b1 - b2) / z0, b1 / z1, b2 / z2], -1)  # screen barycentrics / z
-    inv_depth = q.sum(-1, keepdim=True)
-    bary = q / inv_depth
-    total = batch * height * width
-    bary_full = pixels.new_zeros(total, 3).index_put((covered,), bary)
-    depth_full = pixels.new_zeros(total).index_put((covered,), 1.0 / inv_depth.squeeze(-1))
+    corners = faces.long()[face] + (img * n_verts)[:, None]  # [M,3] rows of the [B·N] vertex tables
+    # one channel-major gather of (x, y, z) at the three corners: its backward is an
+    # index_add along the contiguous dimension, much faster on CPUs than row scatters
+    table = torch.cat([pixels, depth[..., None]], -1).reshape(-1, 3).t()  # [3, B·N]
+    (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = table.index_select(1, corners.t().reshape(-1)).view(3, 3, -1)
+    e1x, e1y, e2x, e2y = x2 - x0, y2 - y0, x1 - x0, y1 - y0
+    area = e2x * e1y - e2y * e1x
+    dx = (pix % width).to(pixels.dtype) + (0.5 - x0)
+    dy = torch.div(pix, width, rounding_mode="floor").to(pixels.dtype) + (0.5 - y0)
+    b1 = (e1y * dx - e1x * dy) / area
+    b2 = (e2x * dy - e2y * dx) / area
+    q = torch.stack([(1.0 - b1 - b2) / z0, b1 / z1, b2 / z2])  # screen barycentrics / z, [3, M]
+    inv_depth = q.sum(0)
     return Fragments(
         face_index=face_flat.view(batch, height, width),
-        barycentric=bary_full.view(batch, height, width, 3),
-        depth=depth_full.view(batch, height, width),
         covered=covered,
-        covered_face=row,
-        covered_barycentric=bary,
+        covered_face=img * faces.shape[0] + face,
+        covered_vertices=corners,
+        covered_barycentric=(q / inv_depth).t(),
+        covered_depth=1.0 / inv_depth,
+        face_orientation=orientation.to(pixels.dtype),
     )
 
 
-def interpolate_covered(attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+def interpolate_covered(attributes: Tensor, fragments: Fragments) -> Tensor:
     """Per-vertex ``attributes [B or 1,N,C]`` at the covered pixels → ``[M,C]`` (order of ``fragments.covered``)."""
     if attributes.ndim != 3:
         raise ValueError(f"attributes must be [B or 1,N,C], got {tuple(attributes.shape)}")
     batch = fragments.face_index.shape[0]
     if attributes.shape[0] not in (1, batch):
         raise ValueError(f"attributes batch {attributes.shape[0]} must be 1 or {batch}")
-    n_faces, channels = faces.shape[0], attributes.shape[2]
-    per_face = attributes[:, faces.long()].reshape(-1, 3 * channels)  # [B·F or F, 3C]
-    row = fragments.covered_face if attributes.shape[0] == batch else fragments.covered_face % n_faces
-    values = per_face.index_select(0, row).view(-1, 3, channels)
-    return torch.einsum("mk,mkc->mc", fragments.covered_barycentric, values)
+    n_verts, channels = attributes.shape[1], attributes.shape[2]
+    rows = fragments.covered_vertices if attributes.shape[0] == batch else fragments.covered_vertices % n_verts
+    table = attributes.reshape(-1, channels).t()  # [C, B·N], channel-major gather (see rasterize)
+    values = table.index_select(1, rows.t().reshape(-1)).view(channels, 3, -1)
+    return (values * fragments.covered_barycentric.t()[None]).sum(1).t().contiguous()
 
 
 def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:
@@ -283,9 +289,9 @@ def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:
     return out.view(batch, height, width, values.shape[1])
 
 
-def interpolate(attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+def interpolate(attributes: Tensor, fragments: Fragments) -> Tensor:
     """Per-vertex ``attributes [B or 1,N,C]`` → per-pixel ``[B,H,W,C]`` (zeros where uncovered)."""
-    return scatter_covered(interpolate_covered(attributes, fragments, faces), fragments)
+    return scatter_covered(interpolate_covered(attributes, fragments), fragments)
 
 
 def face_neighbors(faces: Tensor) -> Tensor:
@@ -325,9 +331,7 @@ def antialias(
     n_verts = pixels.shape[1]
     f64 = faces.long()
     with torch.no_grad():
-        tri_all = pixels.detach()[:, f64]  # [B,F,3,2]
-        area2 = _edge_functions(tri_all[..., 0, 0], tri_all[..., 0, 1], tri_all)[..., 0]
-        orient = torch.sign(area2)  # [B,F]
+        orient = fragments.face_orientation  # [B,F]
         nb = neighbors.clamp(min=0)
         silhouette = (neighbors[None] < 0) | (orient[:, nb] != orient[..., None])  # [B,F,3]
         has_silhouette = silhouette.any(-1).reshape(-1)

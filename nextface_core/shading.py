@@ -28,6 +28,7 @@ reproduce exactly in a ray tracer (one SH evaluation in ``n`` and one in ``R`` p
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -61,149 +62,215 @@ def specular_band_weights(roughness: Tensor, bands: int) -> Tensor:
 
 
 # --- fast evaluation of the SH basis -----------------------------------------------------
-# On the unit sphere every real SH of degree ≤ L is a polynomial in the monomials
-# x^a y^b z^c with c ∈ {0, 1} and a + b + c ≤ L (z² = 1 − x² − y² removes higher powers of
-# z): exactly (L+1)² = bands² monomials. So ``sh_basis(d) = monomials(d) @ C`` for one
-# constant bands²×bands² matrix C, fitted here once to :func:`nextface_core.sh.sh_basis`
-# itself (exact up to rounding; the basis stays defined in one place). A contraction
-# ``Σ_k Y_k(d) w_k`` is then ``monomials(d) @ (C w)``, and its gradient w.r.t. ``d`` is
-# again a monomial matmul (∂/∂x of x^a y^b z^c is a·x^(a−1) y^b z^c, another monomial of
-# the set), so forward and backward cost a few matmuls per point set whatever the number
-# of bands, instead of hundreds of elementwise operations for the recurrence. Gradients
-# are tangential-exact: directions are unit vectors, and two polynomials equal on the
-# sphere have equal derivatives along it.
+# On the unit sphere every real SH of band l is a polynomial in the monomials x^a y^b z^c
+# with c ∈ {0, 1} (z² = 1 − x² − y² removes higher powers of z), of degree ≤ l and of the
+# parity of l. So the monomials split into an even and an odd block, each ordered by
+# degree, and band l needs only the prefix of its parity's block up to degree l:
+# (l+1)(l+2)/2 monomials. ``sh_basis(d)`` restricted to the bands of one parity is
+# ``monomials_p(d) @ C_p`` for a constant matrix C_p fitted here once to
+# :func:`nextface_core.sh.sh_basis` itself (exact up to rounding; the basis stays defined in
+# one place). A contraction ``Σ_k Y_k(d) w_k`` is then ``monomials_p(d) @ (C_p w)`` per
+# block, and its derivative along an axis is a matmul with the monomials of the *other*
+# parity (∂/∂x of x^a y^b z^c is a·x^(a−1) y^b z^c, one degree lower). Forward and
+# backward cost a few matmuls per point set whatever the number of bands; splitting by
+# parity halves their size compared with one dense basis. Gradients are tangential-exact:
+# directions are unit vectors, and two polynomials equal on the sphere have equal
+# derivatives along it (the radial part never reaches a unit-vector input).
+
+
+def _block_size(parity: int, top: int) -> int:
+    """Monomials of parity ``parity`` and degree ≤ ``top`` (0 when top < parity)."""
+    return sum(2 * d + 1 for d in range(parity, top + 1, 2))
 
 
 @functools.lru_cache(maxsize=None)
-def _monomial_tables(bands: int) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
-    """(C ``[K,K]`` float64, derivative matrices ``[3,K,K]``, row ranges where they are nonzero).
-
-    Derivatives lower the degree, so only monomials of degree < top appear in them: two
-    contiguous row ranges, which the backward pass uses to skip the others.
-    """
+def _monomial_tables(bands: int) -> tuple[tuple[list[tuple[int, int, int]], ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """Per parity p: exponents ``(a, b, c)`` ordered by degree; C_p ``[K_p, bands²]`` float64
+    (nonzero only in the columns of bands of parity p); derivative tables ``[3, K_{1−p}, K_p]``
+    with ``∂mono_j/∂axis = Σ_i D[axis, i, j] · mono_{1−p, i}``."""
     top = bands - 1
-    exps = [(a, k - a, c) for c in (0, 1) for k in range(top + 1 - c) for a in range(k + 1)]
-    position = {e: i for i, e in enumerate(exps)}
-    k = len(exps)
-    deriv = torch.zeros(3, k, k, dtype=torch.float64)  # deriv[axis, i, j]: ∂mono_j/∂axis = Σ_i deriv·mono_i
-    for j, (a, b, c) in enumerate(exps):
-        for axis, (power, lower) in enumerate(((a, (a - 1, b, c)), (b, (a, b - 1, c)), (c, (a, b, c - 1)))):
-            if power:
-                deriv[axis, position[lower], j] = power
+    exps = tuple(
+        [(a, d - c - a, c) for d in range(p, top + 1, 2) for c in (0, 1) for a in range(d - c + 1)] for p in (0, 1)
+    )
+    position = [{e: i for i, e in enumerate(block)} for block in exps]
     gen = torch.Generator().manual_seed(1234)
-    dirs = torch.nn.functional.normalize(torch.randn(8 * k + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
-    conv = torch.linalg.lstsq(_monomials(dirs, top).t(), sh_basis(dirs, bands)).solution
-    used = (deriv != 0).any(2).any(0).tolist()
-    ranges = [(i, i + 1) for i, flag in enumerate(used) if flag]
-    merged: list[tuple[int, int]] = []
-    for lo, hi in ranges:
-        if merged and merged[-1][1] == lo:
-            merged[-1] = (merged[-1][0], hi)
-        else:
-            merged.append((lo, hi))
-    return conv, deriv, merged
+    dirs = torch.nn.functional.normalize(torch.randn(16 * bands * bands + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
+    basis = sh_basis(dirs, bands)
+    conv, deriv = [], []
+    for p in (0, 1):
+        mono = _monomials_of(dirs, exps[p])
+        c = torch.zeros(len(exps[p]), bands * bands, dtype=torch.float64)
+        for l in range(p, bands, 2):
+            rows, cols = _block_size(p, l), slice(l * l, (l + 1) * (l + 1))
+            c[:rows, cols] = torch.linalg.lstsq(mono[:, :rows], basis[:, cols]).solution
+        conv.append(c)
+        d = torch.zeros(3, len(exps[1 - p]), len(exps[p]), dtype=torch.float64)
+        for j, (a, b, z) in enumerate(exps[p]):
+            for axis, (power, lower) in enumerate(((a, (a - 1, b, z)), (b, (a, b - 1, z)), (z, (a, b, z - 1)))):
+                if power:
+                    d[axis, position[1 - p][lower], j] = power
+        deriv.append(d)
+    return exps, tuple(conv), tuple(deriv)
 
 
-def _monomials(d: Tensor, top: int) -> Tensor:
-    """``x^a y^b z^c`` of ``d [M,3]`` in the order of :func:`_monomial_tables` → ``[K, M]`` (one row per monomial).
+def _monomials_of(d: Tensor, exps: list[tuple[int, int, int]]) -> Tensor:
+    """``x^a y^b z^c`` of ``d [M,3]`` for ``exps`` → ``[M, len(exps)]`` (reference form, for the tables)."""
+    e = torch.tensor(exps, dtype=d.dtype).reshape(-1, 3)
+    return (d[:, None, :] ** e[None]).prod(-1)
 
-    Channel-major, so every product is one contiguous vector operation; the z-monomials
-    are the z-free ones of degree < top times z.
+
+def _monomial_blocks(d: Tensor, bands: int, rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The first ``rows[p]`` monomials of each parity block at unit ``d [M,3]`` → two ``[rows_p, M]``.
+
+    Degree by degree, each row written once: the z-free rows of degree k are those of
+    degree k−1 (the other block) times x, plus y^k; the z rows are those of degree k−1 times z.
     """
     x, y, z = d.t().contiguous().unbind(0)
-    px, py = [torch.ones_like(x)], [torch.ones_like(y)]
-    for _ in range(top):
-        px.append(px[-1] * x)
-        py.append(py[-1] * y)
-    k = (top + 1) ** 2
-    n_flat = (top + 1) * (top + 2) // 2
-    out = d.new_empty(k, d.shape[0])
-    row = 0
-    for degree in range(top + 1):
-        for a in range(degree + 1):
-            torch.mul(px[a], py[degree - a], out=out[row])
-            row += 1
-    torch.mul(out[: k - n_flat], z, out=out[n_flat:])
-    return out
+    tops = [max((k for k in range(p, bands, 2) if _block_size(p, k) <= rows[p]), default=-1) for p in (0, 1)]
+    top = max(tops)
+    blocks = [d.new_empty(_block_size(p, top), d.shape[0]) for p in (0, 1)]
+    blocks[0][0] = 1.0
+    for k in range(1, top + 1):
+        here, there = blocks[k % 2], blocks[1 - k % 2]
+        start, below = _block_size(k % 2, k - 2), _block_size(1 - k % 2, k - 3)  # first rows of degree k, k−1
+        flat_below = there[below : below + k]  # x^a y^(k−1−a), a = 0..k−1
+        torch.mul(flat_below, x, out=here[start + 1 : start + k + 1])
+        torch.mul(flat_below[:1], y, out=here[start : start + 1])
+        torch.mul(flat_below, z, out=here[start + k + 1 : start + 2 * k + 1])
+    return blocks[0][: rows[0]], blocks[1][: rows[1]]
+
+
+def _per_point(rad: Tensor, batch_index: Tensor, images: int) -> Tensor:
+    """Rows ``[images·R, M]`` → each point's own image's rows ``[R, M]``."""
+    if images == 1:
+        return rad
+    rows, points = rad.shape[0] // images, rad.shape[1]
+    return rad.view(images, rows, points).gather(0, batch_index.view(1, 1, -1).expand(1, rows, -1))[0]
+
+
+def _to_images(grad: Tensor, batch_index: Tensor, images: int) -> Tensor:
+    """Adjoint of :func:`_per_point`: ``[R, M]`` → ``[images·R, M]`` (zero where a point is another image's)."""
+    if images == 1:
+        return grad
+    full = grad.new_zeros(images, *grad.shape)
+    full.scatter_(0, batch_index.view(1, 1, -1).expand(1, *grad.shape), grad[None])
+    return full.view(images * grad.shape[0], grad.shape[1])
 
 
 class _ShContract(torch.autograd.Function):
-    """``out[m] = Σ_g band_weights[g,m] · (monomials(d_m) @ w[:, b_m])[g-th group of C]``.
+    """``out[m, c] = Σ_p Σ_g bw_p[g, m] · (w_p[:, image(m)]ᵀ monomials_p(d_m))[g, c]``.
 
-    ``w [K, images·groups·C]`` (columns: image, group, channel), ``band_weights [G,M]`` or
-    None (one group). Channel-major inside (``[cols, M]``), with the analytic backward
-    described above.
+    Per parity block p: ``w_p [K_p, images·G_p·C]`` (columns: image, group, channel; None:
+    no such bands) and ``bw_p [G_p, M]`` per-point group weights (None: one group, weight 1).
+    Channel-major inside (``[rows, M]``), with the analytic backward described above.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, directions: Tensor, w: Tensor, band_weights: Tensor | None, batch_index: Tensor, bands: int, images: int
+        ctx, directions: Tensor, w_e: Tensor | None, w_o: Tensor | None, bw_e: Tensor | None, bw_o: Tensor | None,
+        batch_index: Tensor, bands: int, images: int, channels: int,
     ) -> Tensor:
-        mono = _monomials(directions.detach(), bands - 1)  # [K,M]
-        points = mono.shape[1]
-        cols = w.shape[1] // images
-        rad = w.t() @ mono  # [images·cols, M]
-        if images > 1:
-            rad = rad.view(images, cols, points).gather(0, batch_index.view(1, 1, -1).expand(1, cols, -1))[0]
-        if band_weights is None:
-            out = rad
-        else:
-            groups = band_weights.shape[0]
-            out = (rad.view(groups, cols // groups, points) * band_weights[:, None, :]).sum(0)
-        ctx.save_for_backward(mono, w, band_weights, batch_index, rad if band_weights is not None else None)
-        _, deriv, ctx.ranges = _monomial_tables(bands)
-        ctx.deriv = deriv.to(device=w.device, dtype=w.dtype)
-        ctx.images = images
+        ws, bws = (w_e, w_o), (bw_e, bw_o)
+        points = directions.shape[0]
+        used = [0 if w is None else w.shape[0] for w in ws]
+        # the backward along directions needs each block's derivative, a degree lower, in the other block
+        tops = [max((d for d in range(p, bands, 2) if _block_size(p, d) <= used[p]), default=-1) for p in (0, 1)]
+        need = list(used)
+        if ctx.needs_input_grad[0]:
+            need = [max(used[p], _block_size(p, tops[1 - p] - 1)) for p in (0, 1)]
+        mono = _monomial_blocks(directions.detach(), bands, (need[0], need[1]))
+        out, rads = None, []
+        for p in (0, 1):
+            rads.append(None)
+            if ws[p] is None:
+                continue
+            rad = _per_point(ws[p].t() @ mono[p][: used[p]], batch_index, images)  # [G·C, M]
+            if bws[p] is None:
+                part = rad
+            else:
+                part = (rad.view(bws[p].shape[0], channels, points) * bws[p][:, None]).sum(0)
+                rads[p] = rad
+            out = part if out is None else out + part
+        ctx.save_for_backward(mono[0], mono[1], w_e, w_o, bw_e, bw_o, batch_index, rads[0], rads[1])
+        ctx.meta = (bands, images, channels, used, tops)
         return out.t()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        mono, w, band_weights, batch_index, rad = ctx.saved_tensors
-        images, points = ctx.images, mono.shape[1]
-        cols = w.shape[1] // images
+        mono_e, mono_o, w_e, w_o, bw_e, bw_o, batch_index, rad_e, rad_o = ctx.saved_tensors
+        bands, images, channels, used, tops = ctx.meta
+        mono, ws, bws, rads = (mono_e, mono_o), (w_e, w_o), (bw_e, bw_o), (rad_e, rad_o)
+        _, _, deriv = _monomial_tables(bands)
         grad_t = grad.t().contiguous()  # [C, M]
-        grad_bw = None
-        if band_weights is None:
-            grad_rad = grad_t
-        else:
-            groups = band_weights.shape[0]
-            if ctx.needs_input_grad[2]:
-                grad_bw = (rad.view(groups, cols // groups, points) * grad_t).sum(1)
-            grad_rad = (band_weights[:, None, :] * grad_t).reshape(cols, points)
-        if images > 1:  # each point's gradient goes to its own image's columns
-            full = grad_rad.new_zeros(images, cols, points)
-            full.scatter_(0, batch_index.view(1, 1, -1).expand(1, cols, -1), grad_rad[None])
-            grad_rad = full.view(images * cols, points)
-        grad_dir = grad_w = None
-        if ctx.needs_input_grad[0] and not ctx.ranges:  # one band: constant in the direction
-            grad_dir = grad.new_zeros(points, 3)
-        elif ctx.needs_input_grad[0]:  # one axis at a time keeps the [cols, M] temporaries small
-            slopes = ctx.deriv @ w  # [3, K, cols], zero outside ctx.ranges
-            per_axis = []
-            for axis in range(3):
-                (lo, hi), *rest = ctx.ranges
-                value = slopes[axis, lo:hi].t() @ mono[lo:hi]
-                for lo, hi in rest:
-                    value.addmm_(slopes[axis, lo:hi].t(), mono[lo:hi])
-                per_axis.append((value * grad_rad).sum(0))
-            grad_dir = torch.stack(per_axis, -1)
-        if ctx.needs_input_grad[1]:
-            grad_w = mono @ grad_rad.t()
-        return grad_dir, grad_w, grad_bw, None, None, None
+        points = grad.shape[0]
+        grads_w: list[Tensor | None] = [None, None]
+        grads_bw: list[Tensor | None] = [None, None]
+        grad_dir = None
+        for p in (0, 1):
+            if ws[p] is None:
+                continue
+            if bws[p] is None:
+                grad_rad = grad_t
+            else:
+                groups = bws[p].shape[0]
+                if ctx.needs_input_grad[3 + p]:
+                    grads_bw[p] = (rads[p].view(groups, channels, points) * grad_t).sum(1)
+                grad_rad = (bws[p][:, None] * grad_t).view(groups * channels, points)
+            if ctx.needs_input_grad[1 + p]:
+                grads_w[p] = mono[p][: used[p]] @ _to_images(grad_rad, batch_index, images).t()
+            lower = _block_size(1 - p, tops[p] - 1)
+            if ctx.needs_input_grad[0] and lower:
+                # ∂rad/∂axis = (D_axis w)ᵀ monomials of the other block, all three axes in one matmul
+                d = deriv[p][:, :lower, : used[p]].to(device=grad.device, dtype=grad.dtype)
+                slopes = (d @ ws[p]).transpose(1, 2).reshape(-1, lower)  # [3·images·G·C, lower]
+                rows = grad_rad.shape[0]
+                value = slopes @ mono[1 - p][:lower]  # [3·images·rows, M]
+                if images > 1:
+                    value = value.view(3, images, rows, points).transpose(0, 1).reshape(images * 3 * rows, points)
+                    value = _per_point(value, batch_index, images)
+                part = (value.view(3, rows, points) * grad_rad).sum(1)  # [3, M]
+                grad_dir = part if grad_dir is None else grad_dir + part
+        if ctx.needs_input_grad[0]:
+            grad_dir = grad.new_zeros(grad.shape[0], 3) if grad_dir is None else grad_dir.t()
+        return grad_dir, grads_w[0], grads_w[1], grads_bw[0], grads_bw[1], None, None, None, None
 
 
 def _sh_contract(
-    directions: Tensor, weights: Tensor, batch_index: Tensor, band_weights: Tensor | None = None
+    directions: Tensor,
+    weights: Tensor,
+    batch_index: Tensor,
+    band_weights: Tensor | None = None,
+    bands_used: Sequence[int] | None = None,
 ) -> Tensor:
     """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [M,3]``, ``weights [B,K,C]`` → ``[M,C]``.
 
-    With ``band_weights [M,G]`` the C columns are G groups summed with those per-point weights → ``[M, C/G]``.
+    With ``band_weights [M,bands]`` each band's term is scaled by its per-point weight (the
+    glossy lobe). ``bands_used``: the bands whose weights may be nonzero (default all); the
+    others are skipped.
     """
     bands = int(round(weights.shape[1] ** 0.5))
-    conv = _monomial_tables(bands)[0].to(device=weights.device, dtype=weights.dtype)
-    w = torch.einsum("jk,bkc->jbc", conv, weights).reshape(conv.shape[0], -1)  # [K, B·C]
-    channel_major = None if band_weights is None else band_weights.t().contiguous()  # [G, M]
-    return _ShContract.apply(directions, w, channel_major, batch_index, bands, weights.shape[0])
+    used = sorted(set(range(bands) if bands_used is None else bands_used))
+    _, conv, _ = _monomial_tables(bands)
+    band = _band_of_coefficient(bands, weights.device)
+    images, channels = weights.shape[0], weights.shape[2]
+    ws: list[Tensor | None] = []
+    bws: list[Tensor | None] = []
+    for p in (0, 1):
+        mine = [l for l in used if l % 2 == p]
+        if not mine:
+            ws.append(None)
+            bws.append(None)
+            continue
+        c = conv[p][: _block_size(p, mine[-1])].to(device=weights.device, dtype=weights.dtype)
+        if band_weights is None:
+            grouped = weights[:, None]  # [B, 1, K, C]
+            bws.append(None)
+        else:  # one group per band: its coefficients only
+            select = torch.tensor(mine, device=weights.device)
+            grouped = weights[:, None] * (band[None, None, :, None] == select[None, :, None, None])  # [B, G, K, C]
+            bws.append(band_weights.index_select(1, select).t().contiguous())  # [G, M]
+        ws.append(torch.einsum("jk,bgkc->jbgc", c, grouped).reshape(c.shape[0], -1))
+    return _ShContract.apply(directions, ws[0], ws[1], bws[0], bws[1], batch_index, bands, images, channels)
 
 
 def shade(
@@ -238,15 +305,13 @@ def shade(
         diffuse, specular, roughness = diffuse.reshape(-1, 3), specular.reshape(-1, 3), roughness.reshape(-1, 1)
     n = torch.nn.functional.normalize(normals, dim=-1)
     band = _band_of_coefficient(bands, sh.device)
-    kernel = sh.new_tensor(lambert_kernel(bands))[band]
-    irradiance = _sh_contract(n, sh * kernel[:, None], batch_index)
+    kernel = lambert_kernel(bands)
+    lit = [l for l in range(bands) if kernel[l] != 0.0]  # the kernel is 0 for odd l > 1
+    irradiance = _sh_contract(n, sh * sh.new_tensor(kernel)[band][:, None], batch_index, bands_used=lit)
     if mode is RenderMode.LIGHTING:
         return (irradiance * _INV_PI).reshape(*shape[:-1], 3)
     v = -torch.nn.functional.normalize(positions, dim=-1)
     reflected = 2.0 * (n * v).sum(-1, keepdim=True) * n - v
-    # per-band radiance in the mirror direction: weights [B, K, bands·3], nonzero on band(k)
-    per_band = sh[:, :, None, :] * torch.nn.functional.one_hot(band, bands).to(sh.dtype)[None, :, :, None]
-    weights = specular_band_weights(roughness, bands)
-    glossy = _sh_contract(reflected, per_band.reshape(sh.shape[0], sh.shape[1], -1), batch_index, weights)
+    glossy = _sh_contract(reflected, sh, batch_index, specular_band_weights(roughness, bands))
     out = diffuse * irradiance * _INV_PI + specular * glossy
     return out.reshape(*shape[:-1], 3)

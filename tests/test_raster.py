@@ -97,7 +97,7 @@ def test_barycentrics_are_perspective_correct() -> None:
     focal, pp = 40.0, 32.0
     pix = focal * verts[..., :2] / verts[..., 2:] + pp
     frags = rasterize(pix, verts[..., 2], torch.tensor([[0, 1, 2]]), (64, 64))
-    points = interpolate(verts, frags, torch.tensor([[0, 1, 2]]))
+    points = interpolate(verts, frags)
     covered = frags.face_index[0] >= 0
     assert int(covered.sum()) > 100
     ys, xs = torch.nonzero(covered, as_tuple=True)

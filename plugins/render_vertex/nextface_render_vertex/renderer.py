@@ -112,9 +112,9 @@ class VertexRenderer:
         with record_function("vertex.interpolate"):
             uv = inputs.uv.to(vertices.dtype)[None].expand(batch, -1, -1)
             if mode is RenderMode.ALBEDO:
-                uv_px = interpolate_covered(uv, frags, inputs.faces)
+                uv_px = interpolate_covered(uv, frags)
             else:
-                attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags, inputs.faces)
+                attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags)
                 position, normal, uv_px = attrs.split([3, 3, 2], dim=-1)
         with record_function("vertex.texture"):
             if mode is RenderMode.LIGHTING:
