@@ -1,6 +1,6 @@
 """Triangle-mesh machinery shared by models, renderers and regularisers.
 
-- :func:`vertex_normals`: area-weighted vertex normals by ``index_add_`` over faces (no loops).
+- :func:`vertex_normals`: area-weighted vertex normals by one ``index_add`` over face corners (no loops).
 - :class:`MeshTopology`: edges, vertex adjacency (CSR) and boundary loops, computed once per
   model topology and reused every iteration.
 - :func:`symmetry_map`: the left–right mirror vertex of every vertex, from a mean shape.
@@ -32,16 +32,21 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-
     """Unit vertex normals, the area-weighted mean of the adjacent face normals.
 
     ``vertices [N,3]`` or ``[B,N,3]``, ``faces [F,3]`` → same shape as ``vertices``;
-    differentiable. A vertex no face uses gets a zero normal.
+    differentiable. A vertex no face uses gets a zero normal. Gathers and the scatter run
+    channel-major (``[3·B, N]``, indices along the contiguous dimension), whose backward
+    passes are several times faster on CPUs than row-wise indexing.
     """
     batched = vertices.ndim == 3
     v = vertices if batched else vertices[None]
-    fn = face_normals(v, faces)  # [B,F,3]
-    normals = torch.zeros_like(v)
-    for corner in range(3):  # three corners, not a loop over triangles
-        normals = normals.index_add(1, faces[:, corner], fn)
-    length = normals.norm(dim=-1, keepdim=True)
-    normals = normals / length.clamp_min(eps)
+    b, n = v.shape[0], v.shape[1]
+    f = faces.long()
+    corners = v.permute(2, 0, 1).reshape(3 * b, n).index_select(1, f.t().reshape(-1)).view(3, b, 3, -1)
+    p0, p1, p2 = corners.unbind(2)  # [3(xyz), B, F] each
+    e1, e2 = p1 - p0, p2 - p0
+    fn = torch.stack([e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]])
+    summed = fn.new_zeros(3 * b, n).index_add(1, f.t().reshape(-1), fn.reshape(3 * b, 1, -1).expand(-1, 3, -1).reshape(3 * b, -1))
+    summed = summed.view(3, b, n)
+    normals = (summed / (summed * summed).sum(0).sqrt().clamp_min(eps)).permute(1, 2, 0).contiguous()
     return normals if batched else normals[0]
 
 

@@ -75,6 +75,8 @@ class TextureMapper:
         self.texel_face = face_of_texel
         self.texel_vertices = faces.long()[face_of_texel]
         self.texel_weights = weights
+        self._corner_index = self.texel_vertices.t().reshape(-1)  # [3·T·T] corner-major
+        self._corner_weights = weights.t().contiguous()  # [3, T·T]
 
     @classmethod
     def cached(cls, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> "TextureMapper":
@@ -96,19 +98,20 @@ class TextureMapper:
         self.texel_face = self.texel_face.to(device)
         self.texel_vertices = self.texel_vertices.to(device)
         self.texel_weights = self.texel_weights.to(device)
+        self._corner_index = self._corner_index.to(device)
+        self._corner_weights = self._corner_weights.to(device)
         return self
 
     def to_texture(self, values: torch.Tensor) -> torch.Tensor:
         """Per-vertex ``values [B,N,C]`` → texture ``[B,T,T,C]`` (barycentric blend per texel)."""
         if values.ndim != 3:
             raise ValueError(f"values must be [B,N,C], got {tuple(values.shape)}")
-        weights = self.texel_weights.to(values.dtype)
-        out = None
-        for corner in range(3):  # three corners, not a loop over texels
-            term = values[:, self.texel_vertices[:, corner], :] * weights[None, :, corner, None]
-            out = term if out is None else out + term
+        b, n, c = values.shape
         t = self.resolution
-        return out.reshape(values.shape[0], t, t, values.shape[2])
+        # channel-major gather of the three corners (fast index_add backward on CPUs)
+        corners = values.permute(2, 0, 1).reshape(c * b, n).index_select(1, self._corner_index).view(c * b, 3, -1)
+        out = (corners * self._corner_weights.to(values.dtype)[None]).sum(1)  # [C·B, T·T]
+        return out.view(c, b, t, t).permute(1, 2, 3, 0)
 
     def to_vertices(self, texture: torch.Tensor) -> torch.Tensor:
         """Texture ``[B,T,T,C]`` → per-vertex ``[B,N,C]``, bilinear at each vertex's uv."""
