@@ -146,33 +146,31 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     f64 = faces.long()
     # coordinates relative to the image centre: halves the magnitudes in the edge constants
     centre = torch.tensor([width / 2.0, height / 2.0], dtype=dtype, device=device)
-    tri = (pixels.detach().to(dtype) - centre)[:, f64]  # [B,F,3,2]
-    z = depth.detach().to(dtype)[:, f64]  # [B,F,3]
+    # channel-major corners [B, x/y/z, corner, F]: every row below is one contiguous vector
+    xyz = torch.cat([pixels.detach().to(dtype) - centre, depth.detach().to(dtype)[..., None]], -1).transpose(1, 2)
+    xyz = xyz.reshape(batch * 3, -1).index_select(1, f64.t().reshape(-1))  # 2-D: index_select's fast path
+    x, y, z = xyz.view(batch, 3, 3, n_faces).unbind(1)  # [B,3,F] each
 
     # edge i runs v_{i+1} → v_{i+2}: w = A x + B y + C with A = y_j − y_k, B = x_k − x_j,
     # C = x_j y_k − y_j x_k. IEEE subtraction is exactly antisymmetric and each product is
     # rounded on its own, so the face across the edge (which runs it k → j) gets exactly
     # the negated constants and, at any pixel, exactly the negated w: no cracks, no overlap.
-    pj, pk = tri.roll(-1, 2), tri.roll(-2, 2)
-    e = torch.stack(
-        [pj[..., 1] - pk[..., 1], pk[..., 0] - pj[..., 0], pj[..., 0] * pk[..., 1] - pj[..., 1] * pk[..., 0]], -1
-    )  # [B,F,3(edge),3(A,B,C)]
-    d1, d2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
-    area2 = d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]  # [B,F] = w_i(v_i)
+    xj, yj, xk, yk = x.roll(-1, 1), y.roll(-1, 1), x.roll(-2, 1), y.roll(-2, 1)
+    area2 = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])  # [B,F] = w_i(v_i)
     orient = torch.sign(area2)
-    e = e * orient[..., None, None]  # inside ⇔ w > 0
+    sign = orient[:, None]  # inside ⇔ w > 0
+    a, b, c = (yj - yk) * sign, (xk - xj) * sign, (xj * yk - yj * xk) * sign  # [B,3(edge),F]
     # a centre exactly on an edge belongs to the face whose inward normal points to +x
     # (or straight +y): exactly one of the two faces sharing the edge
-    owner = (e[..., 0] > 0) | ((e[..., 0] == 0) & (e[..., 1] > 0))
-    inv_z = 1.0 / (z * area2.abs()[..., None])  # 1/z at a point = Σ w_i · inv_z_i
-    valid = (z > 0).all(-1) & (area2 != 0) & torch.isfinite(area2) & torch.isfinite(z).all(-1)
+    owner = (a > 0) | ((a == 0) & (b > 0))
+    inv_z = 1.0 / (z * area2.abs()[:, None])  # 1/z at a point = Σ w_i · inv_z_i
+    valid = (z > 0).all(1) & (area2 != 0) & torch.isfinite(area2) & torch.isfinite(z).all(1)
     # row layout: A0 A1 A2 | B0 B1 B2 | C0 C1 C2 | inv_z0..2 | owner0..2 (contiguous slices)
-    table = torch.cat([e.transpose(-1, -2).reshape(batch, n_faces, 9), inv_z, owner.to(dtype)], -1)
-    table = table.reshape(batch * n_faces, 15)
+    table = torch.cat([a, b, c, inv_z, owner.to(dtype)], 1).transpose(1, 2).reshape(batch * n_faces, 15)
 
     # bounding boxes of covered pixel centres (index i has its centre at i + 0.5)
-    lo = torch.ceil(tri.amin(2) + centre - 0.5)
-    hi = torch.floor(tri.amax(2) + centre - 0.5)
+    lo = torch.ceil(torch.stack([x.amin(1), y.amin(1)], -1) + centre - 0.5)
+    hi = torch.floor(torch.stack([x.amax(1), y.amax(1)], -1) + centre - 0.5)
     lim = torch.tensor([width - 1, height - 1], dtype=dtype, device=device)
     lo = torch.maximum(lo, torch.zeros_like(lo)).minimum(lim + 1)
     hi = torch.minimum(hi, lim).maximum(lo - 1)
@@ -180,24 +178,28 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     origin = lo.reshape(-1, 2).to(torch.int64)
     counts = span[:, 0] * span[:, 1]
     side = torch.where(counts > 0, span.amax(-1), torch.zeros_like(counts))  # 0: nothing to test
-    keys = torch.full((batch * height * width,), -1, dtype=torch.int64, device=device)
+    # per face: flat index of its box origin, the origin's centre relative to the image
+    # centre (exact in floating point), and the low half of its z-buffer key
+    total = batch * height * width
+    face_row = torch.arange(batch * n_faces, device=device)
+    image = torch.div(face_row, n_faces, rounding_mode="floor")
+    base = image * (height * width) + origin[:, 1] * width + origin[:, 0]
+    origin_f = origin.to(dtype) + torch.tensor([0.5 - width / 2.0, 0.5 - height / 2.0], dtype=dtype, device=device)
+    face_low = face_row - image * n_faces
+    keys = torch.full((total + 1,), -1, dtype=torch.int64, device=device)  # last: a bin for masked-off candidates
 
-    def splat(rows: Tensor, ix: Tensor, iy: Tensor, ok: Tensor, params: Tensor) -> None:
-        """Test candidates (face ``rows``, pixel ``ix, iy``; ``params`` their table rows) and z-buffer them."""
-        gx = (ix.to(dtype) + (0.5 - width / 2.0))[..., None]
-        gy = (iy.to(dtype) + (0.5 - height / 2.0))[..., None]
-        w = params[..., 0:3] * gx + params[..., 3:6] * gy + params[..., 6:9]
-        inside = ((w > 0) | ((w == 0) & (params[..., 12:15] > 0))).all(-1) & ok
+    def splat(params: Tensor, low: Tensor, gx: Tensor, gy: Tensor, pix: Tensor) -> None:
+        """Test candidates at centres ``gx, gy`` (their faces' table rows ``params``, key bits ``low``) and z-buffer them at ``pix``."""
+        w = params[..., 0:3] * gx[..., None] + params[..., 3:6] * gy[..., None] + params[..., 6:9]
+        inside = torch.where(params[..., 12:15] > 0, w >= 0, w > 0).all(-1)
         depth_key = (w * params[..., 9:12]).sum(-1).float()
         inside &= depth_key > 0
-        bits = depth_key.clamp_min(0).view(torch.int32).to(torch.int64)  # monotone for positive floats
-        image = torch.div(rows, n_faces, rounding_mode="floor")
-        key = torch.where(inside, (bits << 32) | (rows - image * n_faces), torch.full_like(rows, -1))
-        pix = image * (height * width) + iy * width + ix
-        keys.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amax", include_self=True)
+        key = (depth_key.view(torch.int32).to(torch.int64) << 32) | low  # monotone in 1/z for positive floats
+        keys.scatter_reduce_(0, pix.reshape(-1), torch.where(inside, key, -1).reshape(-1), reduce="amax", include_self=True)
 
     # fast paths: faces whose box fits in s×s pixels test a fixed s×s block, broadcast
-    # (no enumeration); one bin per s in BLOCK_SIDES
+    # (no enumeration); one bin per s in BLOCK_SIDES; candidates outside a face's box
+    # (or the image) write to the spare last slot
     previous = 0
     for block in BLOCK_SIDES:
         rows = torch.nonzero((side > previous) & (side <= block)).squeeze(1)
@@ -206,24 +208,24 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
             continue
         step = torch.arange(block, device=device)
         dx, dy = step.repeat(block), step.repeat_interleave(block)  # [s²]
-        o, sp = origin[rows], span[rows]
+        sp = span[rows]
         ok = (dx < sp[:, 0:1]) & (dy < sp[:, 1:2])
-        ix = (o[:, 0:1] + dx).clamp(max=width - 1)  # masked-off candidates stay in the image
-        iy = (o[:, 1:2] + dy).clamp(max=height - 1)
-        splat(rows[:, None].expand(-1, block * block), ix, iy, ok, table[rows][:, None, :])
+        pix = torch.where(ok, base[rows][:, None] + (dy * width + dx), total)
+        o = origin_f[rows]
+        splat(table[rows][:, None, :], face_low[rows][:, None], o[:, 0:1] + dx.to(dtype), o[:, 1:2] + dy.to(dtype), pix)
     # general path: enumerate every bounding-box pixel of the larger faces
     rows = torch.nonzero(side > BLOCK_SIDES[-1]).squeeze(1)
     if rows.numel():
         c = counts[rows]
-        total = int(c.sum())
-        which = torch.repeat_interleave(torch.arange(rows.numel(), device=device), c, output_size=total)
-        start = torch.cumsum(c, 0) - c
-        ints = torch.stack([start, origin[rows, 0], origin[rows, 1], span[rows, 0]], -1).index_select(0, which)
-        local = torch.arange(total, device=device) - ints[:, 0]
-        line = torch.div(local, ints[:, 3], rounding_mode="floor")
-        ix = ints[:, 1] + local - line * ints[:, 3]
-        iy = ints[:, 2] + line
-        splat(rows.index_select(0, which), ix, iy, torch.ones_like(ix, dtype=torch.bool), table[rows].index_select(0, which))
+        n = int(c.sum())
+        which = rows.repeat_interleave(c, output_size=n)
+        local = torch.arange(n, device=device) - (torch.cumsum(c, 0) - c).repeat_interleave(c, output_size=n)
+        sx = span[which, 0]
+        dy = torch.div(local, sx, rounding_mode="floor")
+        dx = local - dy * sx
+        o = origin_f[which]
+        splat(table[which], face_low[which], o[:, 0] + dx.to(dtype), o[:, 1] + dy.to(dtype), base[which] + dy * width + dx)
+    keys = keys[:total]
     return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys), orient
 
 

@@ -11,9 +11,9 @@ import torch
 from nextface_core import Availability, hookimpl
 
 from . import nvdiffrast_backend
-from .renderer import VertexRenderer, create, sample_texture
+from .renderer import VertexRenderer, create, sample_textures
 
-__all__ = ["VertexRenderer", "check", "create", "sample_texture"]
+__all__ = ["VertexRenderer", "check", "create", "sample_textures"]
 
 
 def check() -> Availability:

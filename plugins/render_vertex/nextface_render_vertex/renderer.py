@@ -29,24 +29,34 @@ from nextface_core.shading import shade
 from . import nvdiffrast_backend
 
 
-def sample_texture(texture: Tensor, uv: Tensor, batch_index: Tensor) -> Tensor:
-    """Bilinear lookup of ``texture [B or 1,T,T,C]`` at ``uv [M,2]`` of images ``batch_index [M]`` → ``[M,C]``.
+def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> list[Tensor]:
+    """Bilinear lookups of ``textures`` (each ``[B or 1,T,T,C_i]``) at ``uv [M,2]`` of images ``batch_index [M]`` → ``[M,C_i]`` each.
 
     u → column, v → row from the top, texel centres at ``(i + ½)/T``; coordinates are
     clamped to the outer texel centres (nvdiffrast's ``clamp`` mode). Per-image textures
     are stacked into one tall image so every point is sampled in one ``grid_sample``
-    call; the clamp keeps a lookup from bleeding into the next image's rows.
-    Differentiable w.r.t. the texture and ``uv``.
+    call; the clamp keeps a lookup from bleeding into the next image's rows. Textures of
+    one shape are stacked along channels and sampled together (one grid, one pass).
+    Differentiable w.r.t. the textures and ``uv``.
     """
-    tb, th, tw, channels = texture.shape
-    x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
-    y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
-    if tb > 1:
-        y = y + batch_index.to(y.dtype) * th
-    grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)
-    image = texture.permute(3, 0, 1, 2).reshape(1, channels, tb * th, tw)
-    out = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[0, :, 0].t()
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, t in enumerate(textures):
+        groups.setdefault(tuple(t.shape[:3]), []).append(i)
+    out: list[Tensor] = [uv] * len(textures)
+    for (tb, th, tw), members in groups.items():
+        x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
+        y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
+        if tb > 1:
+            y = y + batch_index.to(y.dtype) * th
+        grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)
+        image = torch.cat([textures[i].permute(3, 0, 1, 2) for i in members]) if len(members) > 1 else textures[members[0]].permute(3, 0, 1, 2)
+        channels = image.shape[0]
+        sampled = F.grid_sample(
+            image.reshape(1, channels, tb * th, tw), grid[None, None], mode="bilinear", padding_mode="border", align_corners=False
+        )[0, :, 0].t()  # [M, channels]
+        for i, part in zip(members, sampled.split([textures[i].shape[3] for i in members], dim=1)):
+            out[i] = part
+    return out
 
 
 class VertexRenderer:
@@ -119,11 +129,10 @@ class VertexRenderer:
         with record_function("vertex.texture"):
             if mode is RenderMode.LIGHTING:
                 diffuse = specular = roughness = position  # unused by the lighting-only shading
+            elif mode is RenderMode.ALBEDO:
+                (diffuse,) = sample_textures([inputs.diffuse], uv_px, batch_index)
             else:
-                diffuse = sample_texture(inputs.diffuse, uv_px, batch_index)
-            if mode is RenderMode.FULL:
-                specular = sample_texture(inputs.specular, uv_px, batch_index)
-                roughness = sample_texture(inputs.roughness, uv_px, batch_index)
+                diffuse, specular, roughness = sample_textures([inputs.diffuse, inputs.specular, inputs.roughness], uv_px, batch_index)
         with record_function("vertex.shade"):
             if mode is RenderMode.ALBEDO:
                 color = diffuse

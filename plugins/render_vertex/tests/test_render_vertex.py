@@ -14,7 +14,7 @@ from nextface_core.errors import BackendUnavailableError, ConfigError
 from nextface_core.plugins import PluginRegistry
 from nextface_core.render import RenderInputs, RenderMode
 from nextface_core.sh import irradiance
-from nextface_render_vertex import VertexRenderer, check, sample_texture
+from nextface_render_vertex import VertexRenderer, check, sample_textures
 from nextface_render_vertex import nvdiffrast_backend
 
 
@@ -156,14 +156,22 @@ def test_modes_albedo_and_lighting() -> None:
     assert torch.allclose(lighting.image, white.image, atol=1e-12)
 
 
-def test_sample_texture_hits_texel_centres_and_stacks_images_without_bleeding() -> None:
+def test_sample_textures_hits_texel_centres_and_stacks_images_without_bleeding() -> None:
     tex = torch.arange(2 * 4 * 4 * 1, dtype=torch.float64).view(2, 4, 4, 1)
     uv = torch.tensor([[0.125, 0.125], [0.875, 0.375], [0.5, 0.999], [0.625, 0.0]], dtype=torch.float64)
     batch = torch.tensor([0, 1, 0, 1])
-    got = sample_texture(tex, uv, batch)[:, 0]
+    (got,) = sample_textures([tex], uv, batch)
     # texel (row 0, col 0) of image 0; (row 1, col 3) of image 1; between rows 3 cols 1/2
     # of image 0 clamped to the last row; row 0 (clamped), between cols 2 and 1.5 of image 1
-    assert got.tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
+    assert got[:, 0].tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
+    # textures of one shape are sampled together: same values as one at a time, and a
+    # texture of another resolution or batch in the same call is sampled on its own
+    other = torch.rand(2, 4, 4, 3, dtype=torch.float64)
+    small = torch.rand(1, 2, 2, 2, dtype=torch.float64)
+    together = sample_textures([tex, other, small], uv, batch)
+    for texture, value in zip((tex, other, small), together):
+        assert torch.equal(value, sample_textures([texture], uv, batch)[0])
+    assert [v.shape[1] for v in together] == [1, 3, 2]
 
 
 def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
