@@ -36,26 +36,24 @@ def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> 
     clamped to the outer texel centres (nvdiffrast's ``clamp`` mode). Per-image textures
     are stacked into one tall image so every point is sampled in one ``grid_sample``
     call; the clamp keeps a lookup from bleeding into the next image's rows. Textures of
-    one shape are stacked along channels and sampled together (one grid, one pass).
-    Differentiable w.r.t. the textures and ``uv``.
+    one shape share the sampling grid (one ``grid_sample`` each: measured faster than one
+    call on the channel-stacked textures). Differentiable w.r.t. the textures and ``uv``.
     """
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    for i, t in enumerate(textures):
-        groups.setdefault(tuple(t.shape[:3]), []).append(i)
-    out: list[Tensor] = [uv] * len(textures)
-    for (tb, th, tw), members in groups.items():
-        x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
-        y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
-        if tb > 1:
-            y = y + batch_index.to(y.dtype) * th
-        grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)
-        image = torch.cat([textures[i].permute(3, 0, 1, 2) for i in members]) if len(members) > 1 else textures[members[0]].permute(3, 0, 1, 2)
-        channels = image.shape[0]
-        sampled = F.grid_sample(
-            image.reshape(1, channels, tb * th, tw), grid[None, None], mode="bilinear", padding_mode="border", align_corners=False
-        )[0, :, 0].t()  # [M, channels]
-        for i, part in zip(members, sampled.split([textures[i].shape[3] for i in members], dim=1)):
-            out[i] = part
+    grids: dict[tuple[int, int, int], Tensor] = {}
+    out = []
+    for texture in textures:
+        tb, th, tw, channels = texture.shape
+        grid = grids.get((tb, th, tw))
+        if grid is None:
+            x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
+            y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
+            if tb > 1:
+                y = y + batch_index.to(y.dtype) * th
+            grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)[None, None]
+            grids[(tb, th, tw)] = grid
+        image = texture.permute(3, 0, 1, 2).reshape(1, channels, tb * th, tw)
+        sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out.append(sampled[0, :, 0].t())
     return out
 
 

@@ -164,8 +164,8 @@ def test_sample_textures_hits_texel_centres_and_stacks_images_without_bleeding()
     # texel (row 0, col 0) of image 0; (row 1, col 3) of image 1; between rows 3 cols 1/2
     # of image 0 clamped to the last row; row 0 (clamped), between cols 2 and 1.5 of image 1
     assert got[:, 0].tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
-    # textures of one shape are sampled together: same values as one at a time, and a
-    # texture of another resolution or batch in the same call is sampled on its own
+    # textures of one shape share a grid: same values as one at a time, also next to a
+    # texture of another resolution or batch
     other = torch.rand(2, 4, 4, 3, dtype=torch.float64)
     small = torch.rand(1, 2, 2, 2, dtype=torch.float64)
     together = sample_textures([tex, other, small], uv, batch)
