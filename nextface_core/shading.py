@@ -273,6 +273,12 @@ def _sh_contract(
     return _ShContract.apply(directions, ws[0], ws[1], bws[0], bws[1], batch_index, bands, images, channels)
 
 
+def _unit(x: Tensor) -> Tensor:
+    """``x [...,3]`` scaled to unit length (zero vectors stay zero); elementwise backward,
+    several times faster on CPUs than ``normalize``'s norm backward for millions of points."""
+    return x * (x * x).sum(-1, keepdim=True).clamp_min(1e-24).rsqrt()
+
+
 def shade(
     normals: Tensor,
     positions: Tensor,
@@ -303,14 +309,14 @@ def shade(
         batch_index = torch.arange(shape[0], device=normals.device).repeat_interleave(per_image)
         normals, positions = normals.reshape(-1, 3), positions.reshape(-1, 3)
         diffuse, specular, roughness = diffuse.reshape(-1, 3), specular.reshape(-1, 3), roughness.reshape(-1, 1)
-    n = torch.nn.functional.normalize(normals, dim=-1)
+    n = _unit(normals)
     band = _band_of_coefficient(bands, sh.device)
     kernel = lambert_kernel(bands)
     lit = [l for l in range(bands) if kernel[l] != 0.0]  # the kernel is 0 for odd l > 1
     irradiance = _sh_contract(n, sh * sh.new_tensor(kernel)[band][:, None], batch_index, bands_used=lit)
     if mode is RenderMode.LIGHTING:
         return (irradiance * _INV_PI).reshape(*shape[:-1], 3)
-    v = -torch.nn.functional.normalize(positions, dim=-1)
+    v = -_unit(positions)
     reflected = 2.0 * (n * v).sum(-1, keepdim=True) * n - v
     glossy = _sh_contract(reflected, sh, batch_index, specular_band_weights(roughness, bands))
     out = diffuse * irradiance * _INV_PI + specular * glossy
