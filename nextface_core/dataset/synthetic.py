@@ -19,7 +19,9 @@ QUICK_FIT = {
     "run": {"device": "cpu", "renderer": "vertex", "landmarks": "file", "model": "basel"},
     "light": {"bands": 3},
     "stage1": {"iterations": 120},
-    "stage2": {"iterations": 6},
+    # 6 small steps: at the default rate (0.03, tuned for 200 iterations) the first Adam
+    # steps amplify cross-process rounding differences past the dataset tests' tolerances
+    "stage2": {"iterations": 6, "learning_rate": 0.01},
     "stage3": {"iterations": 2},
     "render": {"final_samples": 1},
 }
