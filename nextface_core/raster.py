@@ -272,6 +272,11 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
 
 def interpolate_covered(attributes: Tensor, fragments: Fragments) -> Tensor:
     """Per-vertex ``attributes [B or 1,N,C]`` at the covered pixels → ``[M,C]`` (order of ``fragments.covered``)."""
+    return interpolate_channels(attributes, fragments).t().contiguous()
+
+
+def interpolate_channels(attributes: Tensor, fragments: Fragments) -> Tensor:
+    """:func:`interpolate_covered`, channel-major: → ``[C,M]`` (one contiguous row per channel)."""
     if attributes.ndim != 3:
         raise ValueError(f"attributes must be [B or 1,N,C], got {tuple(attributes.shape)}")
     batch = fragments.face_index.shape[0]
@@ -281,7 +286,7 @@ def interpolate_covered(attributes: Tensor, fragments: Fragments) -> Tensor:
     rows = fragments.covered_vertices if attributes.shape[0] == batch else fragments.covered_vertices % n_verts
     table = attributes.reshape(-1, channels).t()  # [C, B·N], channel-major gather (see rasterize)
     values = table.index_select(1, rows.t().reshape(-1)).view(channels, 3, -1)
-    return (values * fragments.covered_barycentric.t()[None]).sum(1).t().contiguous()
+    return (values * fragments.covered_barycentric.t()[None]).sum(1)
 
 
 def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:

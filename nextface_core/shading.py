@@ -53,9 +53,12 @@ def _band_of_coefficient(bands: int, device: torch.device) -> Tensor:
     return torch.arange(bands, device=device).repeat_interleave(torch.arange(bands, device=device) * 2 + 1)
 
 
-def specular_band_weights(roughness: Tensor, bands: int) -> Tensor:
-    """The lobe's per-band attenuation ``g_l(r)``, ``l = 0 … bands−1``, for ``roughness [...,1]`` → ``[..., bands]``."""
-    l = torch.arange(bands, device=roughness.device, dtype=roughness.dtype)
+def specular_band_weights(roughness: Tensor, bands: int, dim: int = -1) -> Tensor:
+    """The lobe's per-band attenuation ``g_l(r)``, ``l = 0 … bands−1``, for ``roughness`` with size 1
+    along ``dim`` (``[...,1]``) → the same shape with ``bands`` along ``dim`` (``[..., bands]``)."""
+    shape = [1] * roughness.ndim
+    shape[dim] = bands
+    l = torch.arange(bands, device=roughness.device, dtype=roughness.dtype).view(shape)
     r2 = roughness.clamp(0.0, 1.0) ** 2
     rate = r2 / (4.0 * (1.0 - r2)).clamp_min(1e-6)  # 1/(2s)
     return torch.exp(-(l * l) * rate).clamp_min(1e-30)  # no denormals (they are slow on CPUs)
@@ -120,15 +123,15 @@ def _monomials_of(d: Tensor, exps: list[tuple[int, int, int]]) -> Tensor:
 
 
 def _monomial_blocks(d: Tensor, bands: int, rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """The first ``rows[p]`` monomials of each parity block at unit ``d [M,3]`` → two ``[rows_p, M]``.
+    """The first ``rows[p]`` monomials of each parity block at unit ``d [3,M]`` → two ``[rows_p, M]``.
 
     Degree by degree, each row written once: the z-free rows of degree k are those of
     degree k−1 (the other block) times x, plus y^k; the z rows are those of degree k−1 times z.
     """
-    x, y, z = d.t().contiguous().unbind(0)
+    x, y, z = d.unbind(0)
     tops = [max((k for k in range(p, bands, 2) if _block_size(p, k) <= rows[p]), default=-1) for p in (0, 1)]
     top = max(tops)
-    blocks = [d.new_empty(_block_size(p, top), d.shape[0]) for p in (0, 1)]
+    blocks = [d.new_empty(_block_size(p, top), d.shape[1]) for p in (0, 1)]
     blocks[0][0] = 1.0
     for k in range(1, top + 1):
         here, there = blocks[k % 2], blocks[1 - k % 2]
@@ -158,7 +161,7 @@ def _to_images(grad: Tensor, batch_index: Tensor, images: int) -> Tensor:
 
 
 class _ShContract(torch.autograd.Function):
-    """``out[m, c] = Σ_p Σ_g bw_p[g, m] · (w_p[:, image(m)]ᵀ monomials_p(d_m))[g, c]``.
+    """``out[c, m] = Σ_p Σ_g bw_p[g, m] · (w_p[:, image(m)]ᵀ monomials_p(d_m))[g, c]`` for ``directions [3, M]``.
 
     Per parity block p: ``w_p [K_p, images·G_p·C]`` (columns: image, group, channel; None:
     no such bands) and ``bw_p [G_p, M]`` per-point group weights (None: one group, weight 1).
@@ -171,14 +174,14 @@ class _ShContract(torch.autograd.Function):
         batch_index: Tensor, bands: int, images: int, channels: int,
     ) -> Tensor:
         ws, bws = (w_e, w_o), (bw_e, bw_o)
-        points = directions.shape[0]
+        points = directions.shape[1]
         used = [0 if w is None else w.shape[0] for w in ws]
         # the backward along directions needs each block's derivative, a degree lower, in the other block
         tops = [max((d for d in range(p, bands, 2) if _block_size(p, d) <= used[p]), default=-1) for p in (0, 1)]
         need = list(used)
         if ctx.needs_input_grad[0]:
             need = [max(used[p], _block_size(p, tops[1 - p] - 1)) for p in (0, 1)]
-        mono = _monomial_blocks(directions.detach(), bands, (need[0], need[1]))
+        mono = _monomial_blocks(directions.detach().contiguous(), bands, (need[0], need[1]))
         out, rads = None, []
         for p in (0, 1):
             rads.append(None)
@@ -193,7 +196,7 @@ class _ShContract(torch.autograd.Function):
             out = part if out is None else out + part
         ctx.save_for_backward(mono[0], mono[1], w_e, w_o, bw_e, bw_o, batch_index, rads[0], rads[1])
         ctx.meta = (bands, images, channels, used, tops)
-        return out.t()
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -201,8 +204,8 @@ class _ShContract(torch.autograd.Function):
         bands, images, channels, used, tops = ctx.meta
         mono, ws, bws, rads = (mono_e, mono_o), (w_e, w_o), (bw_e, bw_o), (rad_e, rad_o)
         _, _, deriv = _monomial_tables(bands)
-        grad_t = grad.t().contiguous()  # [C, M]
-        points = grad.shape[0]
+        grad_t = grad.contiguous()  # [C, M]
+        points = grad.shape[1]
         grads_w: list[Tensor | None] = [None, None]
         grads_bw: list[Tensor | None] = [None, None]
         grad_dir = None
@@ -231,7 +234,7 @@ class _ShContract(torch.autograd.Function):
                 part = (value.view(3, rows, points) * grad_rad).sum(1)  # [3, M]
                 grad_dir = part if grad_dir is None else grad_dir + part
         if ctx.needs_input_grad[0]:
-            grad_dir = grad.new_zeros(grad.shape[0], 3) if grad_dir is None else grad_dir.t()
+            grad_dir = grad.new_zeros(3, points) if grad_dir is None else grad_dir
         return grad_dir, grads_w[0], grads_w[1], grads_bw[0], grads_bw[1], None, None, None, None
 
 
@@ -242,9 +245,9 @@ def _sh_contract(
     band_weights: Tensor | None = None,
     bands_used: Sequence[int] | None = None,
 ) -> Tensor:
-    """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [M,3]``, ``weights [B,K,C]`` → ``[M,C]``.
+    """``Σ_k Y_k(d_m) · weights[b_m, k, :]`` for unit ``directions [3,M]``, ``weights [B,K,C]`` → ``[C,M]``.
 
-    With ``band_weights [M,bands]`` each band's term is scaled by its per-point weight (the
+    With ``band_weights [bands,M]`` each band's term is scaled by its per-point weight (the
     glossy lobe). ``bands_used``: the bands whose weights may be nonzero (default all); the
     others are skipped.
     """
@@ -268,15 +271,15 @@ def _sh_contract(
         else:  # one group per band: its coefficients only
             select = torch.tensor(mine, device=weights.device)
             grouped = weights[:, None] * (band[None, None, :, None] == select[None, :, None, None])  # [B, G, K, C]
-            bws.append(band_weights.index_select(1, select).t().contiguous())  # [G, M]
+            bws.append(band_weights.index_select(0, select))  # [G, M]
         ws.append(torch.einsum("jk,bgkc->jbgc", c, grouped).reshape(c.shape[0], -1))
     return _ShContract.apply(directions, ws[0], ws[1], bws[0], bws[1], batch_index, bands, images, channels)
 
 
-def _unit(x: Tensor) -> Tensor:
-    """``x [...,3]`` scaled to unit length (zero vectors stay zero); elementwise backward,
+def _unit(x: Tensor, dim: int) -> Tensor:
+    """``x`` scaled to unit length along ``dim`` (zero vectors stay zero); elementwise backward,
     several times faster on CPUs than ``normalize``'s norm backward for millions of points."""
-    return x * (x * x).sum(-1, keepdim=True).clamp_min(1e-24).rsqrt()
+    return x * (x * x).sum(dim, keepdim=True).clamp_min(1e-24).rsqrt()
 
 
 def shade(
@@ -295,10 +298,10 @@ def shade(
     ``specular`` ``[M,3]``, ``roughness [M,1]`` with ``batch_index [M]`` naming each point's
     image in ``sh [B,bands²,3]`` — or batched ``[B,...,C]`` with ``batch_index=None``.
     Normals need not be unit length (interpolated normals are renormalised here).
-    Returns ``[M,3]`` or ``[B,...,3]``.
+    Returns ``[M,3]`` or ``[B,...,3]``. :func:`shade_channels` is the same on channel-major points.
     """
     mode = RenderMode(mode)
-    bands = _bands_of(sh)
+    _bands_of(sh)
     if mode is RenderMode.ALBEDO:
         return diffuse
     shape = normals.shape
@@ -307,17 +310,38 @@ def shade(
             raise ValueError(f"points have batch {shape[0]} but sh has {sh.shape[0]} images; pass one light per image")
         per_image = normals[0].numel() // 3
         batch_index = torch.arange(shape[0], device=normals.device).repeat_interleave(per_image)
-        normals, positions = normals.reshape(-1, 3), positions.reshape(-1, 3)
-        diffuse, specular, roughness = diffuse.reshape(-1, 3), specular.reshape(-1, 3), roughness.reshape(-1, 1)
-    n = _unit(normals)
+    cols = [t.reshape(-1, t.shape[-1]).t().contiguous() for t in (normals, positions, diffuse, specular, roughness)]
+    return shade_channels(*cols, sh, mode, batch_index).t().reshape(*shape[:-1], 3)
+
+
+def shade_channels(
+    normals: Tensor,
+    positions: Tensor,
+    diffuse: Tensor,
+    specular: Tensor,
+    roughness: Tensor,
+    sh: Tensor,
+    mode: RenderMode | str,
+    batch_index: Tensor,
+) -> Tensor:
+    """:func:`shade` for channel-major flat points: ``normals``, ``positions``, ``diffuse``,
+    ``specular`` ``[3,M]``, ``roughness [1,M]``, ``batch_index [M]`` → ``[3,M]``.
+
+    What a rasteriser uses (one contiguous row per channel: no transposes around the SH
+    evaluations).
+    """
+    mode = RenderMode(mode)
+    bands = _bands_of(sh)
+    if mode is RenderMode.ALBEDO:
+        return diffuse
+    n = _unit(normals, 0)
     band = _band_of_coefficient(bands, sh.device)
     kernel = lambert_kernel(bands)
     lit = [l for l in range(bands) if kernel[l] != 0.0]  # the kernel is 0 for odd l > 1
     irradiance = _sh_contract(n, sh * sh.new_tensor(kernel)[band][:, None], batch_index, bands_used=lit)
     if mode is RenderMode.LIGHTING:
-        return (irradiance * _INV_PI).reshape(*shape[:-1], 3)
-    v = -_unit(positions)
-    reflected = 2.0 * (n * v).sum(-1, keepdim=True) * n - v
-    glossy = _sh_contract(reflected, sh, batch_index, specular_band_weights(roughness, bands))
-    out = diffuse * irradiance * _INV_PI + specular * glossy
-    return out.reshape(*shape[:-1], 3)
+        return irradiance * _INV_PI
+    v = -_unit(positions, 0)
+    reflected = 2.0 * (n * v).sum(0, keepdim=True) * n - v
+    glossy = _sh_contract(reflected, sh, batch_index, specular_band_weights(roughness, bands, dim=0))
+    return diffuse * irradiance * _INV_PI + specular * glossy

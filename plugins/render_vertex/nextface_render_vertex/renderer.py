@@ -22,15 +22,16 @@ from torch.profiler import record_function
 
 from nextface_core.camera import project
 from nextface_core.errors import BackendUnavailableError, ConfigError
-from nextface_core.raster import antialias, face_neighbors, interpolate_covered, rasterize, scatter_covered
+from nextface_core.raster import antialias, face_neighbors, interpolate_channels, rasterize, scatter_covered
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
-from nextface_core.shading import shade
+from nextface_core.shading import shade_channels
 
 from . import nvdiffrast_backend
 
 
 def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> list[Tensor]:
-    """Bilinear lookups of ``textures`` (each ``[B or 1,T,T,C_i]``) at ``uv [M,2]`` of images ``batch_index [M]`` → ``[M,C_i]`` each.
+    """Bilinear lookups of ``textures`` (each ``[B or 1,T,T,C_i]``) at channel-major ``uv [2,M]`` of images
+    ``batch_index [M]`` → channel-major ``[C_i,M]`` each.
 
     u → column, v → row from the top, texel centres at ``(i + ½)/T``; coordinates are
     clamped to the outer texel centres (nvdiffrast's ``clamp`` mode). Per-image textures
@@ -45,15 +46,15 @@ def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> 
         tb, th, tw, channels = texture.shape
         grid = grids.get((tb, th, tw))
         if grid is None:
-            x = (uv[:, 0] * tw - 0.5).clamp(0.0, tw - 1.0)
-            y = (uv[:, 1] * th - 0.5).clamp(0.0, th - 1.0)
+            x = (uv[0] * tw - 0.5).clamp(0.0, tw - 1.0)
+            y = (uv[1] * th - 0.5).clamp(0.0, th - 1.0)
             if tb > 1:
                 y = y + batch_index.to(y.dtype) * th
             grid = torch.stack([(x + 0.5) * (2.0 / tw) - 1.0, (y + 0.5) * (2.0 / (tb * th)) - 1.0], -1)[None, None]
             grids[(tb, th, tw)] = grid
         image = texture.permute(3, 0, 1, 2).reshape(1, channels, tb * th, tw)
         sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        out.append(sampled[0, :, 0].t())
+        out.append(sampled[0, :, 0])
     return out
 
 
@@ -120,10 +121,10 @@ class VertexRenderer:
         with record_function("vertex.interpolate"):
             uv = inputs.uv.to(vertices.dtype)[None].expand(batch, -1, -1)
             if mode is RenderMode.ALBEDO:
-                uv_px = interpolate_covered(uv, frags)
+                uv_px = interpolate_channels(uv, frags)
             else:
-                attrs = interpolate_covered(torch.cat([vertices, inputs.normals, uv], -1), frags)
-                position, normal, uv_px = attrs.split([3, 3, 2], dim=-1)
+                attrs = interpolate_channels(torch.cat([vertices, inputs.normals, uv], -1), frags)  # [8, M]
+                position, normal, uv_px = attrs.split([3, 3, 2])
         with record_function("vertex.texture"):
             if mode is RenderMode.LIGHTING:
                 diffuse = specular = roughness = position  # unused by the lighting-only shading
@@ -135,9 +136,9 @@ class VertexRenderer:
             if mode is RenderMode.ALBEDO:
                 color = diffuse
             else:
-                color = shade(normal, position, diffuse, specular, roughness, inputs.sh, mode, batch_index=batch_index)
+                color = shade_channels(normal, position, diffuse, specular, roughness, inputs.sh, mode, batch_index)
         with record_function("vertex.antialias"):
-            covered = torch.cat([color, torch.ones_like(color[:, :1])], -1)
+            covered = torch.cat([color, torch.ones_like(color[:1])]).t()  # [M, 4]
             neighbors = self._neighbors(inputs.faces)
             image = antialias(scatter_covered(covered, frags), frags, pixels, inputs.faces, neighbors)
         return RenderOutput(image=image[..., :3], mask=image[..., 3:])

@@ -160,18 +160,18 @@ def test_sample_textures_hits_texel_centres_and_stacks_images_without_bleeding()
     tex = torch.arange(2 * 4 * 4 * 1, dtype=torch.float64).view(2, 4, 4, 1)
     uv = torch.tensor([[0.125, 0.125], [0.875, 0.375], [0.5, 0.999], [0.625, 0.0]], dtype=torch.float64)
     batch = torch.tensor([0, 1, 0, 1])
-    (got,) = sample_textures([tex], uv, batch)
+    (got,) = sample_textures([tex], uv.t(), batch)
     # texel (row 0, col 0) of image 0; (row 1, col 3) of image 1; between rows 3 cols 1/2
     # of image 0 clamped to the last row; row 0 (clamped), between cols 2 and 1.5 of image 1
-    assert got[:, 0].tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
+    assert got[0].tolist() == pytest.approx([0.0, 16 + 7.0, 12 + 1.5, 16 + 2.0])
     # textures of one shape share a grid: same values as one at a time, also next to a
     # texture of another resolution or batch
     other = torch.rand(2, 4, 4, 3, dtype=torch.float64)
     small = torch.rand(1, 2, 2, 2, dtype=torch.float64)
-    together = sample_textures([tex, other, small], uv, batch)
+    together = sample_textures([tex, other, small], uv.t(), batch)
     for texture, value in zip((tex, other, small), together):
-        assert torch.equal(value, sample_textures([texture], uv, batch)[0])
-    assert [v.shape[1] for v in together] == [1, 3, 2]
+        assert torch.equal(value, sample_textures([texture], uv.t(), batch)[0])
+    assert [v.shape[0] for v in together] == [1, 3, 2]
 
 
 def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
