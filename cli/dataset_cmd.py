@@ -9,11 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from nextface_core.config import load_config
 from nextface_core.errors import InputError, UsageError
 
-from .fit_cmd import _OVERRIDES
 from .main import app
+from .options import check_stages, command_config
 
 
 @app.command("fit-dataset")
@@ -41,15 +40,11 @@ def fit_dataset_cmd(
     """Fit a whole dataset; rerun the same command to finish an interrupted run."""
     from nextface_core.dataset import fit_dataset, rich_progress
 
-    values = {
-        "renderer": renderer, "landmarks": landmarks, "model": model, "device": device,
-        "model_path": str(model_path.resolve()) if model_path else None,
-        "landmarks_file": str(landmarks_file.resolve()) if landmarks_file else None,
-    }
-    cfg = load_config(config, {_OVERRIDES[k]: v for k, v in values.items() if v is not None})
-    bad = [s for s in skip_stage if s not in (1, 2, 3)]
-    if bad:
-        raise UsageError(f"--skip-stage {bad[0]} is not a stage", "stages are 1, 2 and 3")
+    cfg = command_config(
+        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path,
+        landmarks_file=landmarks_file,
+    )
+    check_stages(skip_stage)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers} is not a worker count", "pass 1 or more")
     bar, update = rich_progress()

@@ -10,20 +10,10 @@ from typing import List, Optional
 
 import typer
 
-from nextface_core.config import load_config
 from nextface_core.errors import InputError, UsageError
 
 from .main import app
-
-_OVERRIDES = {
-    "renderer": "run.renderer",
-    "landmarks": "run.landmarks",
-    "model": "run.model",
-    "model_path": "model.path",
-    "device": "run.device",
-    "landmarks_file": "landmarks.file",
-}
-
+from .options import check_stages, command_config
 
 def _progress():
     """A rich progress bar per stage, driven by the fit's progress callback; when stderr is
@@ -122,18 +112,11 @@ def fit(
     from nextface_core.fitting import Checkpoint, Fitter, save_result
     from nextface_core.reliability import FitStopped, check_output_folder, signals_interrupt
 
-    values = {
-        "renderer": renderer, "landmarks": landmarks, "model": model, "device": device,
-        "model_path": str(model_path) if model_path else None,
-        "landmarks_file": str(landmarks_file) if landmarks_file else None,
-    }
-    overrides = {_OVERRIDES[k]: v for k, v in values.items() if v is not None}
-    if skip_no_face:
-        overrides["run.skip_no_face"] = True
-    cfg = load_config(config, overrides)
-    bad = [s for s in skip_stage if s not in (1, 2, 3)]
-    if bad:
-        raise UsageError(f"--skip-stage {bad[0]} is not a stage", "stages are 1, 2 and 3")
+    cfg = command_config(
+        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path,
+        landmarks_file=landmarks_file, skip_no_face=skip_no_face or None,
+    )
+    check_stages(skip_stage)
     check_output_folder(out)
     files = _collect_inputs(input)
     images, names, failed = _load_images(files, fail_fast)

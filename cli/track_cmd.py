@@ -7,20 +7,8 @@ from typing import Optional
 
 import typer
 
-from nextface_core.config import load_config
-
 from .main import app
-
-_OVERRIDES = {
-    "renderer": "run.renderer",
-    "landmarks": "run.landmarks",
-    "model": "run.model",
-    "model_path": "model.path",
-    "device": "run.device",
-    "landmarks_file": "landmarks.file",
-    "keyframes": "track.keyframes",
-    "resolution": "track.resolution",
-}
+from .options import command_config
 
 
 @app.command()
@@ -43,12 +31,10 @@ def track(
     """Track head pose, expression and light through a video, the identity fixed."""
     from nextface_core.tracking import Identity, probe, read_frames, save_track, track_frames
 
-    values = {
-        "renderer": renderer, "landmarks": landmarks, "model": model, "device": device, "keyframes": keyframes,
-        "resolution": resolution, "model_path": str(model_path) if model_path else None,
-        "landmarks_file": str(landmarks_file) if landmarks_file else None,
-    }
-    cfg = load_config(config, {_OVERRIDES[k]: v for k, v in values.items() if v is not None})
+    cfg = command_config(
+        config, renderer=renderer, landmarks=landmarks, model=model, device=device, keyframes=keyframes,
+        resolution=resolution, model_path=model_path, landmarks_file=landmarks_file,
+    )
     info = probe(video)
     known = Identity.load(identity) if identity is not None else None
     frames = lambda: read_frames(video)  # noqa: E731  (each pass decodes the video again)

@@ -52,8 +52,8 @@ class Fragments:
 
     ``face_index [B,H,W]`` int64, −1 where no triangle covers the pixel centre;
     ``covered [M]`` the flat indices ``b·H·W + y·W + x`` of the covered pixels, ascending
-    (shading works on these only); for those pixels ``covered_face [M]`` the face's row
-    ``b·F + face``, ``covered_vertices [M,3]`` its vertices' rows ``b·N + vertex``,
+    (shading works on these only); for those pixels ``covered_vertices [M,3]`` the rows
+    ``b·N + vertex`` of their face's vertices,
     ``covered_barycentric [M,3]`` perspective-correct weights of those vertices and
     ``covered_depth [M]`` camera z, both differentiable w.r.t. pixels and depth;
     ``face_orientation [B,F]`` the sign of each face's screen area (+1 counter-clockwise
@@ -63,7 +63,6 @@ class Fragments:
 
     face_index: Tensor
     covered: Tensor
-    covered_face: Tensor
     covered_vertices: Tensor
     covered_barycentric: Tensor
     covered_depth: Tensor
@@ -262,7 +261,6 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
     return Fragments(
         face_index=face_flat.view(batch, height, width),
         covered=covered,
-        covered_face=img * faces.shape[0] + face,
         covered_vertices=corners,
         covered_barycentric=(q / inv_depth).t(),
         covered_depth=1.0 / inv_depth,

@@ -100,8 +100,9 @@ def _monomial_tables(bands: int) -> tuple[tuple[list[tuple[int, int, int]], ...]
     dirs = torch.nn.functional.normalize(torch.randn(16 * bands * bands + 64, 3, generator=gen, dtype=torch.float64), dim=-1)
     basis = sh_basis(dirs, bands)
     conv, deriv = [], []
+    monomials = _monomial_blocks(dirs.t().contiguous(), bands, (len(exps[0]), len(exps[1])))  # the runtime form
     for p in (0, 1):
-        mono = _monomials_of(dirs, exps[p])
+        mono = monomials[p].t()  # [directions, K_p]
         c = torch.zeros(len(exps[p]), bands * bands, dtype=torch.float64)
         for l in range(p, bands, 2):
             rows, cols = _block_size(p, l), slice(l * l, (l + 1) * (l + 1))
@@ -114,12 +115,6 @@ def _monomial_tables(bands: int) -> tuple[tuple[list[tuple[int, int, int]], ...]
                     d[axis, position[1 - p][lower], j] = power
         deriv.append(d)
     return exps, tuple(conv), tuple(deriv)
-
-
-def _monomials_of(d: Tensor, exps: list[tuple[int, int, int]]) -> Tensor:
-    """``x^a y^b z^c`` of ``d [M,3]`` for ``exps`` → ``[M, len(exps)]`` (reference form, for the tables)."""
-    e = torch.tensor(exps, dtype=d.dtype).reshape(-1, 3)
-    return (d[:, None, :] ** e[None]).prod(-1)
 
 
 def _monomial_blocks(d: Tensor, bands: int, rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -301,7 +296,6 @@ def shade(
     Returns ``[M,3]`` or ``[B,...,3]``. :func:`shade_channels` is the same on channel-major points.
     """
     mode = RenderMode(mode)
-    _bands_of(sh)
     if mode is RenderMode.ALBEDO:
         return diffuse
     shape = normals.shape

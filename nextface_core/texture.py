@@ -42,7 +42,8 @@ class TextureMapper:
     in the gutters the nearest covered texel's); ``texel_vertices [T·T,3]`` int64: that
     triangle's three vertices;
     ``texel_weights [T·T,3]``: their barycentric weights; ``coverage [T,T]`` bool: texels
-    inside a uv triangle (False in the dilated gutters).
+    inside a uv triangle (False in the dilated gutters). The last two are views of
+    corner-major ``[3, T·T]`` tables, the layout :meth:`to_texture` gathers with.
     """
 
     def __init__(self, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> None:
@@ -73,10 +74,16 @@ class TextureMapper:
         weights[near_index] = _barycentric(corners, centre).to(weights.dtype)
         self.coverage = covered
         self.texel_face = face_of_texel
-        self.texel_vertices = faces.long()[face_of_texel]
-        self.texel_weights = weights
-        self._corner_index = self.texel_vertices.t().reshape(-1)  # [3·T·T] corner-major
+        self._corner_vertices = faces.long()[face_of_texel].t().contiguous()  # [3, T·T]
         self._corner_weights = weights.t().contiguous()  # [3, T·T]
+
+    @property
+    def texel_vertices(self) -> torch.Tensor:
+        return self._corner_vertices.t()
+
+    @property
+    def texel_weights(self) -> torch.Tensor:
+        return self._corner_weights.t()
 
     @classmethod
     def cached(cls, uv: torch.Tensor, faces: torch.Tensor, resolution: int) -> "TextureMapper":
@@ -96,9 +103,7 @@ class TextureMapper:
         self.uv = self.uv.to(device)
         self.coverage = self.coverage.to(device)
         self.texel_face = self.texel_face.to(device)
-        self.texel_vertices = self.texel_vertices.to(device)
-        self.texel_weights = self.texel_weights.to(device)
-        self._corner_index = self._corner_index.to(device)
+        self._corner_vertices = self._corner_vertices.to(device)
         self._corner_weights = self._corner_weights.to(device)
         return self
 
@@ -109,7 +114,7 @@ class TextureMapper:
         b, n, c = values.shape
         t = self.resolution
         # channel-major gather of the three corners (fast index_add backward on CPUs)
-        corners = values.permute(2, 0, 1).reshape(c * b, n).index_select(1, self._corner_index).view(c * b, 3, -1)
+        corners = values.permute(2, 0, 1).reshape(c * b, n).index_select(1, self._corner_vertices.view(-1)).view(c * b, 3, -1)
         out = (corners * self._corner_weights.to(values.dtype)[None]).sum(1)  # [C·B, T·T]
         return out.view(c, b, t, t).permute(1, 2, 3, 0)
 

@@ -18,8 +18,6 @@ from nextface_core.config import load_config
 from nextface_core.demo import compare, render_synthetic, synthetic_scene
 from nextface_core.fitting import Checkpoint, Fitter, save_result
 from nextface_core.landmarks import LandmarkSet
-from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
 
 SIZE = 128
 FAST = {
@@ -29,16 +27,6 @@ FAST = {
     "stage2.iterations": 80,
     "stage3.iterations": 10,
 }
-
-
-@pytest.fixture(scope="module")
-def registry() -> PluginRegistry:
-    return PluginRegistry()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return synthetic_model("small")
 
 
 @pytest.fixture(scope="module")

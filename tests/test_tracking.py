@@ -21,7 +21,6 @@ from nextface_core.camera import axis_angle_to_matrix
 from nextface_core.config import load_config
 from nextface_core.errors import InputError
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
 from nextface_core.tracking import (
     INTERPOLATED, MISSING, TRACKED, Identity, keyframe_indices, probe, read_frames, save_track, track_frames, video_writer,
 )
@@ -31,16 +30,6 @@ from nextface_core.tracking.track import detect_frames
 
 SIZE = 128
 FAST = {"run.device": "cpu", "light.bands": 3, "track.resolution": SIZE}
-
-
-@pytest.fixture(scope="module")
-def registry() -> PluginRegistry:
-    return PluginRegistry()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return synthetic_model("small")
 
 
 @pytest.fixture(scope="module")
