@@ -27,3 +27,11 @@ def nextface_register_losses(register) -> None:
 
     for term in standard_terms():
         register(term.name, lambda config, term=term: term, description=(term.fn.__doc__ or "").split("\n")[0])
+
+
+@hookimpl
+def nextface_register_stages(register) -> None:
+    from .fitting.stages import builtin_stages
+
+    for name, stage in builtin_stages().items():
+        register(name, stage, description=(stage.__doc__ or "").split("\n")[0])

@@ -48,6 +48,11 @@ RULES: dict[str, tuple] = {
     "stage3.learning_rate": (0.0, None),
     "stage2.final_learning_rate": (0.0, 1.0),
     "stage3.final_learning_rate": (0.0, 1.0),
+    "stage3.pyramid_levels": (1, 12),
+    "stage3.specular_resolution": (1, 4096),
+    "stage3.roughness_resolution": (1, 4096),
+    "stage3.roughness_min": (0.0, 1.0),
+    "stage3.roughness_max": (0.0, 1.0),
 }
 _NON_NEGATIVE_SECTIONS = ("weights",)
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -90,3 +90,15 @@ def nextface_register_losses(register: Register) -> None:
     :class:`nextface_core.losses.LossTerm`: a callable on the fit state that returns
     a scalar tensor; its weight comes from ``config.weights``.
     """
+
+
+@hookspec
+def nextface_register_stages(register: Register) -> None:
+    """Register fit stages, run in the order ``[fit] stages`` names them.
+
+    The factory receives the config and returns a
+    :class:`nextface_core.fitting.stages.Stage`: ``run(state, params) -> (params, report)``,
+    with ``loss_stage`` naming which stage's loss weights it uses. The core registers the
+    method's ``landmarks``, ``photometric`` and ``maps``; a plugin may replace one (register
+    another name and list it in the config) or add one (a virtual-light stage, say).
+    """

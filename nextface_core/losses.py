@@ -112,6 +112,17 @@ def albedo_prior(ctx: LossContext) -> torch.Tensor:
     return ctx.params.diffuse.pow(2).mean() + ctx.params.specular.pow(2).mean()
 
 
+def light_prior(ctx: LossContext) -> torch.Tensor:
+    """Energy of the light's higher bands relative to its ambient term, ``Σ_l≥1 l(l+1) |L_l|² /
+    |L_0|²``: bands a face barely sees (the Lambert kernel removes odd bands above 1 and damps
+    the rest) stay near zero instead of fitting noise, so the light relights other views."""
+    sh = ctx.params.sh
+    bands = int(round(sh.shape[1] ** 0.5))
+    l = torch.arange(bands, device=sh.device, dtype=sh.dtype).repeat_interleave(torch.arange(bands, device=sh.device) * 2 + 1)
+    energy = (sh.pow(2) * (l * (l + 1))[None, :, None]).sum((1, 2))
+    return (energy / sh[:, 0].pow(2).sum(-1).clamp_min(1e-8)).mean()
+
+
 def _symmetry(map_name: str) -> Callable[[LossContext], torch.Tensor]:
     def symmetry(ctx: LossContext) -> torch.Tensor:
         t = ctx.maps[map_name]
@@ -129,14 +140,21 @@ def _consistency(map_name: str) -> Callable[[LossContext], torch.Tensor]:
     return consistency
 
 
+#: the texture resolution whose texel pitch the smoothness terms are measured in
+SMOOTHNESS_PITCH = 256
+
+
 def _smoothness(map_name: str) -> Callable[[LossContext], torch.Tensor]:
     def smoothness(ctx: LossContext) -> torch.Tensor:
         t = ctx.maps[map_name]
         dy = (t[:, 1:] - t[:, :-1]).pow(2).mean()
         dx = (t[:, :, 1:] - t[:, :, :-1]).pow(2).mean()
-        return dx + dy
+        return (dx + dy) * (t.shape[1] / SMOOTHNESS_PITCH) ** 2
 
-    smoothness.__doc__ = f"Squared differences of neighbouring texels of the {map_name} map."
+    smoothness.__doc__ = (
+        f"Squared differences of neighbouring texels of the {map_name} map, per {SMOOTHNESS_PITCH}-texel pitch "
+        "(the same weight means the same smoothness at any resolution)."
+    )
     return smoothness
 
 
@@ -148,6 +166,7 @@ def standard_terms() -> list[WeightedTerm]:
         WeightedTerm("shape_prior", _prior("shape"), "shape_prior", (1, 2)),
         WeightedTerm("expression_prior", _prior("expression"), "expression_prior", (1, 2)),
         WeightedTerm("albedo_prior", albedo_prior, "albedo_prior", (2,)),
+        WeightedTerm("light_prior", light_prior, "light_prior", (2,)),
     ]
     for map_name in ("diffuse", "specular", "roughness"):
         terms += [

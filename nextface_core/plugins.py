@@ -37,6 +37,7 @@ KIND_HOOKS: dict[str, str] = {
     "detector": "nextface_register_landmark_detectors",
     "renderer": "nextface_register_renderers",
     "loss": "nextface_register_losses",
+    "stage": "nextface_register_stages",
 }
 
 #: first-party names and the distribution that provides each, for install hints

@@ -113,7 +113,7 @@ def test_resume_from_stage2_checkpoint_matches(single, model, registry, config, 
     # against an uninterrupted run: equal up to float-order effects in the optimiser
     angle = (resumed.params.rotation - full.params.rotation).norm()
     assert torch.rad2deg(angle) < 0.5
-    assert (resumed.maps["diffuse"] - full.maps["diffuse"]).abs().mean() < 0.01
+    assert (resumed.params.diffuse_map - full.params.diffuse_map).abs().mean() < 0.01
 
 
 def test_shared_identity_gives_one_identity_for_three_views(model, registry, quick) -> None:
@@ -128,7 +128,7 @@ def test_shared_identity_gives_one_identity_for_three_views(model, registry, qui
     )
     assert result.params.shape.shape[0] == 1 and result.params.diffuse.shape[0] == 1
     assert result.params.expression.shape[0] == 3 and result.params.rotation.shape[0] == 3
-    assert result.maps["diffuse"].shape[0] == 1
+    assert result.params.diffuse_map.shape[0] == 1
     yaw = torch.rad2deg(result.params.rotation[:, 1])
     assert yaw[0] < -10 and yaw[2] > 10  # per-image poses stay per image
 

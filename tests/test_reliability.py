@@ -323,17 +323,17 @@ def test_nan_steps_are_rolled_back_and_the_fit_recovers(data: dict[str, Path], c
 
 
 def test_a_stage_that_keeps_diverging_stops_with_the_last_good_checkpoint(data: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from nextface_core.fitting import fitter as fitting
+    from nextface_core.fitting.stages.photometric import PhotometricStage
     from nextface_core.reliability import MAX_NUMERIC_FAILURES, FitStopped
 
     seen = {}  # stage 2's input: what stage 1 returned
-    stage2 = fitting._RunState.stage2
+    stage2 = PhotometricStage.run
 
-    def spy(self, params, maps):
+    def spy(self, state, params):
         seen["params"] = params.detached()
-        return stage2(self, params, maps)
+        return stage2(self, state, params)
 
-    monkeypatch.setattr(fitting._RunState, "stage2", spy)
+    monkeypatch.setattr(PhotometricStage, "run", spy)
 
     probe = NanProbe(set(range(4, 100)))
     image = np.asarray(Image.open(data["face"]).convert("RGB"))

@@ -1,70 +1,53 @@
-"""The three-stage fit, speaking only to the contracts (any model, detector, renderer).
+"""The fit, speaking only to the contracts (any model, detector, renderer, stage).
 
-1. pose, expression, shape and (optionally) focal from landmarks, after a closed-form pose
-   initialisation, evaluating only the landmark vertices;
-2. shape, expression, statistical diffuse/specular albedo, pose and SH light from the
-   photometric loss inside the coverage mask, plus landmark and prior terms;
-3. per-texel diffuse, specular and roughness maps with symmetry, consistency and
-   smoothness regularisers.
-
-Every weight, learning rate and iteration count comes from the config; loss terms come
-from the losses hook.
+:meth:`Fitter.fit` detects landmarks, builds the batch and the scene, then runs the stages
+named by ``[fit] stages`` (:mod:`.stages`; by default the method's three: landmarks →
+photometric → maps), keeping after each one a checkpoint to resume from. Every weight,
+learning rate and iteration count comes from the config; loss terms and stages come from
+the plugin registry.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import signal
-import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..config import Config, resolve_device
 from ..errors import InputError, UsageError
-from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure, StepGuard, finite
 from ..landmarks import LandmarkSet
-from ..losses import LossContext, LossTerm
+from ..losses import LossTerm
 from ..model import MorphableModel
 from ..params import SceneParameters
 from ..plugins import PluginRegistry
+from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure
 from ..render import Renderer
 from .inputs import ImageBatch, make_batch
+from .optim import Progress
 from .pose import initial_pose
 from .result import Checkpoint, FitResult, StageReport
-from .scene import FaceScene, LandmarkRows, expand_identity
+from .scene import FaceScene, LandmarkRows
+from .stages import FitState, Stage, Targets
 
 log = logging.getLogger(__name__)
-
-#: per-parameter step scales for Adam (a step moves a parameter by about lr × scale)
-STEP_SCALES = {"translation": 10.0, "sh": 5.0}  # focal: a tenth of its initial value
-
-Progress = Callable[[int, int, int, float], None]  # (stage, iteration, total, loss)
-
-
-@dataclass
-class Targets:
-    """Detected landmarks of the chosen schema, in the fit's (resized) pixels."""
-
-    schema: str
-    points: torch.Tensor  # [B,L,2]
-    weights: torch.Tensor  # [B,L]
 
 
 @dataclass
 class Fitter:
-    """Runs the fit for one config. Model, renderer and detector come from the registry
-    unless passed in (the Python API accepts ready-made objects)."""
+    """Runs the fit for one config. Model, renderer, loss terms and stages come from the
+    registry unless passed in (the Python API accepts ready-made objects)."""
 
     config: Config
     registry: PluginRegistry | None = None
     model: MorphableModel | None = None
     renderer: Renderer | None = None
     losses: list[LossTerm] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.device = torch.device(resolve_device(self.config))
@@ -77,6 +60,8 @@ class Fitter:
             self.renderer = self.registry.create("renderer", self.config.run.renderer, self.config)
         if not self.losses:
             self.losses = [self.registry.create("loss", n, self.config) for n in self.registry.names("loss")]
+        if not self.stages:
+            self.stages = [self.registry.create("stage", n, self.config) for n in self.config.fit.stages]
 
     # -- landmarks ----------------------------------------------------------------------
 
@@ -112,7 +97,7 @@ class Fitter:
         names: Sequence[str] | None = None,
         landmarks: dict[str, LandmarkSet] | None = None,
         shared_identity: bool = False,
-        start: FitResult | None = None,
+        start: Checkpoint | None = None,
         skip_stages: Sequence[int] = (),
         progress: Progress | None = None,
     ) -> FitResult:
@@ -131,54 +116,42 @@ class Fitter:
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
         if len(images) == 0:
             raise InputError("no images to fit", "pass at least one image")
-        if shared_identity and len(images) < 2:
-            shared_identity = False
         torch.manual_seed(cfg.run.seed)
         detections = landmarks if landmarks is not None else self.detect(images, names)
         if cfg.run.skip_no_face:
             images, names, detections = _drop_faceless(images, names, detections)
+        state = self._state(images, names, detections, progress)
+        params = self._initial_params(state, shared_identity and len(images) > 1)
+        done, reports = 0, []
+        if start is not None:
+            _check_start(start, params, state.batch.names, cfg.texture.resolution)
+            params, done = start.params.to(self.device), start.completed_stage
+            reports = [r for r in start.stages if r.stage <= done]
+        for number, stage in enumerate(self.stages, start=1):
+            if number <= done:
+                continue
+            if number in skip_stages:
+                reports.append(StageReport(number, 0, 0.0, [], skipped=True))
+                continue
+            good = Checkpoint(params, done, list(reports), state.batch.names)
+            params, report = _run_stage(stage, number, state, params, good)
+            reports.append(replace(report, stage=number))
+            done = number
+        return self._result(state, params, reports, done)
+
+    def _state(self, images: Sequence[np.ndarray], names: list[str], detections: dict[str, LandmarkSet],
+               progress: Progress | None) -> FitState:
+        """The batch, landmark targets and scene of this fit."""
+        cfg = self.config
         batch = make_batch(images, names, cfg.run.max_resolution, self.device, self.model.dtype)
         targets = self._targets(detections, batch)
         rows = LandmarkRows.gather(self.model, targets.schema, self.model.landmarks[targets.schema])
         scene = FaceScene(self.model, batch.image_size, batch.principal_point, cfg.texture.resolution, {targets.schema: rows})
+        return FitState(cfg, self.model, self.renderer, tuple(self.losses), batch, targets, scene, progress)
 
-        initial = self._initial_params(batch, targets, rows, shared_identity)
-        if start is not None:
-            _check_start(start, initial, batch.names, cfg.texture.resolution)
-            params, maps, done = start.params.to(self.device), start.maps_to(self.device), start.completed_stage
-            reports = [r for r in start.stages if r.stage <= done]
-        else:
-            params, maps, done, reports = initial, {}, 0, []
-        state = _RunState(self, batch, targets, scene, progress)
-        for stage in (1, 2, 3):
-            if stage <= done:
-                continue
-            if stage in skip_stages:
-                reports.append(StageReport(stage, 0, 0.0, [], skipped=True))
-                continue
-            run = {1: state.stage1, 2: state.stage2, 3: state.stage3}[stage]
-            # the stages update parameters in place: keep the last completed stage's copy
-            good = Checkpoint(params.detached(), {k: v.detach().clone() for k, v in maps.items()}, done, list(reports), batch.names)
-            try:
-                params, maps, report = run(params, maps)
-            except (Interrupted, KeyboardInterrupt) as exc:
-                signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-                raise FitStopped(
-                    f"interrupted by {signal.Signals(signum).name} during stage {stage}",
-                    "resume with --resume and the checkpoint of the last completed stage",
-                    good,
-                    exit_code=128 + signum if isinstance(exc, Interrupted) else EXIT_SIGINT,
-                ) from None
-            except NumericalFailure as exc:
-                raise FitStopped(
-                    str(exc), "lower that stage's learning_rate in the config and resume from the checkpoint", good
-                ) from None
-            reports.append(report)
-            done = stage
-        return state.result(params, maps, reports, done)
-
-    def _initial_params(self, batch: ImageBatch, targets: Targets, rows: LandmarkRows, shared: bool) -> SceneParameters:
-        cfg, m = self.config, self.model
+    def _initial_params(self, state: FitState, shared: bool) -> SceneParameters:
+        """The mean face under ambient light, posed in closed form from the landmarks."""
+        cfg, m, batch, rows = self.config, self.model, state.batch, state.rows
         longer = batch.longer_sides
         focal = torch.full_like(longer, cfg.camera.initial_focal) if cfg.camera.initial_focal > 0 else 2.0 * longer
         params = SceneParameters.neutral(
@@ -191,17 +164,62 @@ class Fitter:
             distance=1.0,
             shared_identity=shared,
         )
-        idx = rows.landmark_index
         pts = rows.mean[None].expand(params.batch_size, -1, -1)
         # contour rows: use their first candidate for the closed-form start
         n_fixed = rows.fixed_landmarks.shape[0]
-        first = torch.arange(rows.contour_landmarks.shape[0], device=idx.device) * rows.contour_candidates.shape[1]
+        first = torch.arange(rows.contour_landmarks.shape[0], device=pts.device) * rows.contour_candidates.shape[1]
         pts = torch.cat([pts[:, :n_fixed], pts[:, n_fixed:][:, first]], dim=1)
         rotation, translation = initial_pose(
-            pts, targets.points[:, idx], targets.weights[:, idx], params.focal, batch.principal_point
+            pts, state.landmark_targets, state.landmark_weights, params.focal, batch.principal_point
         )
-        params.rotation, params.translation = rotation, translation
-        return params
+        return replace(params, rotation=rotation, translation=translation)
+
+    def _result(self, state: FitState, params: SceneParameters, reports: list[StageReport], done: int) -> FitResult:
+        with torch.no_grad():
+            lms = state.scene.project_landmarks(params, state.targets.schema, state.targets.points)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        if self.device.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
+        return FitResult(
+            config=self.config,
+            model=self.model,
+            renderer=self.renderer,
+            scene=state.scene,
+            batch=state.batch,
+            params=params,
+            stages=reports,
+            completed_stage=done,
+            schema=state.targets.schema,
+            landmark_index=state.rows.landmark_index,
+            landmarks=lms,
+            landmark_targets=state.landmark_targets,
+            landmark_weights=state.landmark_weights,
+            detected=state.targets.points,
+            peak_memory_mb=peak,
+        )
+
+
+def _run_stage(stage: Stage, number: int, state: FitState, params: SceneParameters,
+               good: Checkpoint) -> tuple[SceneParameters, StageReport]:
+    """Run one stage; an interruption or divergence becomes :class:`FitStopped` holding
+    ``good``, the checkpoint of the last completed stage."""
+    progress = state.progress
+    if progress is not None:
+        state = replace(state, progress=lambda _s, it, total, loss: progress(number, it, total, loss))
+    try:
+        return stage.run(state, params)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        raise FitStopped(
+            f"interrupted by {signal.Signals(signum).name} during stage {number}",
+            "resume with --resume and the checkpoint of the last completed stage",
+            good,
+            exit_code=128 + signum if isinstance(exc, Interrupted) else EXIT_SIGINT,
+        ) from None
+    except NumericalFailure as exc:
+        raise FitStopped(
+            str(exc), "lower that stage's learning_rate in the config and resume from the checkpoint", good
+        ) from None
 
 
 def _check_start(start: Checkpoint, initial: SceneParameters, names: list[str], texels: int) -> None:
@@ -224,12 +242,11 @@ def _check_start(start: Checkpoint, initial: SceneParameters, names: list[str], 
             )
         if not torch.isfinite(value).all():
             raise InputError(f"the checkpoint's {name} holds NaN or Inf values", "start the fit again without --resume")
-    for name, value in start.maps.items():
-        if value.ndim != 4 or tuple(value.shape[1:3]) != (texels, texels) or not torch.isfinite(value).all():
+    for name in ("diffuse_map", "specular_map", "roughness_map"):
+        value = getattr(have, name)
+        if value is not None and (value.ndim != 4 or tuple(value.shape[1:3]) != (texels, texels)):
             raise InputError(
-                f"the checkpoint's {name} map has shape {tuple(value.shape)} or non-finite texels; this run needs "
-                f"{texels}×{texels} texels",
-                fix,
+                f"the checkpoint's {name} has shape {tuple(value.shape)}; this run needs {texels}×{texels} texels", fix
             )
 
 
@@ -246,228 +263,3 @@ def _drop_faceless(
     rows = keep.tolist()
     kept = {schema: s.select(rows) for schema, s in detections.items()}
     return [images[i] for i in rows], [names[i] for i in rows], kept
-
-
-class _RunState:
-    """What the stages of one fit share: inputs, scene, losses, timing and progress."""
-
-    def __init__(self, fitter: Fitter, batch: ImageBatch, targets: Targets, scene: FaceScene, progress: Progress | None):
-        self.fitter, self.cfg, self.batch, self.targets, self.scene = fitter, fitter.config, batch, targets, scene
-        self.progress = progress
-        self.rows = scene.landmarks[targets.schema]
-        self.lm_targets = targets.points[:, self.rows.landmark_index]
-        self.lm_weights = targets.weights[:, self.rows.landmark_index]
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _optimizer(self, params: SceneParameters, names: list[str], lr: float, extra: dict[str, torch.Tensor] | None = None):
-        groups = []
-        for name in names:
-            t = getattr(params, name).detach().clone().requires_grad_(True)
-            setattr(params, name, t)
-            groups.append({"params": [t], "lr": lr * self._step_scale(name, t), "name": name})
-        for name, t in (extra or {}).items():
-            groups.append({"params": [t], "lr": lr, "name": name})
-        return torch.optim.Adam(groups)
-
-    @staticmethod
-    def _step_scale(name: str, value: torch.Tensor) -> float:
-        """Typical change of one parameter per step, so one learning rate suits them all."""
-        if name == "focal":
-            return float(value.detach().mean()) * 0.1
-        return STEP_SCALES.get(name, 1.0)
-
-    def _context(self, stage: int, params: SceneParameters, **kw: Any) -> LossContext:
-        lms = self.scene.project_landmarks(params, self.targets.schema, self.targets.points)
-        return LossContext(
-            stage=stage,
-            params=params,
-            landmarks=lms,
-            landmark_targets=self.lm_targets,
-            landmark_weights=self.lm_weights,
-            image_scale=self.batch.longer_sides,
-            images=self.batch.images,
-            valid=self.batch.valid,
-            **kw,
-        )
-
-    def _total(self, stage: int, ctx: LossContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted sum of the active terms, and each weighted term (detached)."""
-        total, parts = None, {}
-        for term in self.fitter.losses:
-            w = term.weight(self.cfg, stage)
-            if w == 0.0:
-                continue
-            value = w * term(ctx)
-            parts[term.name] = value.detach()
-            total = value if total is None else total + value
-        if total is None:
-            raise UsageError(f"every loss weight of stage {stage} is 0", "set at least one [weights] entry of that stage")
-        return total, parts
-
-    def _loop(self, stage: int, iterations: int, opt: torch.optim.Optimizer, step: Callable[[int], LossContext], after=None):
-        """Adam iterations of one stage; ``step(it)`` builds the loss context of iteration ``it``."""
-        history: list[float] = []
-        parts: dict[str, float] = {}
-        final = getattr(self.cfg, f"stage{stage}").final_learning_rate
-        base = [g["lr"] for g in opt.param_groups]
-        guard = StepGuard(opt, stage)
-        t0 = time.perf_counter()
-        for it in range(iterations):
-            decay = final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * it / max(iterations - 1, 1)))
-            for group, lr in zip(opt.param_groups, base):
-                group["lr"] = lr * decay * guard.scale
-            opt.zero_grad(set_to_none=True)
-            loss, parts = self._total(stage, step(it))
-            if torch.isfinite(loss):
-                loss.backward()
-            if not finite(loss, guard.params):
-                log.warning("stage %d, iteration %d: NaN/Inf loss or gradient; step rolled back, learning rate halved", stage, it + 1)
-                guard.rollback(it)
-                continue
-            guard.commit()
-            opt.step()
-            if after is not None:
-                with torch.no_grad():
-                    after()
-            history.append(float(loss.detach()))
-            if self.progress is not None:
-                self.progress(stage, it + 1, iterations, history[-1])
-        seconds = time.perf_counter() - t0
-        return StageReport(stage, iterations, seconds, history, terms=parts)
-
-    def _roughness(self, params: SceneParameters) -> torch.Tensor:
-        return self.scene.constant_roughness(params.shape.shape[0], self.cfg.texture.initial_roughness)
-
-    # -- stages -------------------------------------------------------------------------
-
-    def stage1(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
-        """Landmarks only: a small smooth least-squares problem, so L-BFGS (with a strong-Wolfe
-        line search) rather than Adam — it converges in a few hundred evaluations where Adam
-        needs thousands. ``stage1.iterations`` caps the loss evaluations."""
-        cfg = self.cfg
-        # shape too (on the landmark rows only): with the mean shape alone, pose absorbs the
-        # identity's proportions (≈ 7° of pitch on the synthetic test faces)
-        names = ["rotation", "translation", "expression", "shape"] + (["focal"] if cfg.camera.optimize_focal else [])
-        scales = {n: self._step_scale(n, getattr(params, n)) for n in names}
-        raw = {n: (getattr(params, n).detach() / scales[n]).requires_grad_(True) for n in names}
-        opt = torch.optim.LBFGS(
-            list(raw.values()), lr=1.0, max_iter=cfg.stage1.iterations, history_size=20,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12,
-        )
-        history: list[float] = []
-        parts: dict[str, torch.Tensor] = {}
-
-        def closure() -> torch.Tensor:
-            nonlocal parts
-            opt.zero_grad(set_to_none=True)
-            for n in names:
-                setattr(params, n, raw[n] * scales[n])
-            loss, parts = self._total(1, self._context(1, params))
-            loss.backward()
-            history.append(float(loss.detach()))
-            if self.progress is not None:
-                self.progress(1, len(history), cfg.stage1.iterations, history[-1])
-            return loss
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # ~100 landmark points: waking worker threads costs more than it saves
-        t0 = time.perf_counter()
-        try:
-            if cfg.stage1.iterations > 0:
-                opt.step(closure)
-        finally:
-            torch.set_num_threads(threads)
-        for n in names:
-            setattr(params, n, (raw[n] * scales[n]).detach())
-        if not all(bool(torch.isfinite(getattr(params, n)).all()) for n in names):
-            raise NumericalFailure("stage 1 (L-BFGS on the landmarks) ended with NaN/Inf parameters")
-        if self.progress is not None and history:
-            self.progress(1, cfg.stage1.iterations, cfg.stage1.iterations, history[-1])
-        report = StageReport(1, len(history), time.perf_counter() - t0, history, terms=parts)
-        return params.detached(), maps, report
-
-    def stage2(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
-        cfg = self.cfg
-        with torch.no_grad():
-            self._init_light(params)
-        names = ["shape", "expression", "diffuse", "specular", "rotation", "translation", "sh"]
-        names += ["focal"] if cfg.camera.optimize_focal else []
-        opt = self._optimizer(params, names, cfg.stage2.learning_rate)
-        roughness = self._roughness(params)
-
-        def step(it: int) -> LossContext:
-            diffuse, specular = self.scene.albedo_textures(params)
-            # a new seed per iteration: a ray tracer's noise must not be the same every step
-            inputs = self.scene.render_inputs(params, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed + it)
-            return self._context(2, params, render=self.fitter.renderer.render(inputs))
-
-        report = self._loop(2, cfg.stage2.iterations, opt, step)
-        return params.detached(), maps, report
-
-    def stage3(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
-        cfg = self.cfg
-        with torch.no_grad():
-            diffuse, specular = self.scene.albedo_textures(params)
-            initial = {"diffuse": diffuse, "specular": specular, "roughness": self._roughness(params)}
-        maps = {k: v.detach().clone().requires_grad_(True) for k, v in initial.items()}
-        opt = torch.optim.Adam([{"params": [t], "lr": cfg.stage3.learning_rate} for t in maps.values()])
-        frozen = params.detached()
-        with torch.no_grad():  # the geometry is fixed in stage 3: build it once
-            base = self.scene.render_inputs(frozen, diffuse, specular, initial["roughness"], cfg.render.samples, cfg.run.seed)
-            ctx = self._context(3, frozen, maps=maps, maps_initial=initial)
-
-        def step(it: int) -> LossContext:
-            inputs = replace(
-                base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"], seed=cfg.run.seed + it
-            )
-            return replace(ctx, render=self.fitter.renderer.render(inputs))
-
-        def clamp() -> None:
-            for t in maps.values():
-                t.clamp_(0.0, 1.0)
-
-        report = self._loop(3, cfg.stage3.iterations, opt, step, after=clamp)
-        return frozen, {k: v.detach() for k, v in maps.items()}, report
-
-    def _init_light(self, params: SceneParameters) -> None:
-        """Ambient light so the mean-albedo face matches the photo's mean brightness there."""
-        lo = self.lm_targets.amin(1).floor().long().clamp_min(0)
-        hi = self.lm_targets.amax(1).ceil().long()
-        means = []
-        for b in range(params.batch_size):  # once per image, not in a loop over iterations
-            x0, y0 = lo[b].tolist()
-            x1, y1 = hi[b].tolist()
-            crop = self.batch.images[b, y0:y1, x0:x1]
-            means.append(crop.reshape(-1, 3).mean(0) if crop.numel() else self.batch.images[b].reshape(-1, 3).mean(0))
-        target = torch.stack(means)  # [B,3]
-        albedo = self.fitter.model.diffuse_mean.mean(0).clamp_min(0.05)  # [3]
-        params.sh.zero_()
-        params.sh[:, 0, :] = target / albedo * 2.0 * math.sqrt(math.pi)
-
-    # -- result -------------------------------------------------------------------------
-
-    def result(self, params: SceneParameters, maps: dict[str, torch.Tensor], reports: list, done: int) -> FitResult:
-        with torch.no_grad():
-            lms = self.scene.project_landmarks(params, self.targets.schema, self.targets.points)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        if self.fitter.device.type == "cuda":
-            peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
-        return FitResult(
-            config=self.cfg,
-            model=self.fitter.model,
-            renderer=self.fitter.renderer,
-            scene=self.scene,
-            batch=self.batch,
-            params=params,
-            maps=maps,
-            stages=reports,
-            completed_stage=done,
-            schema=self.targets.schema,
-            landmark_index=self.rows.landmark_index,
-            landmarks=lms,
-            landmark_targets=self.lm_targets,
-            landmark_weights=self.lm_weights,
-            detected=self.targets.points,
-            peak_memory_mb=peak,
-        )

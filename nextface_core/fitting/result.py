@@ -21,8 +21,13 @@ from .. import __version__
 from ..color import linear_to_srgb
 from ..errors import InputError
 from ..files import atomic_path
+from ..mapstats import map_statistics, visible_texels
 from ..params import SceneParameters
-from ..render import RenderMode, RenderOutput
+from ..config import Config
+from ..model import MorphableModel
+from ..render import Renderer, RenderMode, RenderOutput
+from .inputs import ImageBatch
+from .scene import FaceScene
 
 #: outer eye corners per landmark schema, for the inter-ocular distance
 #: (ibug-68: points 37 and 46 in 1-based numbering; MediaPipe face mesh: 33 and 263)
@@ -55,18 +60,13 @@ class Checkpoint:
     """Everything needed to resume a fit after ``completed_stage``."""
 
     params: SceneParameters
-    maps: dict[str, torch.Tensor]
     completed_stage: int
     stages: list[StageReport]
     names: list[str]
 
-    def maps_to(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {k: v.to(device) for k, v in self.maps.items()}
-
     def save(self, path: str | Path) -> None:
         """Atomically write the checkpoint as one ``.npz`` holding arrays and a JSON header."""
         arrays = {f"param_{k}": v.detach().cpu().numpy() for k, v in self.params.tensors().items()}
-        arrays.update({f"map_{k}": v.detach().cpu().numpy() for k, v in self.maps.items()})
         meta = {
             "format": CHECKPOINT_FORMAT,
             "version": __version__,
@@ -102,9 +102,8 @@ class Checkpoint:
             params = SceneParameters(**tensors)
         except (TypeError, ValueError) as exc:
             raise InputError(f"checkpoint {path} has inconsistent parameters: {exc}", fix) from None
-        maps = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("map_")}
         stages = [StageReport(**s) for s in meta["stages"]]
-        return cls(params, maps, int(meta["completed_stage"]), stages, list(meta["names"]))
+        return cls(params, int(meta["completed_stage"]), stages, list(meta["names"]))
 
 
 @dataclass
@@ -112,18 +111,16 @@ class FitResult:
     """The outcome of :meth:`Fitter.fit`, with the objects needed to render and save it.
 
     ``landmarks``/``landmark_targets [B,L,2]`` projected/detected points (rows in the order
-    of ``landmark_index``, schema indices), ``detected [B,L_schema,2]`` every detected point,
-    ``maps`` the stage-3 textures (empty before
-    stage 3); other fields as in :class:`Fitter`.
+    of ``landmark_index [L]``, schema indices), ``landmark_weights [B,L]``, ``detected
+    [B,L_schema,2]`` every detected point; ``params`` holds the stage-3 maps once that stage ran.
     """
 
-    config: Any
-    model: Any
-    renderer: Any
-    scene: Any
-    batch: Any
+    config: Config
+    model: MorphableModel
+    renderer: Renderer
+    scene: FaceScene
+    batch: ImageBatch
     params: SceneParameters
-    maps: dict[str, torch.Tensor]
     stages: list[StageReport]
     completed_stage: int
     schema: str
@@ -139,15 +136,16 @@ class FitResult:
         return self.batch.names
 
     def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.params, self.maps, self.completed_stage, self.stages, self.names)
+        return Checkpoint(self.params, self.completed_stage, self.stages, self.names)
 
     def textures(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Diffuse ``[S,T,T,3]``, specular ``[S,T,T,3]`` and roughness ``[S,T,T,1]`` maps:
         the stage-3 maps when stage 3 ran, else the statistical albedos baked to textures."""
-        if self.maps:
-            return self.maps["diffuse"], self.maps["specular"], self.maps["roughness"]
+        p = self.params
+        if p.diffuse_map is not None and p.specular_map is not None and p.roughness_map is not None:
+            return p.diffuse_map, p.specular_map, p.roughness_map
         with torch.no_grad():
-            diffuse, specular = self.scene.albedo_textures(self.params)
+            diffuse, specular = self.scene.albedo_textures(p)
         return diffuse, specular, self.scene.constant_roughness(diffuse.shape[0], self.config.texture.initial_roughness)
 
     def vertices(self) -> torch.Tensor:
@@ -165,8 +163,12 @@ class FitResult:
             return self.renderer.render(inputs)
 
     def metrics(self, render: RenderOutput | None = None) -> list[dict[str, float | None]]:
-        """Per image: mean landmark error (px and % inter-ocular distance), masked PSNR (sRGB)."""
+        """Per image: mean landmark error (px and % inter-ocular distance), masked PSNR (sRGB),
+        and the statistics of its identity's maps on the visible texels
+        (:func:`~nextface_core.mapstats.map_statistics`)."""
         render = render or self.render()
+        diffuse, specular, _ = self.textures()
+        maps = map_statistics(diffuse, specular, visible_texels(self.scene, self.params))
         dist = (self.landmarks - self.landmark_targets).norm(dim=-1)
         w = (self.landmark_weights > 0).to(dist.dtype)
         err_px = (dist * w).sum(1) / w.sum(1).clamp_min(1.0)
@@ -183,6 +185,7 @@ class FitResult:
                     "landmark_error_iod_percent": float(100.0 * err_px[b] / iod[b]) if iod is not None else None,
                     "psnr_db": psnr,
                     "coverage_pixels": float(mask[b].sum()),
+                    **maps[b if len(maps) > 1 else 0],
                 }
             )
         return out

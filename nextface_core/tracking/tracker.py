@@ -30,7 +30,7 @@ from ..camera import axis_angle_to_matrix, matrix_to_axis_angle, model_to_camera
 from ..model import MorphableModel, blend, combine
 from ..params import SceneParameters
 from ..render import Renderer
-from ..fitting.fitter import STEP_SCALES
+from ..fitting.optim import STEP_SCALES
 from ..fitting.pose import initial_pose
 from ..fitting.scene import FaceScene, LandmarkRows
 from .identity import Identity
