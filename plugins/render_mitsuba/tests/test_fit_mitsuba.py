@@ -70,7 +70,7 @@ def test_shared_identity_pair_through_mitsuba(setup) -> None:
     result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
         [f[1] for f in faces], ["a", "b"], landmarks=sets, shared_identity=True
     )
-    assert result.params.shape.shape[0] == 1 and result.maps["diffuse"].shape[0] == 1
+    assert result.params.shape.shape[0] == 1 and result.params.diffuse_map.shape[0] == 1
     yaw = torch.rad2deg(result.params.rotation[:, 1])
     assert yaw[0] < -8.0 and yaw[1] > 8.0
     assert all(m["landmark_error_px"] < 1.0 for m in result.metrics())
