@@ -10,7 +10,8 @@ Plugins implement hooks with :data:`hookimpl`::
 """
 
 from .errors import NextFaceError
-from .plugins import Availability, PluginRegistry, hookimpl
+from .plugins import PluginRegistry
+from .project import Availability, hookimpl
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ from nextface_core.tracking import (
     INTERPOLATED, MISSING, TRACKED, Identity, keyframe_indices, probe, read_frames, save_track, track_frames, video_writer,
 )
 from nextface_core.tracking.outputs import euler_degrees
-from nextface_core.tracking.synthetic import synthetic_clip
+from nextface_core.synthetic.clip import synthetic_clip
 from nextface_core.tracking.track import detect_frames
 
 SIZE = 128

@@ -21,12 +21,9 @@ from .. import __version__
 from ..color import linear_to_srgb
 from ..errors import InputError
 from ..files import atomic_path
+from ..landmark_schemas import eye_corners
 from ..params import SceneParameters
 from ..render import RenderMode, RenderOutput
-
-#: outer eye corners per landmark schema, for the inter-ocular distance
-#: (ibug-68: points 37 and 46 in 1-based numbering; MediaPipe face mesh: 33 and 263)
-OUTER_EYE_CORNERS = {"ibug68": (36, 45), "mediapipe478": (33, 263)}
 
 CHECKPOINT_FORMAT = "nextface-checkpoint-1"
 
@@ -188,7 +185,7 @@ class FitResult:
         return out
 
     def _interocular(self) -> torch.Tensor | None:
-        corners = OUTER_EYE_CORNERS.get(self.schema)
+        corners = eye_corners(self.schema)
         if corners is None:
             return None
         return (self.detected[:, corners[0]] - self.detected[:, corners[1]]).norm(dim=-1).clamp_min(1e-6)
