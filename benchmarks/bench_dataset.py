@@ -1,7 +1,7 @@
 """Benchmark ``dataset``: images per minute of ``fit-dataset`` on 1 and 2 Ray workers.
 
 A synthetic dataset (96 px faces, exact landmarks in a file, the quick fit settings of
-:mod:`nextface_core.dataset.synthetic`) is fitted twice into fresh folders, each run
+:mod:`nextface_core.synthetic.dataset`) is fitted twice into fresh folders, each run
 starting its own local Ray runtime with as many CPUs as workers; each task uses
 cores / workers torch threads, so the workers do not fight over the cores. Images per
 minute count the whole run (runtime start and worker warm-up included), as a user sees it;
@@ -19,7 +19,8 @@ from pathlib import Path
 def run(quick: bool = False) -> dict[str, object]:
     from nextface_core.config import load_config
     from nextface_core.dataset import fit_dataset, import_ray
-    from nextface_core.dataset.synthetic import write_synthetic_dataset
+    from nextface_core.synthetic.dataset import write_synthetic_dataset
+    from nextface_model_basel.testing import write_synthetic_basel
 
     import_ray()
     count = 4 if quick else 12
@@ -30,7 +31,7 @@ def run(quick: bool = False) -> dict[str, object]:
         old = os.environ.get("NEXTFACE_CACHE_DIR")
         os.environ["NEXTFACE_CACHE_DIR"] = str(folder / "cache")
         try:
-            ds = write_synthetic_dataset(folder / "data", count=count, size=96)
+            ds = write_synthetic_dataset(folder / "data", "basel", write_synthetic_basel, count=count, size=96)
             config = load_config(ds.config)
             for workers in (1, 2):
                 report = fit_dataset(str(ds.images), str(folder / f"out{workers}"), config, workers=workers,

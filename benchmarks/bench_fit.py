@@ -26,10 +26,9 @@ TARGET_SECONDS = 20.0
 
 def run(quick: bool = False) -> dict[str, object]:
     from nextface_core.config import load_config
-    from nextface_core.demo import render_synthetic, synthetic_scene
     from nextface_core.fitting import Fitter
     from nextface_core.plugins import PluginRegistry
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import render_synthetic, synthetic_model, synthetic_scene
 
     overrides = {"run.device": "cpu"}
     if quick:

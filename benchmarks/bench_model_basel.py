@@ -2,7 +2,7 @@
 
 Writes the synthetic model at the real BFM sizes (28588 vertices, 56572 triangles, 199 shape /
 100 expression / 145 albedo components; ``quick=True``: the small one) with
-:func:`nextface_core.testing.write_synthetic_basel`, then measures in the same run:
+:func:`nextface_model_basel.testing.write_synthetic_basel`, then measures in the same run:
 
 - ``raw_h5_read_s``: the baseline, reading every dataset the loader needs with h5py, nothing else;
 - ``cold_load_s``: first load into an empty cache (read, check, UV, symmetry, write ``.npy``);
@@ -40,7 +40,7 @@ def _raw_read(folder: Path) -> float:
 
 
 def run(quick: bool = False) -> dict[str, object]:
-    from nextface_core.testing import write_synthetic_basel
+    from nextface_model_basel.testing import write_synthetic_basel
     from nextface_core.texture import TextureMapper
     from nextface_model_basel import load_basel
 

@@ -1,6 +1,6 @@
 """Benchmark ``reflectance``: recovered maps and light against a ground truth.
 
-The scene (:mod:`nextface_core.testing.reflectance`): the full-size synthetic model, a
+The scene (:mod:`nextface_core.synthetic.reflectance`): the full-size synthetic model, a
 diffuse map with detail at several scales, an achromatic T-zone specular, a smooth
 roughness and a 9-band light, **rendered by Mitsuba on the CPU at 64 spp** (a different
 renderer from the one that fits), then fitted with the default config by the vertex
@@ -28,7 +28,7 @@ def fit_case(truth, fit_renderer, truth_renderer, registry, config, images) -> d
     """Fit ``images`` of ``truth`` and return its figures (keys without a case prefix)."""
     from nextface_core.fitting import Fitter
     from nextface_core.fitting.outputs import to_uint8
-    from nextface_core.testing.reflectance import TARGETS, evaluate_reflectance, meets, truth_landmarks
+    from nextface_core.synthetic.reflectance import TARGETS, evaluate_reflectance, meets, truth_landmarks
 
     fitter = Fitter(config, registry=registry, model=truth.model, renderer=fit_renderer)
     start = time.perf_counter()
@@ -52,8 +52,8 @@ def run(quick: bool = False) -> dict[str, object]:
 
     from nextface_core.config import load_config
     from nextface_core.plugins import PluginRegistry
-    from nextface_core.testing import synthetic_model
-    from nextface_core.testing.reflectance import reflectance_truth, render_truth
+    from nextface_core.synthetic import synthetic_model
+    from nextface_core.synthetic.reflectance import reflectance_truth, render_truth
 
     torch.manual_seed(0)
     registry = PluginRegistry()

@@ -29,7 +29,7 @@ def _inputs(size: str, resolution: int, device: str) -> Any:
     from nextface_core.camera import model_to_camera, rotate_normals
     from nextface_core.mesh import vertex_normals
     from nextface_core.render import RenderInputs
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import synthetic_model
 
     model = synthetic_model(size, device=device)
     rotation = torch.tensor([[0.1, 0.3, 0.0]], device=device)

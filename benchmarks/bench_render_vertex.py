@@ -47,7 +47,7 @@ def _mesh(size: str) -> dict[str, torch.Tensor]:
     """Camera-space mesh of the synthetic face (posed as in a fit), as plain tensors."""
     from nextface_core.camera import model_to_camera, rotate_normals
     from nextface_core.mesh import vertex_normals
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import synthetic_model
 
     model = synthetic_model(size)
     rotation = torch.tensor([[0.1, 0.3, 0.0]])

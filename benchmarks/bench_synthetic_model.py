@@ -1,13 +1,13 @@
 """Benchmark ``synthetic_model``: writing the synthetic Basel files at the real BFM sizes.
 
-:func:`nextface_core.testing.write_synthetic_basel` builds the face mesh, QR-orthonormalises
+:func:`nextface_model_basel.testing.write_synthetic_basel` builds the face mesh, QR-orthonormalises
 the smooth random bases and writes the two HDF5 files plus the landmark files. Measured in
 the same run:
 
 - ``small_write_s``: the baseline, the small model (a few hundred vertices), median of 5;
 - ``full_write_s``: the full size (28588 vertices, 56572 triangles, 199/100/199 + 145
   components; target < 30 s), and ``full_over_small``, the ratio;
-- ``full_in_memory_s``: :func:`~nextface_core.testing.synthetic_model` at full size (the same
+- ``full_in_memory_s``: :func:`~nextface_core.synthetic.synthetic_model` at full size (the same
   model without HDF5), ``full_files_mb`` and the write rate.
 
 ``quick=True`` runs the small size only (a smoke run).
@@ -24,7 +24,7 @@ FULL_TARGET_S = 30.0
 
 
 def _write_seconds(size: str, folder: Path) -> float:
-    from nextface_core.testing import write_synthetic_basel
+    from nextface_model_basel.testing import write_synthetic_basel
 
     start = time.perf_counter()
     write_synthetic_basel(folder, size)
@@ -32,7 +32,7 @@ def _write_seconds(size: str, folder: Path) -> float:
 
 
 def run(quick: bool = False) -> dict[str, object]:
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import synthetic_model
 
     with tempfile.TemporaryDirectory(prefix="bench-synthetic-") as tmp:
         small = statistics.median(_write_seconds("small", Path(tmp) / f"small{i}") for i in range(5))

@@ -80,8 +80,8 @@ def run(quick: bool = False) -> dict[str, object]:
     from nextface_core.camera import axis_angle_to_matrix
     from nextface_core.config import load_config
     from nextface_core.plugins import PluginRegistry
-    from nextface_core.testing import synthetic_model
-    from nextface_core.tracking.synthetic import synthetic_clip
+    from nextface_core.synthetic import synthetic_model
+    from nextface_core.synthetic.clip import synthetic_clip
 
     figures: dict[str, object] = {"load_average": round(os.getloadavg()[0], 2)}
     size, count = (96, 6) if quick else (256, 24)

@@ -11,7 +11,7 @@ import typer
 
 from nextface_core.errors import InputError, UsageError
 
-from .main import app
+from .app import app
 from .options import check_stages, command_config
 
 

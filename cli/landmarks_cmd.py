@@ -21,7 +21,7 @@ from nextface_core.landmarks import LandmarkSet
 from nextface_core.overlay import save_overlay
 from nextface_core.plugins import PluginRegistry
 
-from .main import app
+from .app import app
 
 #: images loaded and detected at a time, so a large folder does not fill the memory
 CHUNK = 16

@@ -1,103 +1,24 @@
-"""``nextface``: the command-line entry point (Typer).
+"""``nextface``: the console-script entry point. It assembles the commands and runs the app.
 
-Errors derived from :class:`nextface_core.errors.NextFaceError` print one line (and a fix)
-and exit with their code; anything else is an internal error (exit 70) whose traceback
-shows only with ``--debug``.
+The app and its groups live in :mod:`nextface_cli.app`; each ``*_cmd`` module attaches its
+commands to them when imported here. Errors derived from
+:class:`nextface_core.errors.NextFaceError` print one line (and a fix) and exit with their
+code; anything else is an internal error (exit 70) whose traceback shows only with ``--debug``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Optional
 
 import typer
 
-from nextface_core import __version__
 from nextface_core.errors import EXIT_INTERNAL, NextFaceError
-from nextface_core.plugins import PluginRegistry
 
-app = typer.Typer(
-    help="NextFace: fit a 3D morphable face model to photographs by differentiable rendering.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-plugins_app = typer.Typer(help="List and inspect installed plugins.", no_args_is_help=True)
-app.add_typer(plugins_app, name="plugins")
-model_app = typer.Typer(help="Inspect morphable models.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
+from . import dataset_cmd, fit_cmd, landmarks_cmd, model_cmd, plugins_cmd, track_cmd
+from .app import app, state
 
-_state = {"debug": False}
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"nextface {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    _state["debug"] = debug
-
-
-@plugins_app.command("list")
-def plugins_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Show each plugin's distribution, version, hooks, registered names and availability."""
-    registry = PluginRegistry()
-    rows = []
-    for info in registry.plugins():
-        rows.append(
-            {
-                "plugin": info.name,
-                "distribution": info.distribution,
-                "version": info.version,
-                "hooks": info.hooks,
-                "registered": [
-                    {
-                        "kind": r.kind,
-                        "name": r.name,
-                        "description": r.description,
-                        "available": (a := r.availability()).ok,
-                        "detail": a.detail,
-                    }
-                    for r in info.registrations
-                ],
-            }
-        )
-    broken = [
-        {"plugin": b.name, "distribution": b.distribution, "version": b.version, "error": b.error}
-        for b in registry.broken
-    ]
-    if as_json:
-        typer.echo(json.dumps({"plugins": rows, "broken": broken}, indent=2))
-        return
-    for row in rows:
-        typer.echo(f"{row['plugin']}  ({row['distribution'] or 'not from a distribution'} {row['version'] or ''})".rstrip())
-        typer.echo(f"  hooks: {', '.join(row['hooks']) or 'none'}")
-        for reg in row["registered"]:
-            state = "ok" if reg["available"] else "unavailable"
-            typer.echo(f"  {reg['kind']:<9} {reg['name']:<12} [{state}] {reg['detail']}")
-    for b in broken:
-        typer.echo(f"{b['plugin']}  ({b['distribution'] or '?'} {b['version'] or ''})  BROKEN: {b['error']}")
-    if not rows and not broken:
-        typer.echo("no plugins installed (pip install nextface-render-vertex nextface-model-basel ...)")
-
-
-def _not_yet(command: str, issue: str) -> None:
-    typer.echo(f"error: 'nextface {command}' is not implemented yet ({issue})", err=True)
-    raise typer.Exit(code=4)
-
-
-# Command modules attach themselves to `app` / `model_app` on import.
-from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
-from . import dataset_cmd  # noqa: E402,F401
-from . import plugins_new  # noqa: E402,F401
-from . import track_cmd  # noqa: E402,F401
+#: the command modules, each attaching its commands to the app on import
+COMMANDS = (fit_cmd, landmarks_cmd, model_cmd, dataset_cmd, plugins_cmd, track_cmd)
 
 
 def main() -> None:
@@ -109,7 +30,7 @@ def main() -> None:
     try:
         app()
     except NextFaceError as exc:
-        if _state["debug"]:
+        if state["debug"]:
             raise
         typer.echo(f"error: {exc.message}", err=True)
         if exc.hint:
@@ -119,7 +40,7 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
-        if _state["debug"]:
+        if state["debug"]:
             raise
         typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         sys.exit(EXIT_INTERNAL)

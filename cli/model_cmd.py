@@ -1,62 +1,50 @@
 """``nextface model info``: what a morphable model contains and how fast it loads.
 
-Works for any installed model plugin: the model is built through the registry (twice, to
-time a first and a second load; ``--cold`` points the model cache at an empty temporary
-folder for the first one), then its counts, units and axes (checked on the mean shape),
-UV quality and landmark schemas are measured here.
+Works for any installed model plugin (default: the config's ``run.model``): the model is
+built through the registry (twice, to time a first and a second load; ``--cold`` points
+NextFace's cache folder at an empty temporary one for the first), then its counts, units
+and axes (checked on the mean shape), UV quality and landmark schemas are measured here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .main import model_app
-
-CACHE_ENV = "NEXTFACE_CACHE_DIR"
+from .app import model_app
 
 
 @model_app.command("info")
 def info(
-    model: str = typer.Option("basel", "--model", help="Model name (an installed model plugin)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (an installed model plugin; default: the config's run.model)."),
     path: Optional[Path] = typer.Option(None, "--path", help="Model folder (config model.path)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML config file."),
     cold: bool = typer.Option(False, "--cold", help="Time a cold first load (empty temporary cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Vertex, triangle and component counts, units and axes, UV quality, landmark schemas, load times."""
+    from nextface_core.cache import empty_cache
     from nextface_core.config import load_config
     from nextface_core.mesh import check_frame
     from nextface_core.plugins import PluginRegistry
     from nextface_core.uvmap import uv_quality
 
     overrides = {"model.path": str(path)} if path is not None else {}
-    config = load_config(config_file, {**overrides, "run.device": "cpu"})
+    config = load_config(config_file, {**overrides, "run.device": "cpu", "run.model": model})
+    model = config.run.model
     registry = PluginRegistry()
-    registration = registry.resolve("model", model)
-    with tempfile.TemporaryDirectory(prefix="nextface-cache-") as empty:
-        previous = os.environ.get(CACHE_ENV)
-        if cold:
-            os.environ[CACHE_ENV] = empty
-        try:
-            start = time.perf_counter()
-            registration.factory(config)
-            first = time.perf_counter() - start
-            start = time.perf_counter()
-            loaded = registration.factory(config)
-            second = time.perf_counter() - start
-        finally:
-            if cold:
-                if previous is None:
-                    os.environ.pop(CACHE_ENV, None)
-                else:
-                    os.environ[CACHE_ENV] = previous
+    with empty_cache() if cold else contextlib.nullcontext():
+        start = time.perf_counter()
+        registry.create("model", model, config)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        loaded = registry.create("model", model, config)
+        second = time.perf_counter() - start
     mean = loaded.shape_mean.double()
     frame = check_frame(mean.numpy(), loaded.faces.numpy(), loaded.name)
     quality = uv_quality(loaded.uv, mean, loaded.faces, loaded.symmetry)

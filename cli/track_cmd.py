@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .main import app
+from .app import app
 from .options import command_config
 
 

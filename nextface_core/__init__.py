@@ -10,8 +10,8 @@ Plugins implement hooks with :data:`hookimpl`::
 """
 
 from .errors import NextFaceError
-from .plugins import Availability, PluginRegistry, hookimpl
-
-__version__ = "0.1.0"
+from .plugins import PluginRegistry
+from .project import Availability, hookimpl
+from .version import __version__
 
 __all__ = ["Availability", "NextFaceError", "PluginRegistry", "hookimpl", "__version__"]

@@ -15,12 +15,18 @@ _FLIP = (1.0, -1.0, -1.0)
 
 
 def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula. ``rotation [..., 3]`` (axis × angle in radians) → ``[..., 3, 3]``.
+    """Rotation matrices from axis-angle vectors (Rodrigues' formula).
 
     Below 0.05 rad the coefficients use their Taylor series (exact to float64 there), so
     values and gradients stay finite and exact at ``rotation = 0`` (where a naive
     ``sin(t)/t`` gives NaN gradients) and float32 gradients do not suffer the cancellation
     of ``1 - cos(t)`` at small angles.
+
+    Args:
+        rotation: ``[..., 3]`` float, axis × angle in radians.
+
+    Returns:
+        ``[..., 3, 3]`` rotation matrices, same dtype and device; differentiable.
     """
     theta2 = (rotation * rotation).sum(-1, keepdim=True)
     small = theta2 < 2.5e-3
@@ -39,11 +45,17 @@ def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
 
 
 def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`axis_angle_to_matrix`, angles in [0, π]. ``[..., 3, 3]`` → ``[..., 3]``.
+    """Inverse of :func:`axis_angle_to_matrix`, angles in [0, π].
 
     The angle is ``atan2(sin, cos)`` (accurate at every angle). The axis comes from the
     antisymmetric part ``R - Rᵀ = 2 sin θ [a]×`` up to 120°; beyond, where that part vanishes
     (at π it is zero), from the symmetric part ``R + Rᵀ = 2 cos θ I + 2 (1 - cos θ) a aᵀ``.
+
+    Args:
+        matrix: ``[..., 3, 3]`` float rotation matrices.
+
+    Returns:
+        ``[..., 3]`` axis × angle (radians), same dtype and device.
     """
     m = matrix
     vec = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1)
@@ -64,28 +76,61 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
-    """Model-space ``vertices [B,N,3]`` → camera space, with ``rotation [B,3]``, ``translation [B,3]``."""
+    """Model space (Basel: y up, +z out of the face) → camera space (OpenCV).
+
+    Args:
+        vertices: ``[B,N,3]`` float, model space.
+        rotation: ``[B,3]`` axis-angle (radians).
+        translation: ``[B,3]`` camera-space translation, model units.
+
+    Returns:
+        ``[B,N,3]`` camera-space points ``R(rotation) @ (FLIP * v) + translation``; differentiable.
+    """
     flip = vertices.new_tensor(_FLIP)
     r = axis_angle_to_matrix(rotation)
     return (vertices * flip) @ r.transpose(1, 2) + translation[:, None, :]
 
 
 def rotate_normals(normals: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Model-space ``normals [B,N,3]`` → camera space (the rotation part of :func:`model_to_camera`)."""
+    """The rotation part of :func:`model_to_camera`, for directions.
+
+    Args:
+        normals: ``[B,N,3]`` float, model space.
+        rotation: ``[B,3]`` axis-angle (radians).
+
+    Returns:
+        ``[B,N,3]`` camera-space directions (lengths kept).
+    """
     r = axis_angle_to_matrix(rotation)
     return (normals * normals.new_tensor(_FLIP)) @ r.transpose(1, 2)
 
 
 def project(points: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
-    """Pinhole projection of camera-space ``points [B,N,3]`` → pixels ``[B,N,2]``.
+    """Pinhole projection of camera-space points to pixels.
 
-    ``focal [B]`` in pixels, ``principal_point [B,2]`` in pixels (x, y).
+    Args:
+        points: ``[B,N,3]`` float, camera space (z > 0 in front of the camera).
+        focal: ``[B]`` focal lengths in pixels.
+        principal_point: ``[B,2]`` pixels (x, y).
+
+    Returns:
+        ``[B,N,2]`` pixels ``focal · (x/z, y/z) + principal_point``; differentiable w.r.t. all inputs.
     """
     z = points[..., 2:3]
     return focal[:, None, None] * points[..., :2] / z + principal_point[:, None, :]
 
 
 def unproject(pixels: torch.Tensor, depth: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`project`: ``pixels [B,N,2]`` at camera ``depth [B,N]`` → points ``[B,N,3]``."""
+    """Inverse of :func:`project`: pixels at a known camera depth back to camera space.
+
+    Args:
+        pixels: ``[B,N,2]`` float pixels (x, y).
+        depth: ``[B,N]`` camera z.
+        focal: ``[B]`` focal lengths in pixels.
+        principal_point: ``[B,2]`` pixels.
+
+    Returns:
+        ``[B,N,3]`` camera-space points.
+    """
     xy = (pixels - principal_point[:, None, :]) / focal[:, None, None] * depth[..., None]
     return torch.cat([xy, depth[..., None]], dim=-1)

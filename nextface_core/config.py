@@ -12,7 +12,7 @@ import copy
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,9 +80,12 @@ class Section:
 
 @dataclass(frozen=True)
 class Config:
-    """A validated configuration. ``data`` holds the merged tables; sections are attributes."""
+    """A validated configuration. ``data`` holds the merged tables; sections are attributes.
+    ``sources``: where each ``[plugins.<name>]`` table came from (a file path or "override"),
+    for the messages of plugin-option errors."""
 
     data: Mapping[str, Mapping[str, Any]]
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __getattr__(self, section: str) -> Any:
         if section == "plugins":
@@ -94,6 +97,10 @@ class Config:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy({k: dict(v) for k, v in self.data.items()})
 
+    def plugin_source(self, name: str) -> str:
+        """Where the ``[plugins.<name>]`` table came from: a file path, "override" or "config"."""
+        return self.sources.get(name, "config")
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
         """A new config with ``{"section.key": value}`` overrides applied and validated."""
         data = self.as_dict()
@@ -103,7 +110,8 @@ class Config:
                 continue
             section, _, key = dotted.partition(".")
             nested.setdefault(section, {})[key] = value
-        return Config(_merge(data, nested, source="override"))
+        overridden = {name: "override" for name in nested.get("plugins", {})}
+        return Config(_merge(data, nested, source="override"), {**self.sources, **overridden})
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -118,7 +126,11 @@ def _toml(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
+def check_value(dotted: str, default: Any, value: Any, source: str, rule: tuple | None = None) -> Any:
+    """``value`` of key ``dotted`` checked against the type of ``default`` and ``rule``
+    (``(min, max)`` inclusive, either None for open, or ``("choices", *allowed)``); an int
+    where a float is expected becomes a float. Raises :class:`ConfigError` naming the key and
+    ``source`` (a file path, or "override"). Plugin options are checked with it too."""
     want = type(default)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -132,9 +144,6 @@ def _check_value(dotted: str, default: Any, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source}: {dotted} = {value!r} is not a finite number", f"write a number, e.g. {dotted} = {_toml(default)}"
         )
-    rule = RULES.get(dotted)
-    if rule is None and dotted.split(".")[0] in _NON_NEGATIVE_SECTIONS:
-        rule = (0.0, None)
     if rule and rule[0] == "choices":
         if value not in rule[1:]:
             raise ConfigError(f"{source}: {dotted} = {value!r} is not allowed", f"use one of {list(rule[1:])}")
@@ -166,7 +175,8 @@ def _merge(base: dict[str, dict[str, Any]], user: Mapping[str, Any], source: str
             if key not in base[section]:
                 known = ", ".join(sorted(base[section]))
                 raise ConfigError(f"{source}: unknown key {dotted}", f"keys of [{section}]: {known}")
-            merged[section][key] = _check_value(dotted, base[section][key], value, source)
+            rule = RULES.get(dotted) or ((0.0, None) if section in _NON_NEGATIVE_SECTIONS else None)
+            merged[section][key] = check_value(dotted, base[section][key], value, source, rule)
     return merged
 
 
@@ -174,6 +184,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     """Defaults, then the TOML file at ``path`` (if any), then ``{"section.key": value}`` overrides."""
     data = _defaults()
     data.setdefault("plugins", {})
+    sources: dict[str, str] = {}
     if path is not None:
         path = Path(path)
         text = read_user_text(path, "config file", ConfigError, "check the path given to --config")
@@ -182,7 +193,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax at that line") from None
         data = _merge(data, user, source=str(path))
-    config = Config(data)
+        sources = {name: str(path) for name in user.get("plugins", {})}
+    config = Config(data, sources)
     return config.with_overrides(overrides) if overrides else config
 
 

@@ -1,27 +1,24 @@
 """``nextface demo``: a self-contained fit with known answers, needing no download.
 
-A face is rendered from the built-in synthetic model (:mod:`nextface_core.testing`) with
-known shape, expression, albedo, pose, focal and light; its landmarks are the projected
-model landmarks. The fit recovers the scene, and the demo reports recovered-vs-true errors.
+A face is rendered from the synthetic model (:mod:`nextface_core.synthetic`) with known
+shape, expression, albedo, pose, focal and light; its landmarks are the projected model
+landmarks. The fit recovers the scene, and the demo reports recovered-vs-true errors.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .camera import axis_angle_to_matrix, model_to_camera, project
-from .config import Config, load_config
+from .camera import axis_angle_to_matrix
+from .config import load_config
 from .fitting import Fitter, save_result
-from .fitting.scene import FaceScene
-from .landmarks import LandmarkSet
 from .params import SceneParameters
 from .plugins import PluginRegistry
-from .render import RenderMode
 from .sh import dominant_direction
+from .synthetic import render_synthetic, synthetic_model, synthetic_scene
 
 #: the demo's fit settings when the user passes no config (a quicker fit than the defaults)
 DEMO_OVERRIDES = {
@@ -30,58 +27,6 @@ DEMO_OVERRIDES = {
     "stage2.iterations": 150,
     "stage3.iterations": 30,
 }
-
-
-
-def synthetic_scene(model, image_size: int = 256, seed: int = 0, bands: int = 3) -> SceneParameters:
-    """Known parameters of a demo face: a random identity, a mild expression, a turned head,
-    and light from the upper left on top of ambient light."""
-    g = torch.Generator().manual_seed(seed)
-    dt = model.dtype
-
-    def randn(*shape: int, scale: float) -> torch.Tensor:
-        return (torch.randn(*shape, generator=g, dtype=dt) * scale).to(model.device)
-
-    focal = torch.tensor([2.0 * image_size], dtype=dt, device=model.device)
-    width = float(model.shape_mean[:, 0].max() - model.shape_mean[:, 0].min())
-    params = SceneParameters.neutral(1, model.n_shape, model.n_expression, model.n_albedo, bands, focal,
-                                     distance=float(focal) * width / (0.55 * image_size))
-    params.shape = randn(1, model.n_shape, scale=0.7)
-    params.expression = randn(1, model.n_expression, scale=0.5)
-    params.diffuse = randn(1, model.n_albedo, scale=0.5)
-    params.specular = randn(1, model.n_albedo, scale=0.3)
-    params.rotation = torch.tensor([[math.radians(8.0), math.radians(-18.0), math.radians(4.0)]], dtype=dt, device=model.device)
-    params.sh[:, 0] = 0.8 * 2.0 * math.sqrt(math.pi)
-    if bands >= 2:  # light from the camera's upper left: direction (−0.5, −0.6, −0.6)
-        direction = torch.nn.functional.normalize(torch.tensor([-0.5, -0.6, -0.6], dtype=dt), dim=0)
-        k = 0.6 * 2.0 * math.sqrt(math.pi / 3.0)
-        params.sh[:, 1:4] = torch.stack([direction[2], -direction[1], direction[0]]).to(model.device)[None, :, None] * k
-    return params
-
-
-def render_synthetic(model, params: SceneParameters, renderer, config: Config, image_size: int = 256):
-    """The demo photo ``[H,W,3]`` uint8 and its ground-truth landmarks ``{schema: LandmarkSet}``."""
-    from .fitting.outputs import to_uint8
-
-    pp = torch.full((1, 2), image_size / 2.0, dtype=model.dtype, device=model.device)
-    scene = FaceScene(model, (image_size, image_size), pp, config.texture.resolution)
-    with torch.no_grad():
-        diffuse, specular = scene.albedo_textures(params)
-        rough = scene.constant_roughness(1, config.texture.initial_roughness)
-        out = renderer.render(scene.render_inputs(params, diffuse, specular, rough, config.render.final_samples, 0, RenderMode.FULL))
-        background = 0.05 + 0.1 * torch.linspace(0, 1, image_size, dtype=model.dtype, device=model.device)[None, :, None, None]
-        image = out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask)
-    sets = {}
-    for schema, assoc in model.landmarks.items():
-        verts = scene.vertices(params)[:, assoc.vertex_index]
-        pix = project(model_to_camera(verts, params.rotation, params.translation), params.focal, pp)
-        n = max([int(assoc.landmark_index.max()), *assoc.contour.keys()]) + 1
-        points = torch.zeros(1, n, 2, dtype=model.dtype)
-        conf = torch.zeros(1, n, dtype=model.dtype)
-        points[:, assoc.landmark_index.cpu()] = pix.detach().cpu()
-        conf[:, assoc.landmark_index.cpu()] = 1.0
-        sets[schema] = LandmarkSet(schema, points, conf, torch.ones(1, dtype=torch.bool), ["demo"])
-    return to_uint8(image[0]), sets
 
 
 def _rotation_error_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -114,8 +59,6 @@ def compare(result, model, truth: SceneParameters) -> dict[str, Any]:
 def run_demo(out: str | Path | None, config_path: str | Path | None = None, size: str = "small",
              registry: PluginRegistry | None = None) -> dict[str, Any]:
     """Render, fit and compare; write the fit's outputs to ``out`` when given."""
-    from .testing import synthetic_model
-
     config = load_config(config_path) if config_path else load_config(overrides=DEMO_OVERRIDES)
     registry = registry or PluginRegistry()
     model = synthetic_model(size)

@@ -5,7 +5,9 @@ callback, and the plugin calls ``register(name, factory, ...)`` for each thing i
 provides. Factories are called lazily, only for the name the user selects, so a
 plugin whose backend is missing still lists and still explains itself.
 
-Factory signatures (``config`` is the validated :class:`nextface_core.config.Config`):
+Factory signatures (``config`` is the validated :class:`nextface_core.config.Config`;
+a plugin that registered ``options=`` also receives its checked options instance,
+``factory(config, options)``):
 
 - model:    ``factory(config) -> MorphableModel``
 - detector: ``factory(config) -> LandmarkDetector``
@@ -19,14 +21,9 @@ from typing import Any, Callable, Protocol
 
 import pluggy
 
-hookspec = pluggy.HookspecMarker("nextface")
+from .project import PROJECT, Availability
 
-
-class Availability(Protocol):
-    """What a ``check`` callback returns: may this backend run here, and why (not)."""
-
-    ok: bool
-    detail: str
+hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 class Register(Protocol):
@@ -36,8 +33,11 @@ class Register(Protocol):
     ``factory``: builds the object from the config (see the module docstring).
     ``description``: one line for ``nextface plugins list``.
     ``check``: optional, cheap, must not raise; returns an
-    :class:`nextface_core.plugins.Availability` saying whether the backend can run on
+    :class:`nextface_core.Availability` saying whether the backend can run on
     this machine (e.g. which Mitsuba variants work). Omitted means "always available".
+    ``options``: optional frozen dataclass of the plugin's options (fields made with
+    :func:`nextface_core.options.option`); the core checks the config table
+    ``[plugins.<entry point>]`` against it and calls ``factory(config, options)``.
     """
 
     def __call__(
@@ -46,7 +46,8 @@ class Register(Protocol):
         factory: Callable[[Any], Any],
         *,
         description: str = "",
-        check: Callable[[], Any] | None = None,
+        check: Callable[[], Availability] | None = None,
+        options: type | None = None,
     ) -> None: ...
 
 

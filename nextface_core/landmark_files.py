@@ -20,8 +20,9 @@ optional (confidence defaults to 1)::
     image,schema,index,x,y,confidence,width,height
     face.jpg,ibug68,0,101.5,230.25,1,512,512
 
-Each (image, schema) must list indices ``0..L-1`` once; ``ibug68`` has 68 points and
-``mediapipe478`` 478; other schema names are accepted with any consistent count. Bad files
+Each (image, schema) must list indices ``0..L-1`` once; a registered schema
+(:mod:`nextface_core.landmark_schemas`: ``ibug68`` 68 points, ``mediapipe478`` 478) has its
+count; other schema names are accepted with any consistent count. Bad files
 raise :class:`~nextface_core.errors.InputError` naming the key (JSON) or line (CSV).
 """
 
@@ -41,14 +42,13 @@ import torch
 
 from .errors import InputError, UsageError
 from .files import read_user_text
+from .landmark_schemas import point_count
 from .landmarks import LandmarkSet
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "nextface-landmarks"
 FORMAT_VERSION = 1
-#: point count of each schema NextFace knows; other names may use any count
-KNOWN_SCHEMAS: dict[str, int] = {"ibug68": 68, "mediapipe478": 478}
 CSV_REQUIRED = ("image", "schema", "index", "x", "y")
 CSV_COLUMNS = ("image", "schema", "index", "x", "y", "confidence", "width", "height")
 _SIZE_TOLERANCE = 0.01  # relative x/y scale mismatch allowed when rescaling to an image
@@ -97,7 +97,7 @@ def _json_points(path: Path, key: str, schema: str, entry: Any) -> tuple[np.ndar
     for i, pair in enumerate(points):
         if not (isinstance(pair, list) and len(pair) == 2 and all(_finite(v) for v in pair)):
             raise _bad(path, f"{key}.points[{i}]", f"must be [x, y] with two finite numbers, got {pair!r}")
-    _check_count(path, f"{key}.points", schema, len(points), KNOWN_SCHEMAS.get(schema))
+    _check_count(path, f"{key}.points", schema, len(points), point_count(schema))
     xy = np.asarray(points, dtype=np.float64).reshape(len(points), 2)
     if "confidence" not in entry:
         return xy, np.ones(len(points))
@@ -190,7 +190,7 @@ def _parse_csv(path: Path, text: str) -> tuple[list[str], dict[tuple[str, str], 
         if not name or not schema:
             raise _bad(path, f"line {line}", "image and schema must not be empty")
         index = int(_csv_number(path, line, "index", row["index"], integer=True))
-        expected = KNOWN_SCHEMAS.get(schema)
+        expected = point_count(schema)
         if index < 0 or (expected is not None and index >= expected):
             span = f"0..{expected - 1}" if expected else ">= 0"
             raise _bad(path, f"line {line}", f"index {index} is out of range for schema '{schema}' ({span})")
@@ -213,7 +213,7 @@ def _parse_csv(path: Path, text: str) -> tuple[list[str], dict[tuple[str, str], 
         group[index] = (x, y, c)
     groups: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for (name, schema), group in rows.items():
-        count = KNOWN_SCHEMAS.get(schema, max(group) + 1)
+        count = point_count(schema) or max(group) + 1
         absent = sorted(set(range(count)) - set(group))
         if absent:
             shown = ", ".join(map(str, absent[:5])) + (" ..." if len(absent) > 5 else "")

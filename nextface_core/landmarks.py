@@ -65,10 +65,23 @@ class LandmarkSet:
 
 @runtime_checkable
 class LandmarkDetector(Protocol):
-    """What a detector factory returns."""
+    """What a detector factory returns.
+
+    Optional parts of the contract, looked up with ``getattr``: ``close()`` frees the
+    detector's resources; ``for_video()`` returns the detector to use on the consecutive
+    frames of one video (it may track the face between frames and may close ``self``); see
+    :func:`for_video`.
+    """
 
     name: str
 
     def detect(self, images: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, LandmarkSet]:
         """Detect landmarks on ``[H,W,3]`` uint8 sRGB images → ``{schema: LandmarkSet}``."""
         ...
+
+
+def for_video(detector: LandmarkDetector) -> LandmarkDetector:
+    """The detector to run, in order, on the frames of one video: ``detector.for_video()``
+    when the detector has a video mode (e.g. MediaPipe's face tracking), else ``detector``."""
+    video = getattr(detector, "for_video", None)
+    return video() if callable(video) else detector

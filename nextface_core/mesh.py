@@ -21,7 +21,15 @@ from .errors import InputError
 
 
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Un-normalised face normals (length = 2 × triangle area). ``[...,N,3]``, ``[F,3]`` → ``[...,F,3]``."""
+    """Un-normalised face normals (length = 2 × triangle area).
+
+    Args:
+        vertices: ``[...,N,3]`` float.
+        faces: ``[F,3]`` integer vertex indices.
+
+    Returns:
+        ``[...,F,3]`` normals, counter-clockwise faces pointing at the viewer.
+    """
     v0 = vertices[..., faces[:, 0], :]
     v1 = vertices[..., faces[:, 1], :]
     v2 = vertices[..., faces[:, 2], :]
@@ -31,10 +39,17 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Unit vertex normals, the area-weighted mean of the adjacent face normals.
 
-    ``vertices [N,3]`` or ``[B,N,3]``, ``faces [F,3]`` → same shape as ``vertices``;
-    differentiable. A vertex no face uses gets a zero normal. Gathers and the scatter run
-    channel-major (``[3·B, N]``, indices along the contiguous dimension), whose backward
-    passes are several times faster on CPUs than row-wise indexing.
+    A vertex no face uses gets a zero normal. Gathers and the scatter run channel-major
+    (``[3·B, N]``, indices along the contiguous dimension), whose backward passes are
+    several times faster on CPUs than row-wise indexing.
+
+    Args:
+        vertices: ``[N,3]`` or ``[B,N,3]`` float.
+        faces: ``[F,3]`` integer vertex indices.
+        eps: floor of the normal length before normalising.
+
+    Returns:
+        Unit normals of the shape, dtype and device of ``vertices``; differentiable.
     """
     batched = vertices.ndim == 3
     v = vertices if batched else vertices[None]
@@ -129,11 +144,16 @@ def _boundary_loops(directed: np.ndarray, boundary_edges: np.ndarray) -> list[np
 
 
 def symmetry_map(mean: torch.Tensor, axis: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror vertex of each vertex of ``mean [N,3]`` under ``axis → -axis`` (x for Basel).
+    """Mirror vertex of each vertex under ``axis → -axis`` (x for Basel); the mirror plane is
+    ``axis = 0`` and the model must be centred on it.
 
-    Returns ``(symmetry [N] int64, distance [N])``: the nearest vertex to each mirrored
-    vertex and how far it is (model units), so callers can judge how symmetric the mesh is.
-    The mirror plane is ``axis = 0``; the model must be centred on it.
+    Args:
+        mean: ``[N,3]`` float mean shape.
+        axis: the mirrored coordinate.
+
+    Returns:
+        ``(symmetry [N] int64, distance [N] float64)``: the nearest vertex to each mirrored
+        vertex and how far it is (model units), so callers can judge the symmetry (CPU tensors).
     """
     from scipy.spatial import cKDTree
 

@@ -3,7 +3,8 @@
 Each point is a filled disc with a one-pixel dark rim (visible on light and dark skin);
 dense schemas (more than :data:`DENSE` points, e.g. ``mediapipe478``) are drawn without a
 rim (and one size smaller on large images) so the sparse points on top stay readable.
-Colours: ``ibug68`` green, ``mediapipe478`` cyan, other schemas magenta; points whose
+Colours and layers come from the schema records (:mod:`nextface_core.landmark_schemas`:
+``ibug68`` green, ``mediapipe478`` cyan underneath, other schemas magenta); points whose
 confidence is below :data:`LOW_CONFIDENCE` are yellow. An image in which no face was found
 gets a red frame instead of dots. Drawing is vectorised over points (no per-point loop).
 """
@@ -17,18 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import landmark_schemas
 from .errors import InputError, UsageError
 from .landmarks import LandmarkSet
 
-SCHEMA_COLOURS: dict[str, tuple[int, int, int]] = {"ibug68": (0, 255, 0), "mediapipe478": (0, 200, 255)}
-OTHER_COLOUR = (255, 0, 255)
 LOW_CONFIDENCE = 0.5
 LOW_CONFIDENCE_COLOUR = (255, 230, 0)
 RIM_COLOUR = (0, 0, 0)
 DENSE = 100
 NO_FACE_COLOUR = (255, 0, 0)
-#: schemas drawn first (underneath); dense schemas go below sparse ones
-_DRAW_ORDER = {"mediapipe478": 0}
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -58,7 +56,7 @@ def point_radius(height: int, width: int) -> int:
 def draw_landmarks(
     image: np.ndarray,
     points: np.ndarray | torch.Tensor,
-    colour: tuple[int, int, int] = SCHEMA_COLOURS["ibug68"],
+    colour: tuple[int, int, int] = landmark_schemas.IBUG68.colour,
     confidence: np.ndarray | torch.Tensor | None = None,
     radius: int | None = None,
     rim: bool = True,
@@ -101,13 +99,13 @@ def overlay_image(image: np.ndarray, sets: Mapping[str, LandmarkSet] | LandmarkS
     ``sets``: one :class:`LandmarkSet` or ``{schema: LandmarkSet}`` (as detectors return).
     If no set found a face in that row, the image gets a red frame instead.
     """
-    chosen = [sets] if isinstance(sets, LandmarkSet) else sorted(sets.values(), key=lambda s: _DRAW_ORDER.get(s.schema, 1))
+    chosen = [sets] if isinstance(sets, LandmarkSet) else sorted(sets.values(), key=lambda s: landmark_schemas.layer(s.schema))
     out = image
     drawn = False
     for ls in chosen:
         if not bool(ls.found[index]):
             continue
-        colour = SCHEMA_COLOURS.get(ls.schema, OTHER_COLOUR)
+        colour = landmark_schemas.colour(ls.schema)
         dense = ls.points.shape[1] > DENSE
         radius = max(1, point_radius(*image.shape[:2]) - 1) if dense else point_radius(*image.shape[:2])
         out = draw_landmarks(out, ls.points[index], colour, ls.confidence[index], radius=radius, rim=not dense)

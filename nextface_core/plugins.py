@@ -22,14 +22,16 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
+from . import builtin as core_plugin
 from . import hookspecs
 from .errors import NextFaceError, PluginImportError, PluginNotFoundError, UsageError
+from .naming import distribution_name, entry_point_name
+from .options import OptionInfo, describe_options, parse_options
+from .project import PROJECT, Availability
 
-ENTRY_POINT_GROUP = "nextface"
+ENTRY_POINT_GROUP = PROJECT
 ENV_SELECT = "NEXTFACE_PLUGINS"
 ENV_BLOCK = "NEXTFACE_BLOCK_PLUGINS"
-
-hookimpl = pluggy.HookimplMarker("nextface")
 
 #: kind -> name of the hook that registers it
 KIND_HOOKS: dict[str, str] = {
@@ -39,24 +41,6 @@ KIND_HOOKS: dict[str, str] = {
     "loss": "nextface_register_losses",
     "stage": "nextface_register_stages",
 }
-
-#: first-party names and the distribution that provides each, for install hints
-KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
-    ("renderer", "vertex"): "nextface-render-vertex",
-    ("renderer", "mitsuba"): "nextface-render-mitsuba",
-    ("renderer", "redner"): "nextface-render-redner",
-    ("detector", "mediapipe"): "nextface-landmarks-mediapipe",
-    ("detector", "fan"): "nextface-landmarks-fan",
-    ("model", "basel"): "nextface-model-basel",
-}
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether a backend can run on this machine, with a short human explanation."""
-
-    ok: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +53,27 @@ class Registration:
     plugin: str
     description: str = ""
     check: Callable[[], Availability] | None = None
+    options: type | None = None
+
+    def option_infos(self) -> list[OptionInfo]:
+        """The declared options (empty when the plugin declared none)."""
+        return describe_options(self.options) if self.options is not None else []
+
+    def parse_options(self, config: Any) -> Any:
+        """The options instance from ``[plugins.<plugin>]`` of ``config`` (defaults for a None
+        config); :class:`ConfigError` for a bad table. None when no options were declared."""
+        if self.options is None:
+            return None
+        if config is None:
+            return self.options()
+        return parse_options(self.options, config.plugins.get(self.plugin, {}), self.plugin, config.plugin_source(self.plugin))
+
+    def build(self, config: Any) -> Any:
+        """Call the factory: ``factory(config, options)`` when options were declared, else
+        ``factory(config)``."""
+        if self.options is None:
+            return self.factory(config)
+        return self.factory(config, self.parse_options(config))
 
     def availability(self) -> Availability:
         """Run the plugin's check; a check that raises counts as unavailable."""
@@ -136,16 +141,13 @@ class PluginRegistry:
         env = os.environ if env is None else env
         self._select = _split_env(env.get(ENV_SELECT))
         self._block = _split_env(env.get(ENV_BLOCK)) or set()
-        self.pm = pluggy.PluginManager("nextface")
+        self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.broken: list[BrokenPlugin] = []
         self._dists: dict[str, tuple[str | None, str | None]] = {}
         self._registrations: dict[str, dict[str, Registration]] | None = None
-        if builtin and self._wanted("core"):
-            from . import builtin as core_plugin
-
-            self.pm.register(core_plugin, name="core")
-            self._dists["core"] = ("nextface", _own_version())
+        if builtin:
+            self.add("core", core_plugin, distribution="nextface", version=_own_version())
         if entry_points:
             self._load_entry_points()
         for name, plugin in plugins:
@@ -163,7 +165,10 @@ class PluginRegistry:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
+                self._check_hooks(ep.name)
             except Exception as exc:
+                if self.pm.has_plugin(ep.name):
+                    self.pm.unregister(name=ep.name)
                 self.broken.append(
                     BrokenPlugin(ep.name, *dist_info, f"{type(exc).__name__}: {exc}", traceback.format_exc())
                 )
@@ -171,12 +176,37 @@ class PluginRegistry:
             self._dists[ep.name] = dist_info
 
     def add(self, name: str, plugin: object, distribution: str | None = None, version: str | None = None) -> None:
-        """Register a plugin object directly (tests, notebooks, embedding applications)."""
+        """Register a plugin object directly (tests, notebooks, embedding applications).
+
+        A hook implementation that matches no hook spec (a misspelled name) is a
+        :class:`UsageError` naming it; the plugin is not kept.
+        """
         if not self._wanted(name):
             return
         self.pm.register(plugin, name=name)
+        try:
+            self._check_hooks(name)
+        except UsageError:
+            self.pm.unregister(name=name)
+            raise
         self._dists[name] = (distribution, version)
         self._registrations = None
+
+    def _check_hooks(self, name: str) -> None:
+        """pluggy's ``check_pending`` for the plugin just registered: every ``@hookimpl`` must
+        implement a hook spec; a misspelled one would otherwise be ignored without a word."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            unknown = [
+                hook.name
+                for hook in self.pm.get_hookcallers(self.pm.get_plugin(name)) or []
+                if not hook.has_spec()
+            ]
+            raise UsageError(
+                f"plugin '{name}' implements {', '.join(repr(h) for h in unknown) or 'a hook'} that is no NextFace hook ({exc})",
+                f"rename it to one of: {', '.join(sorted(KIND_HOOKS.values()))}",
+            ) from None
 
     # -- registration -------------------------------------------------------------------
 
@@ -217,12 +247,15 @@ class PluginRegistry:
             *,
             description: str = "",
             check: Callable[[], Availability] | None = None,
+            options: type | None = None,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"plugin '{plugin}' registered a {kind} with an empty or non-string name")
             if not callable(factory):
                 raise TypeError(f"plugin '{plugin}' registered {kind} '{name}' with a non-callable factory")
-            staged.append(Registration(kind, name, factory, plugin, description, check))
+            if options is not None:
+                describe_options(options)  # a malformed options class breaks the plugin at load, not at run
+            staged.append(Registration(kind, name, factory, plugin, description, check, options))
 
         return register
 
@@ -233,27 +266,34 @@ class PluginRegistry:
         return sorted(self._collect()[self._check_kind(kind)])
 
     def resolve(self, kind: str, name: str) -> Registration:
-        """The registration of ``name``; raises :class:`PluginNotFoundError` with an install hint."""
+        """The registration of ``name``; raises :class:`PluginNotFoundError` with an install hint.
+
+        The hint names the distribution NextFace's naming convention gives ``name``
+        (:mod:`nextface_core.naming`); a broken plugin of that name, entry point or
+        distribution is reported with its error instead.
+        """
         table = self._collect()[self._check_kind(kind)]
         if name in table:
             return table[name]
+        distribution = distribution_name(kind, name)
         for broken in self.broken:
-            if broken.name == name or broken.distribution == KNOWN_DISTRIBUTIONS.get((kind, name)):
+            if broken.name in (name, entry_point_name(kind, name)) or broken.distribution == distribution:
                 raise PluginImportError(
                     f"{kind} '{name}' is installed but its plugin '{broken.name}' failed to load: {broken.error}",
                     "run 'nextface plugins list' for details, or reinstall the plugin",
                 )
-        raise PluginNotFoundError(kind, name, list(table), KNOWN_DISTRIBUTIONS.get((kind, name)))
+        raise PluginNotFoundError(kind, name, list(table), distribution)
 
     def create(self, kind: str, name: str, config: Any) -> Any:
-        """Resolve ``name`` and call its factory with ``config``.
+        """Resolve ``name``, check its options in ``config`` and build it (:meth:`Registration.build`).
 
-        A factory raising anything but a :class:`NextFaceError` (a plugin bug, a broken
-        backend) becomes a :class:`PluginImportError` naming the plugin.
+        A bad ``[plugins.<entry point>]`` table is a :class:`ConfigError`; a factory raising
+        anything but a :class:`NextFaceError` (a plugin bug, a broken backend) becomes a
+        :class:`PluginImportError` naming the plugin.
         """
         reg = self.resolve(kind, name)
         try:
-            return reg.factory(config)
+            return reg.build(config)
         except NextFaceError:
             raise
         except Exception as exc:

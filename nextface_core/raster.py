@@ -40,13 +40,13 @@ z ≤ 0 are skipped (no clipping), as are degenerate ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 
-@dataclass
+@dataclass(frozen=True)
 class Fragments:
     """What the rasteriser hands to shading, per pixel of a ``[B,H,W]`` batch of images.
 
@@ -58,7 +58,8 @@ class Fragments:
     ``covered_depth [M]`` camera z, both differentiable w.r.t. pixels and depth;
     ``face_orientation [B,F]`` the sign of each face's screen area (+1 counter-clockwise
     on screen, 0 degenerate; no gradient). :attr:`barycentric`, :attr:`depth` and
-    :attr:`mask` are the same as full images.
+    :attr:`mask` are the same as full images. Frozen: a stage that needs other fragments
+    makes new ones (:meth:`detach`, :func:`dataclasses.replace`).
     """
 
     face_index: Tensor
@@ -71,6 +72,11 @@ class Fragments:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.face_index.shape[1]), int(self.face_index.shape[2])
+
+    def detach(self) -> "Fragments":
+        """The same fragments cut from the autograd graph (barycentrics and depth without
+        gradient), e.g. to shade with fixed visibility."""
+        return replace(self, covered_barycentric=self.covered_barycentric.detach(), covered_depth=self.covered_depth.detach())
 
     @property
     def barycentric(self) -> Tensor:

@@ -36,9 +36,15 @@ def _bands_of(sh: torch.Tensor) -> int:
 
 
 def sh_basis(directions: torch.Tensor, bands: int) -> torch.Tensor:
-    """Evaluate the basis at unit ``directions [..., 3]`` (camera space) → ``[..., bands²]``.
+    """The real SH basis at unit directions, in polynomial (Cartesian) forms, so it is smooth
+    everywhere, poles included.
 
-    Uses polynomial (Cartesian) forms, so it is smooth everywhere, poles included.
+    Args:
+        directions: ``[..., 3]`` float unit vectors, camera space.
+        bands: 1..9.
+
+    Returns:
+        ``[..., bands²]`` basis values, same dtype and device; differentiable.
     """
     _check_bands(bands)
     x, y, z = directions.unbind(-1)
@@ -69,7 +75,14 @@ def sh_basis(directions: torch.Tensor, bands: int) -> torch.Tensor:
 
 
 def lambert_kernel(bands: int) -> list[float]:
-    """Per-band coefficients Â_l of the clamped-cosine kernel (Ramamoorthi & Hanrahan 2001)."""
+    """Per-band coefficients Â_l of the clamped-cosine kernel (Ramamoorthi & Hanrahan 2001).
+
+    Args:
+        bands: 1..9.
+
+    Returns:
+        A list of ``[bands]`` Python floats, Â_0 = π first.
+    """
     _check_bands(bands)
     kernel = []
     for l in range(bands):
@@ -88,9 +101,14 @@ def lambert_kernel(bands: int) -> list[float]:
 
 
 def irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-    """Irradiance ``E(n) = ∫ L(ω) max(0, n·ω) dω`` for ``normals [B,...,3]`` under ``sh [B,bands²,3]``.
+    """Irradiance ``E(n) = ∫ L(ω) max(0, n·ω) dω``; a Lambertian surface of albedo ρ reflects ``ρ E / π``.
 
-    Returns ``[B,...,3]``. A Lambertian surface of albedo ρ reflects ``ρ E / π``.
+    Args:
+        normals: ``[B,...,3]`` float unit normals, camera space.
+        sh: ``[B,bands²,3]`` light coefficients (linear RGB).
+
+    Returns:
+        ``[B,...,3]`` irradiance; differentiable w.r.t. both inputs.
     """
     bands = _bands_of(sh)
     kernel = sh.new_tensor([lambert_kernel(bands)[l] for l in range(bands) for _ in range(2 * l + 1)])
@@ -101,7 +119,15 @@ def irradiance(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
 
 
 def radiance(directions: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-    """Incoming radiance ``L(ω)`` from ``directions [B,...,3]`` under ``sh [B,bands²,3]`` → ``[B,...,3]``."""
+    """Incoming radiance ``L(ω)`` of the SH light.
+
+    Args:
+        directions: ``[B,...,3]`` float unit directions, camera space.
+        sh: ``[B,bands²,3]`` light coefficients.
+
+    Returns:
+        ``[B,...,3]`` linear RGB radiance (may be < 0 between lobes).
+    """
     bands = _bands_of(sh)
     basis = sh_basis(directions, bands)
     flat = basis.reshape(basis.shape[0], -1, basis.shape[-1])
@@ -109,7 +135,15 @@ def radiance(directions: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
 
 
 def envmap_directions(height: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Unit camera-space direction of each texel centre of an ``[H, 2H]`` equirectangular map → ``[H,2H,3]``."""
+    """Unit camera-space direction of each texel centre of an equirectangular map.
+
+    Args:
+        height: rows H (the width is 2H).
+        device, dtype: of the result.
+
+    Returns:
+        ``[H,2H,3]`` unit directions.
+    """
     width = 2 * height
     theta = (torch.arange(height, device=device, dtype=dtype) + 0.5) * math.pi / height
     phi = (torch.arange(width, device=device, dtype=dtype) + 0.5) * 2.0 * math.pi / width
@@ -119,7 +153,15 @@ def envmap_directions(height: int, device: torch.device | str = "cpu", dtype: to
 
 
 def envmap_solid_angles(height: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Solid angle of each texel of an ``[H, 2H]`` equirectangular map → ``[H, 2H]`` (sums to 4π)."""
+    """Solid angle of each texel of an equirectangular map (they sum to 4π).
+
+    Args:
+        height: rows H (the width is 2H).
+        device, dtype: of the result.
+
+    Returns:
+        ``[H,2H]`` steradians.
+    """
     width = 2 * height
     edges = torch.arange(height + 1, device=device, dtype=torch.float64) * math.pi / height
     band = (torch.cos(edges[:-1]) - torch.cos(edges[1:])) * (2.0 * math.pi / width)
@@ -127,13 +169,30 @@ def envmap_solid_angles(height: int, device: torch.device | str = "cpu", dtype: 
 
 
 def sh_to_envmap(sh: torch.Tensor, height: int) -> torch.Tensor:
-    """Radiance environment map of ``sh [B,bands²,3]`` → ``[B, H, 2H, 3]`` (linear RGB, may be < 0)."""
+    """Radiance environment map of the SH light.
+
+    Args:
+        sh: ``[B,bands²,3]`` light coefficients.
+        height: rows H of the map.
+
+    Returns:
+        ``[B,H,2H,3]`` linear RGB (may be < 0), the dtype and device of ``sh``.
+    """
     dirs = envmap_directions(height, sh.device, sh.dtype)
     return radiance(dirs.expand(sh.shape[0], *dirs.shape), sh)
 
 
 def envmap_to_sh(envmap: torch.Tensor, bands: int) -> torch.Tensor:
-    """Project an equirectangular ``envmap [B,H,2H,3]`` onto the SH basis → ``[B,bands²,3]``."""
+    """Project an equirectangular environment map onto the SH basis (inverse of :func:`sh_to_envmap`
+    up to the band limit).
+
+    Args:
+        envmap: ``[B,H,2H,C]`` float, linear.
+        bands: 1..9.
+
+    Returns:
+        ``[B,bands²,C]`` coefficients.
+    """
     if envmap.ndim != 4 or envmap.shape[2] != 2 * envmap.shape[1]:
         raise ValueError(f"env map has shape {tuple(envmap.shape)}; expected equirectangular [B, H, 2H, C]")
     height = envmap.shape[1]
@@ -144,8 +203,15 @@ def envmap_to_sh(envmap: torch.Tensor, bands: int) -> torch.Tensor:
 
 
 def dominant_direction(sh: torch.Tensor) -> torch.Tensor:
-    """Unit camera-space direction the light mostly comes from, from the band-1 terms of
-    ``sh [B,bands²,3]`` (luminance-weighted over colours) → ``[B,3]``. Needs bands ≥ 2."""
+    """Unit camera-space direction the light mostly comes from: the band-1 terms,
+    luminance-weighted over colours. Needs bands ≥ 2.
+
+    Args:
+        sh: ``[B,bands²,3]`` light coefficients.
+
+    Returns:
+        ``[B,3]`` unit vectors.
+    """
     if sh.shape[1] < 4:
         raise ValueError("the light direction needs at least 2 SH bands")
     c = (sh[:, 1:4] * sh.new_tensor([0.2126, 0.7152, 0.0722])).sum(-1)  # [B,3]: Y1-1 ∝ z, Y10 ∝ −y, Y11 ∝ x

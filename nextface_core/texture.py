@@ -124,8 +124,16 @@ class TextureMapper:
 
 
 def sample(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """Bilinear lookup of ``texture [B,T,T,C]`` at ``uv [B,M,2]`` → ``[B,M,C]`` (edge texels
-    extend outwards; u → column, v → row from the top, origin at the top-left corner)."""
+    """Bilinear texture lookup; edge texels extend outwards.
+
+    Args:
+        texture: ``[B,T,T,C]`` float.
+        uv: ``[B,M,2]`` float in [0, 1]; u → column, v → row from the top, origin at the
+            top-left corner.
+
+    Returns:
+        ``[B,M,C]`` values; differentiable w.r.t. ``texture`` and ``uv``.
+    """
     if texture.ndim != 4:
         raise ValueError(f"texture must be [B,T,T,C], got {tuple(texture.shape)}")
     grid = (uv * 2.0 - 1.0)[:, None]  # [B,1,M,2], x = u, y = v

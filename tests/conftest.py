@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 
 @pytest.fixture

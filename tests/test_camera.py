@@ -15,7 +15,7 @@ from nextface_core.camera import (
     rotate_normals,
     unproject,
 )
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 
 def _rotations(n: int, max_angle: float, seed: int = 0) -> torch.Tensor:

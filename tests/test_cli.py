@@ -112,7 +112,7 @@ def test_main_maps_errors_to_exit_codes(
         raise error
 
     monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setitem(cli._state, "debug", False)
+    monkeypatch.setitem(cli.state, "debug", False)
     with pytest.raises(SystemExit) as info:
         cli.main()
     assert info.value.code == code
@@ -124,7 +124,7 @@ def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
         raise InputError("bad input")
 
     monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setitem(cli._state, "debug", True)
+    monkeypatch.setitem(cli.state, "debug", True)
     with pytest.raises(InputError, match="bad input"):
         cli.main()
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.synthetic.dataset import write_synthetic_dataset
+from nextface_model_basel.testing import write_synthetic_basel
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
 
@@ -27,7 +28,7 @@ def _run(args: list[str], cache: Path, pythonpath: Path | None = None) -> subpro
 @pytest.fixture(scope="module")
 def groups(tmp_path_factory):
     """4 faces of 2 people in sub-folders person0/ and person1/, plus a corrupt photo of person1."""
-    ds = write_synthetic_dataset(tmp_path_factory.mktemp("groups"), count=4, size=64, groups=2)
+    ds = write_synthetic_dataset(tmp_path_factory.mktemp("groups"), "basel", write_synthetic_basel, count=4, size=64, groups=2)
     (ds.images / "person1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return ds
 

@@ -20,9 +20,10 @@ from nextface_core.camera import axis_angle_to_matrix
 from nextface_core.config import load_config
 from nextface_core.landmark_files import write_landmarks
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model, write_synthetic_basel
+from nextface_core.synthetic import synthetic_model
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.tracking import read_frames, video_writer
-from nextface_core.tracking.synthetic import synthetic_clip
+from nextface_core.synthetic.clip import synthetic_clip
 
 SIZE = 96
 CONFIG = """
@@ -41,7 +42,7 @@ resolution = 96
 
 def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["nextface", *args])
-    monkeypatch.setitem(cli._state, "debug", False)
+    monkeypatch.setitem(cli.state, "debug", False)
     with pytest.raises(SystemExit) as info:
         cli.main()
     out = capsys.readouterr()

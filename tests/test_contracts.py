@@ -14,7 +14,7 @@ from nextface_core.model import MorphableModel, combine
 from nextface_core.params import SceneParameters
 from nextface_core.render import RenderInputs, RenderMode
 from nextface_core.sh import irradiance
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ from nextface_core.dataset import (
     write_manifest,
 )
 from nextface_core.dataset.manifest import parquet_module
-from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.synthetic.dataset import write_synthetic_dataset
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.errors import BackendUnavailableError, InputError, UsageError
 from nextface_core.fitting import Fitter
 from nextface_core.images import load_image
@@ -52,7 +53,7 @@ COUNT = 12
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    ds = write_synthetic_dataset(tmp_path_factory.mktemp("dataset"), count=COUNT, size=SIZE)
+    ds = write_synthetic_dataset(tmp_path_factory.mktemp("dataset"), "basel", write_synthetic_basel, count=COUNT, size=SIZE)
     good = (ds.images / "face000.png").read_bytes()
     (ds.images / "zz_corrupt.png").write_bytes(good[: len(good) // 3])  # a PNG cut short
     return ds

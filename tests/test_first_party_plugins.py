@@ -6,7 +6,23 @@ import json
 import subprocess
 import sys
 
-from nextface_core.plugins import KNOWN_DISTRIBUTIONS, PluginRegistry
+from nextface_core.naming import distribution_name
+from nextface_core.plugins import PluginRegistry
+
+#: the first-party names and their distributions (the core itself keeps no such table)
+KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
+    ("renderer", "vertex"): "nextface-render-vertex",
+    ("renderer", "mitsuba"): "nextface-render-mitsuba",
+    ("renderer", "redner"): "nextface-render-redner",
+    ("detector", "mediapipe"): "nextface-landmarks-mediapipe",
+    ("detector", "fan"): "nextface-landmarks-fan",
+    ("model", "basel"): "nextface-model-basel",
+}
+
+
+def test_first_party_distributions_follow_the_naming_convention_of_the_install_hints() -> None:
+    for (kind, name), dist in KNOWN_DISTRIBUTIONS.items():
+        assert distribution_name(kind, name) == dist
 
 
 def test_all_first_party_names_resolve_from_installed_entry_points() -> None:

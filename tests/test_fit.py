@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from nextface_core.config import load_config
-from nextface_core.demo import compare, render_synthetic, synthetic_scene
+from nextface_core.demo import compare
+from nextface_core.synthetic import render_synthetic, synthetic_scene
 from nextface_core.fitting import Checkpoint, Fitter, save_result
 from nextface_core.landmarks import LandmarkSet
 

@@ -174,3 +174,23 @@ def test_file_level_errors(tmp_path: Path) -> None:
         read_landmarks(tmp_path / "bin.csv")
     with pytest.raises(UsageError, match="must end in .json or .csv"):
         write_landmarks(tmp_path / "out.txt", make_sets())
+
+
+def test_a_registered_schema_record_sets_the_count_the_files_are_checked_against(tmp_path: Path) -> None:
+    from nextface_core import landmark_schemas
+    from nextface_core.landmark_schemas import LandmarkSchema, register_schema
+
+    five = LandmarkSchema("test_five", 5, (0, 4), (10, 20, 30))
+    rows = ["image,schema,index,x,y", *[f"a.png,test_five,{i},{i}.5,1.5" for i in range(4)]]
+    (tmp_path / "four.csv").write_text("\n".join(rows) + "\n")
+    read_landmark_file(tmp_path / "four.csv")  # unregistered: any consistent count
+    register_schema(five)
+    register_schema(five)  # the same record again: no-op
+    try:
+        with pytest.raises(InputError, match=r"lacks index\(es\) 4 \(needs 0..4\)"):
+            read_landmark_file(tmp_path / "four.csv")
+        assert landmark_schemas.eye_corners("test_five") == (0, 4) and landmark_schemas.colour("test_five") == (10, 20, 30)
+        with pytest.raises(ValueError, match="already registered"):
+            register_schema(LandmarkSchema("test_five", 6, None, (0, 0, 0)))
+    finally:
+        landmark_schemas._SCHEMAS.pop("test_five")  # the table is process-wide: leave it as found

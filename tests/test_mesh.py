@@ -10,7 +10,7 @@ import torch
 
 from nextface_core.errors import InputError
 from nextface_core.mesh import MeshTopology, check_frame, face_normals, symmetry_map, vertex_normals
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 
 def _grid(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

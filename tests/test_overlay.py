@@ -10,19 +10,19 @@ import torch
 from PIL import Image
 
 from nextface_core.errors import UsageError
+from nextface_core.landmark_schemas import IBUG68, MEDIAPIPE478
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.overlay import (
     LOW_CONFIDENCE_COLOUR,
     NO_FACE_COLOUR,
     RIM_COLOUR,
-    SCHEMA_COLOURS,
     draw_landmarks,
     overlay_image,
     save_overlay,
 )
 
 GREY = np.full((40, 60, 3), 128, np.uint8)
-GREEN = SCHEMA_COLOURS["ibug68"]
+GREEN = IBUG68.colour
 
 
 def test_a_dot_lands_in_the_pixel_containing_the_point() -> None:
@@ -66,7 +66,7 @@ def sets(found: list[bool]) -> dict[str, LandmarkSet]:
 def test_overlay_draws_sparse_points_over_dense_ones() -> None:
     out = overlay_image(GREY, sets([True]))
     assert tuple(out[20, 20]) == GREEN  # ibug68 on top at the shared spot
-    assert tuple(out[20, 5]) == SCHEMA_COLOURS["mediapipe478"]  # dense line elsewhere, no rim
+    assert tuple(out[20, 5]) == MEDIAPIPE478.colour  # dense line elsewhere, no rim
     assert tuple(out[0, 0]) == (128, 128, 128)
 
 

@@ -14,7 +14,7 @@ from nextface_core.landmark_files import FileDetector, write_landmarks
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.losses import LossContext, WeightedTerm, standard_terms
 from nextface_core.render import RenderOutput
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 from nextface_core.testing.kit import (
     ContractError,
     check_detector,
@@ -66,7 +66,7 @@ def test_check_plugin_reports_a_missing_description() -> None:
     class Plugin:  # fake: registers without a description
         @hookimpl
         def nextface_register_renderers(self, register) -> None:
-            register("bare", nextface_render_vertex.create)
+            register("bare", nextface_render_vertex.create, options=nextface_render_vertex.VertexOptions)
 
     with pytest.raises(ContractError, match="has a description"):
         check_plugin(Plugin(), "renderer", "bare")
@@ -226,7 +226,8 @@ def _plugin_with_check(check):
     class Plugin:  # fake: the vertex renderer behind a given availability check
         @hookimpl
         def nextface_register_renderers(self, register) -> None:
-            register("checked", nextface_render_vertex.create, description="vertex behind a check", check=check)
+            register("checked", nextface_render_vertex.create, description="vertex behind a check", check=check,
+                     options=nextface_render_vertex.VertexOptions)
 
     return Plugin()
 

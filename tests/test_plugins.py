@@ -162,3 +162,28 @@ def test_registries_do_not_share_state() -> None:
     first.add("p", P())
     second = PluginRegistry(entry_points=False, builtin=False)
     assert first.names("loss") == ["l1"] and second.names("loss") == []
+
+
+def test_a_misspelled_hook_implementation_is_an_error_naming_it(empty_registry: PluginRegistry) -> None:
+    class Typo:
+        @hookimpl
+        def nextface_register_renderer(self, register):  # no such hook: the spec is ..._renderers
+            register("lost", lambda c: None)
+
+    with pytest.raises(UsageError, match="plugin 'typo' implements 'nextface_register_renderer' that is no NextFace hook"):
+        empty_registry.add("typo", Typo())
+    assert empty_registry.plugins() == []
+
+
+def test_an_installed_plugin_with_a_misspelled_hook_is_broken_not_ignored(site: Path) -> None:
+    _write_distribution(site, "oot-flat", "1.0", "oot_flat", GOOD.replace("nextface_register_renderers", "nextface_register_rendrers"))
+    registry = PluginRegistry(env={"NEXTFACE_PLUGINS": "oot_flat"}, builtin=False)
+    assert [b.name for b in registry.broken] == ["oot_flat"]
+    assert "'nextface_register_rendrers' that is no NextFace hook" in registry.broken[0].error
+    assert registry.plugins() == []
+
+
+def test_an_unregistered_name_names_the_conventional_distribution(empty_registry: PluginRegistry) -> None:
+    with pytest.raises(PluginNotFoundError) as info:
+        empty_registry.resolve("detector", "my_fan")
+    assert info.value.hint == "pip install nextface-landmarks-my-fan"

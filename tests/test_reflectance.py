@@ -1,7 +1,7 @@
 """Stage 3 separates reflectance correctly on a known truth (the fast variant of the
 ``reflectance`` benchmark).
 
-The truth (:mod:`nextface_core.testing.reflectance`) has diffuse detail (spots, brows,
+The truth (:mod:`nextface_core.synthetic.reflectance`) has diffuse detail (spots, brows,
 lips), an achromatic T-zone specular and a smooth roughness. Here it is the small synthetic
 model at 192 px, rendered by the vertex renderer itself (a stand-in for the benchmark's
 Mitsuba truth, to keep the test fast), fitted with short stages. Before the map
@@ -19,8 +19,8 @@ from nextface_core.config import load_config
 from nextface_core.fitting import Fitter
 from nextface_core.fitting.outputs import to_uint8
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
-from nextface_core.testing.reflectance import evaluate_reflectance, reflectance_truth, render_truth, truth_landmarks
+from nextface_core.synthetic import synthetic_model
+from nextface_core.synthetic.reflectance import evaluate_reflectance, reflectance_truth, render_truth, truth_landmarks
 
 SIZE = 192
 

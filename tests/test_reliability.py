@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from nextface_core.config import load_config
-from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.synthetic.dataset import write_synthetic_dataset
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.images import load_image
 from nextface_core.landmark_files import read_landmarks, write_landmarks
 from nextface_core.landmarks import LandmarkSet
@@ -44,7 +45,7 @@ def nextface(args: list[str], cache: Path, **kw) -> subprocess.CompletedProcess[
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three synthetic faces and their files, plus the bad inputs the table refers to."""
     root = tmp_path_factory.mktemp("reliability")
-    ds = write_synthetic_dataset(root / "ds", count=3, size=SIZE)
+    ds = write_synthetic_dataset(root / "ds", "basel", write_synthetic_basel, count=3, size=SIZE)
     face = ds.images / "face000.png"
     bad = root / "bad"
     bad.mkdir()
@@ -298,7 +299,8 @@ def _fitter(data: dict[str, Path], probe: NanProbe, stage2: int):
     from nextface_core import hookimpl
     from nextface_core.fitting import Fitter
     from nextface_core.plugins import PluginRegistry
-    from nextface_core.testing import fresh_registry, synthetic_model
+    from nextface_core.synthetic import synthetic_model
+    from nextface_core.testing import fresh_registry
 
     class Plugin:
         @hookimpl

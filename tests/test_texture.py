@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nextface_core.mesh import symmetry_map
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 from nextface_core.texture import TextureMapper, sample
 from nextface_core.uvmap import symmetric_uv
 

@@ -25,7 +25,7 @@ from nextface_core.tracking import (
     INTERPOLATED, MISSING, TRACKED, Identity, keyframe_indices, probe, read_frames, save_track, track_frames, video_writer,
 )
 from nextface_core.tracking.outputs import euler_degrees
-from nextface_core.tracking.synthetic import synthetic_clip
+from nextface_core.synthetic.clip import synthetic_clip
 from nextface_core.tracking.track import detect_frames
 
 SIZE = 128
@@ -232,3 +232,38 @@ def test_no_face_in_any_frame_is_an_input_error(config, registry, model, rendere
     clip = synthetic_clip(model, renderer, config, count=2, size=64, faceless=(0, 1))
     with pytest.raises(InputError, match="no face found in any of the 2 frames"):
         _track(clip, config, registry, model, renderer)
+
+
+def test_the_tracker_takes_video_mode_from_the_detector_contract() -> None:
+    """detect_frames calls the detector's optional ``for_video()`` (a fake detector here) and
+    runs the frames through what it returns, in order; it sets no plugin option itself."""
+    from nextface_core import hookimpl
+    from nextface_core.landmarks import LandmarkSet
+
+    calls: list[str] = []
+
+    class FakeDetector:
+        name = "fake"
+
+        def __init__(self, video: bool = False) -> None:
+            self.video = video
+
+        def for_video(self) -> "FakeDetector":
+            calls.append("for_video")
+            return FakeDetector(video=True)
+
+        def detect(self, images, names):
+            calls.append(f"detect video={self.video}")
+            points = torch.full((len(images), 68, 2), float(len(calls)))
+            return {"ibug68": LandmarkSet("ibug68", points, torch.ones(len(images), 68), torch.ones(len(images), dtype=torch.bool), list(names))}
+
+    class Plugin:
+        @hookimpl
+        def nextface_register_landmark_detectors(self, register) -> None:
+            register("fake", lambda config: FakeDetector())
+
+    registry = PluginRegistry([("fake", Plugin())], entry_points=False, builtin=False, env={})
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 3
+    sets, names = detect_frames(lambda: iter(frames), load_config(overrides={"run.landmarks": "fake"}), registry)
+    assert calls == ["for_video", "detect video=True", "detect video=True", "detect video=True"]
+    assert names == ["frame000000", "frame000001", "frame000002"] and sets["ibug68"].points.shape == (3, 68, 2)

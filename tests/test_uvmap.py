@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nextface_core.mesh import MeshTopology, symmetry_map
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 from nextface_core.uvmap import symmetric_uv, uv_quality
 
 SFM = Path(__file__).resolve().parents[2] / "shared" / "models" / "sfm-as-bfm"

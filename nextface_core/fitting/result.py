@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..color import linear_to_srgb
 from ..errors import InputError
 from ..files import atomic_path
+from ..landmark_schemas import eye_corners
 from ..mapstats import map_statistics, visible_texels
 from ..params import SceneParameters
 from ..config import Config
@@ -28,10 +29,6 @@ from ..model import MorphableModel
 from ..render import Renderer, RenderMode, RenderOutput
 from .inputs import ImageBatch
 from .scene import FaceScene
-
-#: outer eye corners per landmark schema, for the inter-ocular distance
-#: (ibug-68: points 37 and 46 in 1-based numbering; MediaPipe face mesh: 33 and 263)
-OUTER_EYE_CORNERS = {"ibug68": (36, 45), "mediapipe478": (33, 263)}
 
 CHECKPOINT_FORMAT = "nextface-checkpoint-1"
 
@@ -191,7 +188,7 @@ class FitResult:
         return out
 
     def _interocular(self) -> torch.Tensor | None:
-        corners = OUTER_EYE_CORNERS.get(self.schema)
+        corners = eye_corners(self.schema)
         if corners is None:
             return None
         return (self.detected[:, corners[0]] - self.detected[:, corners[1]]).norm(dim=-1).clamp_min(1e-6)

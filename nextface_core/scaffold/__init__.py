@@ -1,8 +1,8 @@
 """``nextface plugins new``: scaffold a plugin distribution that installs, is listed, and
 passes its contract tests out of the box.
 
-Naming conventions (the same as the first-party plugins): for ``NAME`` of kind ``KIND``
-with prefix ``P`` (``render``, ``landmarks``, ``model`` or ``loss``)
+Naming conventions (:mod:`nextface_core.naming`, the same as the first-party plugins): for
+``NAME`` of kind ``KIND`` with prefix ``P`` (``render``, ``landmarks``, ``model`` or ``loss``)
 
 - the registered name, what users select (``--renderer NAME``): ``NAME``;
 - the distribution: ``nextface-P-NAME`` (folder of the same name), module ``nextface_P_NAME``;
@@ -23,10 +23,9 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UsageError
+from ..naming import PREFIXES, distribution_name, entry_point_name, module_name
 from ..plugins import KIND_HOOKS
 
-#: the prefix of distribution, module and entry-point names for each kind
-PREFIXES: dict[str, str] = {"renderer": "render", "detector": "landmarks", "model": "model", "loss": "loss"}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -50,13 +49,12 @@ class PluginNames:
                 f"plugin name {name!r} is not a valid name",
                 "use lower-case letters, digits and underscores, starting with a letter (e.g. toon or my_fan)",
             )
-        prefix = PREFIXES[kind]
         return cls(
             name=name,
             kind=kind,
-            distribution=f"nextface-{prefix}-{name.replace('_', '-')}",
-            module=f"nextface_{prefix}_{name}",
-            entry_point=f"{prefix}_{name}",
+            distribution=distribution_name(kind, name),
+            module=module_name(kind, name),
+            entry_point=entry_point_name(kind, name),
             class_prefix="".join(part.capitalize() for part in name.split("_")),
         )
 

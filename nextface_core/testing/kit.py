@@ -16,12 +16,13 @@ kind: :func:`check_renderer`, :func:`check_detector`, :func:`check_model` or
 :class:`ContractError` listing them all (with what was expected), or returns the names of
 the checks that passed.
 
-The scenes come from the core's synthetic face (:func:`nextface_core.testing.synthetic_model`
-with :func:`nextface_core.demo.synthetic_scene`), so no model download is needed.
+The scenes come from the core's synthetic face (:func:`nextface_core.synthetic.synthetic_model`
+with :func:`nextface_core.synthetic.synthetic_scene`), so no model download is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -30,16 +31,17 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..demo import render_synthetic, synthetic_scene
+from ..errors import ConfigError
 from ..fitting.scene import FaceScene
 from ..landmarks import LandmarkDetector, LandmarkSet
 from ..losses import LossContext, LossTerm
 from ..mesh import symmetry_map
+from ..options import describe_options, parse_options
 from ..model import MorphableModel, combine
 from ..params import SceneParameters
 from ..plugins import KIND_HOOKS, PluginRegistry
 from ..render import Renderer, RenderInputs, RenderMode, RenderOutput
-from .synthetic import synthetic_model
+from ..synthetic import render_synthetic, synthetic_model, synthetic_scene
 
 #: texture resolution of the kit's synthetic scenes (small: the contracts are about behaviour)
 KIT_TEXTURE_RESOLUTION = 64
@@ -100,8 +102,10 @@ def check_plugin(
     **contract_options: Any,
 ) -> list[str]:
     """Register ``plugin`` on a fresh registry, check that ``kind`` ``name`` is listed with
-    a description and an answering availability check, build it with ``config`` (default:
-    the packaged defaults) and run the contract of ``kind``. Returns the passed checks."""
+    a description and an answering availability check, that its declared options (if any)
+    are well formed (:func:`check_options`), build it with ``config`` (default: the packaged
+    defaults; its options come from ``[plugins.<plugin_name>]``) and run the contract of
+    ``kind``. Returns the passed checks."""
     if kind not in KIND_HOOKS:
         raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(KIND_HOOKS)}")
     config = config or load_config()
@@ -122,10 +126,13 @@ def check_plugin(
     )
     info = [p for p in registry.plugins() if p.name == plugin_name]
     checks.expect("listed with its hook", bool(info) and KIND_HOOKS[kind] in info[0].hooks, "hook missing from plugins()")
+    if reg.options is not None:
+        for problem in _option_problems(reg.options):
+            checks.expect("options well formed", False, problem)
     checks.done()
     if not availability.ok:
         _skip(f"{kind} '{name}' is not available here: {availability.detail}")
-    built = reg.factory(config)
+    built = reg.build(config)
     contract: dict[str, Callable[..., list[str]]] = {
         "renderer": check_renderer,
         "detector": check_detector,
@@ -137,11 +144,41 @@ def check_plugin(
     return checks.passed + contract[kind](built, **contract_options)
 
 
+def _option_problems(options: type) -> list[str]:
+    """What is wrong with an options class: not a frozen dataclass, a field without help, a
+    default that its own rule refuses (empty when it is well formed)."""
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
+        return [f"{getattr(options, '__name__', options)!r} must be a frozen dataclass (@dataclass(frozen=True))"]
+    try:
+        infos = describe_options(options)
+    except TypeError as exc:
+        return [str(exc)]
+    problems = [f"option {i.name} has no help: declare it with option(default, help)" for i in infos if not i.help.strip()]
+    try:
+        parse_options(options, {i.name: list(i.default) if isinstance(i.default, tuple) else i.default for i in infos}, "plugin")
+    except ConfigError as exc:
+        problems.append(f"a default breaks its own rule: {exc}")
+    return problems
+
+
+def check_options(options: type) -> list[str]:
+    """Check an options class on its own (:func:`check_plugin` runs this for a plugin that
+    registered ``options=``): a frozen dataclass whose fields all have help and defaults
+    their own rules accept. Raises :class:`ContractError` listing the problems."""
+    checks = _Checks(f"options {getattr(options, '__name__', options)}")
+    problems = _option_problems(options)
+    for problem in problems:
+        checks.expect("options well formed", False, problem)
+    if not problems:
+        checks.expect("options well formed", True, "")
+    return checks.done()
+
+
 # -- synthetic scenes -------------------------------------------------------------------
 
 
 def synthetic_params(model: MorphableModel, seeds: Sequence[int] = (0, 1), image_size: int = 64, bands: int = 3) -> SceneParameters:
-    """One :func:`~nextface_core.demo.synthetic_scene` per seed, stacked into a batch of
+    """One :func:`~nextface_core.synthetic.synthetic_scene` per seed, stacked into a batch of
     ``len(seeds)`` images with one identity each."""
     scenes = [synthetic_scene(model, image_size=image_size, seed=s, bands=bands) for s in seeds]
     stacked = {k: torch.cat([getattr(p, k) for p in scenes]) for k in scenes[0].tensors()}
@@ -495,6 +532,7 @@ __all__ = [
     "check_detector",
     "check_loss",
     "check_model",
+    "check_options",
     "check_plugin",
     "check_renderer",
     "fresh_registry",

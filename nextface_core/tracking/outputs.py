@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..camera import axis_angle_to_matrix
 from ..files import atomic_path, write_text
 from ..fitting.inputs import make_batch

@@ -24,7 +24,7 @@ from ..camera import axis_angle_to_matrix, matrix_to_axis_angle
 from ..config import Config, resolve_device
 from ..errors import InputError, UsageError
 from ..fitting.inputs import make_batch
-from ..landmarks import LandmarkSet
+from ..landmarks import LandmarkSet, for_video
 from ..model import MorphableModel
 from ..params import SceneParameters
 from ..plugins import PluginRegistry
@@ -130,11 +130,8 @@ def _stack_detections(rows: list[dict[str, LandmarkSet]], names: list[str]) -> d
 
 def detect_frames(frames: Frames, config: Config, registry: PluginRegistry, progress: Progress | None = None
                   ) -> tuple[dict[str, LandmarkSet], list[str]]:
-    """Run the configured detector on every frame in order (MediaPipe in its tracking mode)."""
-    name = config.run.landmarks
-    table = {**config.plugins.get("landmarks_mediapipe", {}), "tracking": True}
-    cfg = config.with_overrides({"plugins.landmarks_mediapipe": table}) if name == "mediapipe" else config
-    detector = registry.create("detector", name, cfg)
+    """Run the configured detector on every frame in order (in its video mode, if it has one)."""
+    detector = for_video(registry.create("detector", config.run.landmarks, config))
     rows, names = [], []
     try:
         for i, frame in enumerate(frames()):

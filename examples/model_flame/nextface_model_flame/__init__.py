@@ -24,9 +24,6 @@ from .safe_pickle import SafeUnpickler, UnsafePickleError, load_arrays
 
 __all__ = ["FlameOptions", "SafeUnpickler", "UnsafePickleError", "create", "default_model_dir", "load_arrays", "load_flame"]
 
-PLUGIN_NAME = "model_flame"
-
-
 def default_model_dir() -> Any:
     """Where FLAME is looked for when ``[model] path`` is empty: the per-user data folder."""
     import platformdirs
@@ -34,12 +31,11 @@ def default_model_dir() -> Any:
     return platformdirs.user_data_path("nextface") / "flame"
 
 
-def create(config: Any) -> Any:
-    """The registered factory: ``[model]`` picks the folder and component counts,
-    ``[plugins.model_flame]`` the files and skin tone, ``run.device`` the device."""
+def create(config: Any, options: FlameOptions) -> Any:
+    """The registered factory: ``[model]`` picks the folder and component counts, the checked
+    ``[plugins.model_flame]`` options the files and skin tone, ``run.device`` the device."""
     from nextface_core.config import resolve_device
 
-    options = FlameOptions.from_table(config.plugins.get(PLUGIN_NAME, {}))
     return load_flame(
         config.model.path or default_model_dir(),
         options,
@@ -51,4 +47,9 @@ def create(config: Any) -> Any:
 
 @hookimpl
 def nextface_register_models(register) -> None:
-    register("flame", create, description="FLAME head model (shape + expression, fixed jaw/neck, flat albedo; model.path)")
+    register(
+        "flame",
+        create,
+        description="FLAME head model (shape + expression, fixed jaw/neck, flat albedo; model.path)",
+        options=FlameOptions,
+    )

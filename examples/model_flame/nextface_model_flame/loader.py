@@ -40,7 +40,7 @@ separate eyeballs needs the texture file.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,7 +48,8 @@ import numpy as np
 import torch
 
 from nextface_core.color import srgb_to_linear
-from nextface_core.errors import ConfigError, InputError
+from nextface_core.errors import InputError
+from nextface_core.options import option
 from nextface_core.mesh import symmetry_map
 from nextface_core.model import LandmarkAssociation, MorphableModel
 from nextface_core.uvmap import symmetric_uv
@@ -75,29 +76,10 @@ DOWNLOAD_HINT = "download FLAME from https://flame.is.tue.mpg.de (free registrat
 class FlameOptions:
     """``[plugins.model_flame]`` options: file names inside the model folder and the skin tone."""
 
-    model_file: str = ""
-    landmark_file: str = LANDMARK_FILE
-    texture_file: str = ""
-    skin_color: tuple[float, float, float] = (0.78, 0.6, 0.5)
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> "FlameOptions":
-        """Validate a ``[plugins.model_flame]`` table; unknown keys and bad values are ConfigErrors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} in [plugins.model_flame]", f"known options: {sorted(known)}")
-        for key in ("model_file", "landmark_file", "texture_file"):
-            if key in table and not isinstance(table[key], str):
-                raise ConfigError(f"[plugins.model_flame] {key} must be a string", f'write {key} = "file name"')
-        color = table.get("skin_color", cls.skin_color)
-        if (
-            not isinstance(color, (list, tuple))
-            or len(color) != 3
-            or not all(isinstance(c, (int, float)) and 0.0 <= c <= 1.0 for c in color)
-        ):
-            raise ConfigError(f"[plugins.model_flame] skin_color = {color!r} is not an sRGB colour", "write three numbers in [0, 1]")
-        return cls(**{**table, "skin_color": tuple(float(c) for c in color)})
+    model_file: str = option("", "model pickle in the folder; empty = the first of " + ", ".join(MODEL_FILES))
+    landmark_file: str = option(LANDMARK_FILE, "landmark embedding (.pkl or .npy) in the folder")
+    texture_file: str = option("", "UV layout: head_template.obj or an .npz with vt/ft; empty = computed from the mesh")
+    skin_color: tuple[float, float, float] = option((0.78, 0.6, 0.5), "sRGB of the flat albedo", min=0.0, max=1.0)
 
 
 def _read_pickle(path: Path, what: str) -> dict[str, Any]:

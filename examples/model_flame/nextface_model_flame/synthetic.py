@@ -1,7 +1,7 @@
 """A small synthetic model written in FLAME's file layouts, for tests (the real FLAME needs
 a registration and cannot ship with NextFace).
 
-The geometry is the core's synthetic face (:func:`nextface_core.testing.synthetic_model`,
+The geometry is the core's synthetic face (:func:`nextface_core.synthetic.synthetic_model`,
 "small": 532 vertices), converted to FLAME's conventions: metres, ``shapedirs`` of
 ``[N,3,400]`` with the identity components first and zero columns padding them to 300, then
 the expression components padded to 100, each blendshape scaled by its standard deviation
@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 from .loader import LANDMARK_FILE, METRES_TO_MM, MODEL_FILES, SHAPE_COLUMNS, STATIC_IBUG
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from nextface_cli.main import app
 from nextface_core.config import load_config
-from nextface_core.demo import synthetic_scene, render_synthetic
+from nextface_core.synthetic import render_synthetic, synthetic_scene
 from nextface_core.landmark_files import write_landmarks
 from nextface_core.plugins import PluginRegistry
 from nextface_model_flame.synthetic import write_synthetic_flame

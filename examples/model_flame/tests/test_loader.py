@@ -13,8 +13,9 @@ from nextface_core.color import srgb_to_linear
 from nextface_core.config import load_config
 from nextface_core.errors import ConfigError, InputError
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 from nextface_core.testing.kit import check_plugin
+from nextface_core.options import parse_options
 from nextface_model_flame import FlameOptions, load_flame
 from nextface_model_flame.synthetic import synthetic_flame_arrays, write_synthetic_flame
 
@@ -110,7 +111,7 @@ def test_the_registered_model_passes_the_model_contract_with_component_caps(flam
     config = load_config(overrides={"model.path": str(flame_dir), "model.shape_components": 12, "model.expression_components": 5, "run.device": "cpu"})
     passed = check_plugin(nextface_model_flame, "model", "flame", config)
     assert "millimetres" in passed and "nose tip near x = 0 (+z out of the face)" in passed
-    model = nextface_model_flame.create(config)
+    model = nextface_model_flame.create(config, FlameOptions())
     assert (model.n_shape, model.n_expression) == (12, 5)
 
 
@@ -159,8 +160,18 @@ def test_a_doctored_model_file_is_an_input_error_not_code(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "table, message",
-    [({"colour": 1}, r"unknown option\(s\) \['colour'\]"), ({"skin_color": [2, 0, 0]}, "is not an sRGB colour"), ({"model_file": 3}, "must be a string")],
+    [
+        ({"colour": 1}, r"unknown key plugins\.model_flame\.colour"),
+        ({"skin_color": [2, 0, 0]}, r"skin_color\[0\] = 2\.0 is out of range"),
+        ({"skin_color": [0.5, 0.5]}, "skin_color must be a list of 3 values"),
+        ({"model_file": 3}, "model_file must be a string"),
+    ],
 )
 def test_bad_plugin_options_are_config_errors(table, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        FlameOptions.from_table(table)
+        parse_options(FlameOptions, table, "model_flame")
+
+
+def test_plugin_options_reach_the_loader() -> None:
+    options = parse_options(FlameOptions, {"skin_color": [0.5, 0.4, 0.3], "texture_file": "t.npz"}, "model_flame")
+    assert options == FlameOptions(texture_file="t.npz", skin_color=(0.5, 0.4, 0.3))

@@ -114,12 +114,3 @@ class Stage(Protocol):
         (the fitter sets its ``stage`` to the stage's position in the fit); raise
         :class:`~nextface_core.reliability.NumericalFailure` when the stage diverges."""
         ...
-
-
-def builtin_stages() -> dict[str, type]:
-    """The method's stages by name (registered by the core plugin)."""
-    from .landmarks import LandmarkStage
-    from .maps import MapStage
-    from .photometric import PhotometricStage
-
-    return {"landmarks": LandmarkStage, "photometric": PhotometricStage, "maps": MapStage}

@@ -11,10 +11,10 @@ from typing import Any
 from nextface_core import Availability, hookimpl
 
 
-def _create(config: Any) -> Any:
+def _create(config: Any, options: Any) -> Any:
     from .detector import FanDetector
 
-    return FanDetector(config)
+    return FanDetector(config, options)
 
 
 def check() -> Availability:
@@ -34,4 +34,12 @@ def check() -> Availability:
 
 @hookimpl
 def nextface_register_landmark_detectors(register) -> None:
-    register("fan", _create, description="face-alignment's 2D FAN, 68 ibug points (weights in torch hub's folder).", check=check)
+    from .detector import FanOptions
+
+    register(
+        "fan",
+        _create,
+        description="face-alignment's 2D FAN, 68 ibug points (weights in torch hub's folder).",
+        check=check,
+        options=FanOptions,
+    )

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from nextface_core.config import resolve_device
-from nextface_core.errors import BackendUnavailableError, ConfigError, InputError
+from nextface_core.errors import BackendUnavailableError, InputError
+from nextface_core.options import option
 from nextface_core.landmarks import LandmarkSet
 
 PLUGIN_NAME = "landmarks_fan"
@@ -54,34 +55,13 @@ def default_weights_dir() -> Path:
 
 @dataclass(frozen=True)
 class FanOptions:
-    """``[plugins.landmarks_fan]``: ``face_detector`` ("sfd"), ``flip_input`` (true),
-    ``weights_dir`` ("" = torch hub's checkpoint folder), ``min_face_score`` (0.5)."""
+    """``[plugins.landmarks_fan]``: the face detector, test-time flipping, the weights folder
+    and the face-score threshold."""
 
-    face_detector: str = "sfd"
-    flip_input: bool = True
-    weights_dir: str = ""
-    min_face_score: float = 0.5
-
-    @classmethod
-    def from_config(cls, config: Any) -> "FanOptions":
-        table = dict(config.plugins.get(PLUGIN_NAME, {}))
-        fields = cls.__dataclass_fields__
-        unknown = set(table) - set(fields)
-        if unknown:
-            raise ConfigError(f"unknown key plugins.{PLUGIN_NAME}.{sorted(unknown)[0]}", f"keys: {', '.join(sorted(fields))}")
-        options = cls(**table)
-        if options.face_detector not in FACE_DETECTORS:
-            raise ConfigError(
-                f"plugins.{PLUGIN_NAME}.face_detector = {options.face_detector!r} is not a face detector",
-                f"use one of {list(FACE_DETECTORS)}",
-            )
-        for key, kind in (("flip_input", bool), ("weights_dir", str)):
-            if type(getattr(options, key)) is not kind:
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key} must be a {kind.__name__}", f"e.g. {key} = {getattr(cls(), key)!r}")
-        score = options.min_face_score
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
-            raise ConfigError(f"plugins.{PLUGIN_NAME}.min_face_score = {score!r} is not in [0, 1]", "use e.g. 0.5")
-        return options
+    face_detector: str = option("sfd", "face boxes from face-alignment's S3FD or from MediaPipe", choices=FACE_DETECTORS)
+    flip_input: bool = option(True, "also run FAN on the mirrored crop and average (more accurate, twice the time)")
+    weights_dir: str = option("", "folder of the FAN and S3FD weights; empty = torch hub's checkpoint folder")
+    min_face_score: float = option(0.5, "face boxes scoring lower are dropped", min=0.0, max=1.0)
 
     def folder(self) -> Path:
         return Path(self.weights_dir).expanduser() if self.weights_dir else default_weights_dir()
@@ -195,8 +175,8 @@ class FanDetector:
 
     name = "fan"
 
-    def __init__(self, config: Any) -> None:
-        self.options = FanOptions.from_config(config)
+    def __init__(self, config: Any, options: FanOptions = FanOptions()) -> None:
+        self.options = options
         self.device = resolve_device(config)
         folder = self.options.folder()
         fan_path = weights_file(folder, FAN_FILE, FAN_URL, "FAN (2DFAN-4)")

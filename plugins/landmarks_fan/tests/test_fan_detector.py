@@ -78,10 +78,15 @@ def config(**options: object):
     return load_config(overrides={"run.device": "cpu"}).with_overrides({"plugins.landmarks_fan": options})
 
 
+def fan(**options: object) -> FanDetector:
+    """The ``fan`` detector built by the registry from ``[plugins.landmarks_fan]`` options."""
+    return PluginRegistry(env={}).create("detector", "fan", config(**options))
+
+
 @pytest.fixture(scope="module")
 def mediapipe_fan(torch_home: Path) -> FanDetector:
     pytest.importorskip("mediapipe")
-    return FanDetector(config(face_detector="mediapipe"))
+    return fan(face_detector="mediapipe")
 
 
 def test_without_weights_the_error_names_the_file_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +101,7 @@ def test_without_weights_the_error_names_the_file_and_folder(tmp_path: Path, mon
 
 def test_fake_weights_missing_sfd_file_is_named(weights: dict[str, Path]) -> None:
     with pytest.raises(BackendUnavailableError, match=f"{SFD_FILE} are not in {weights['fan_only']}"):
-        FanDetector(config(weights_dir=str(weights["fan_only"])))
+        fan(weights_dir=str(weights["fan_only"]))
 
 
 def test_fake_weights_plugin_matches_face_alignment_on_the_same_box(
@@ -140,7 +145,7 @@ def test_fake_weights_mediapipe_boxes_batch_with_a_face_less_image(mediapipe_fan
 
 
 def test_fake_weights_sfd_boxes_everywhere_keep_the_largest(torch_home: Path) -> None:
-    detector = FanDetector(config(flip_input=False))
+    detector = fan(flip_input=False)
     image = np.full((128, 128, 3), 90, np.uint8)
     with pytest.warns(UserWarning, match="faces found in grey.png; using the largest"):
         (box,) = detector.find_boxes([image], ["grey.png"])
@@ -154,7 +159,7 @@ def test_fake_weights_sfd_boxes_everywhere_keep_the_largest(torch_home: Path) ->
 
 
 def test_fake_weights_sfd_finding_no_face_gives_found_false(weights: dict[str, Path]) -> None:
-    detector = FanDetector(config(weights_dir=str(weights["never"]), flip_input=False))
+    detector = fan(weights_dir=str(weights["never"]), flip_input=False)
     out = detector.detect([np.full((96, 128, 3), 90, np.uint8)], ["grey.png"])["ibug68"]
     assert out.found.tolist() == [False] and out.missing == ["grey.png"]
 
@@ -162,18 +167,18 @@ def test_fake_weights_sfd_finding_no_face_gives_found_false(weights: dict[str, P
 def test_fake_weights_a_broken_weights_file_is_an_input_error(tmp_path: Path, weights: dict[str, Path]) -> None:
     (tmp_path / FAN_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=f"{FAN_FILE} is not a FAN"):
-        FanDetector(config(weights_dir=str(tmp_path), face_detector="mediapipe"))
+        fan(weights_dir=str(tmp_path), face_detector="mediapipe")
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"face_detector": "dlib"}, "face_detector = 'dlib' is not a face detector"),
+        ({"face_detector": "dlib"}, "plugins.landmarks_fan.face_detector = 'dlib' is not allowed"),
         ({"flip": True}, "unknown key plugins.landmarks_fan.flip"),
-        ({"min_face_score": 2}, "min_face_score = 2 is not in"),
-        ({"flip_input": "yes"}, "flip_input must be a bool"),
+        ({"min_face_score": 2}, "plugins.landmarks_fan.min_face_score = 2.0 is out of range"),
+        ({"flip_input": "yes"}, "plugins.landmarks_fan.flip_input must be true or false"),
     ],
 )
 def test_bad_options(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        FanDetector(config(**options))
+        fan(**options)

@@ -18,10 +18,10 @@ MODEL_FILES = (
 )
 
 
-def _create(config: Any) -> Any:
+def _create(config: Any, options: Any) -> Any:
     from .detector import MediaPipeDetector
 
-    return MediaPipeDetector(config)
+    return MediaPipeDetector(options)
 
 
 def check() -> Availability:
@@ -42,9 +42,12 @@ def check() -> Availability:
 
 @hookimpl
 def nextface_register_landmark_detectors(register) -> None:
+    from .detector import MediaPipeOptions
+
     register(
         "mediapipe",
         _create,
         description="MediaPipe 478-point face mesh + ibug68 view (offline, models ship in the wheel).",
         check=check,
+        options=MediaPipeOptions,
     )

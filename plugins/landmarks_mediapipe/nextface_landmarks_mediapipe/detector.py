@@ -18,15 +18,16 @@ warning naming the image. No face: that image's row has ``found=False``.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from nextface_core.errors import BackendUnavailableError, ConfigError, InputError
+from nextface_core.errors import BackendUnavailableError, InputError
 from nextface_core.landmarks import LandmarkSet
+from nextface_core.options import option
 
-PLUGIN_NAME = "landmarks_mediapipe"
 NUM_POINTS = 478
 
 #: MediaPipe face-mesh index(es) of each ibug 68-point landmark (0-based ibug order);
@@ -59,26 +60,13 @@ def ibug68_from_mediapipe(points: torch.Tensor, confidence: torch.Tensor) -> tup
     return points[:, _IBUG_INDEX].mean(dim=2), confidence[:, _IBUG_INDEX].mean(dim=2)
 
 
-def _options(config: Any) -> tuple[float, int, bool]:
-    """``[plugins.landmarks_mediapipe]`` options: ``min_detection_confidence`` (0.5), ``max_faces`` (4),
-    ``tracking`` (false; true = MediaPipe's video mode: frames in order, the face tracked between them)."""
-    table = dict(config.plugins.get(PLUGIN_NAME, {})) if config is not None else {}
-    unknown = set(table) - {"min_detection_confidence", "max_faces", "tracking"}
-    if unknown:
-        raise ConfigError(
-            f"unknown key plugins.{PLUGIN_NAME}.{sorted(unknown)[0]}",
-            f"keys of [plugins.{PLUGIN_NAME}]: max_faces, min_detection_confidence, tracking",
-        )
-    confidence = table.get("min_detection_confidence", 0.5)
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.min_detection_confidence = {confidence!r} is not in [0, 1]", "use e.g. 0.5")
-    max_faces = table.get("max_faces", 4)
-    if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1:
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.max_faces = {max_faces!r} is not a positive integer", "use e.g. 4")
-    tracking = table.get("tracking", False)
-    if not isinstance(tracking, bool):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.tracking = {tracking!r} is not true or false", "use true for video frames")
-    return float(confidence), max_faces, tracking
+@dataclass(frozen=True)
+class MediaPipeOptions:
+    """``[plugins.landmarks_mediapipe]``: MediaPipe's face-mesh settings."""
+
+    min_detection_confidence: float = option(0.5, "faces the detector scores lower are not found", min=0.0, max=1.0)
+    max_faces: int = option(4, "faces looked for per image (the largest is kept)", min=1)
+    tracking: bool = option(False, "MediaPipe's video mode: the images are consecutive frames, the face is tracked between them")
 
 
 class MediaPipeDetector:
@@ -86,13 +74,14 @@ class MediaPipeDetector:
 
     The graph is built once per detector; call :meth:`close` (or use ``with``) to free it.
     MediaPipe has no batch API, so images run one after another. With the ``tracking``
-    option the images must be consecutive video frames (across calls too).
+    option the images must be consecutive video frames (across calls too);
+    :meth:`for_video` gives such a detector.
     """
 
     name = "mediapipe"
 
-    def __init__(self, config: Any = None) -> None:
-        self.min_detection_confidence, self.max_faces, self.tracking = _options(config)
+    def __init__(self, options: MediaPipeOptions = MediaPipeOptions()) -> None:
+        self.options = options
         try:
             from mediapipe.python.solutions import face_mesh
         except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
@@ -101,11 +90,19 @@ class MediaPipeDetector:
                 'pip install "mediapipe==0.10.21" "numpy<2"',
             ) from None
         self._mesh = face_mesh.FaceMesh(
-            static_image_mode=not self.tracking,
-            max_num_faces=self.max_faces,
+            static_image_mode=not options.tracking,
+            max_num_faces=options.max_faces,
             refine_landmarks=True,
-            min_detection_confidence=self.min_detection_confidence,
+            min_detection_confidence=options.min_detection_confidence,
         )
+
+    def for_video(self) -> "MediaPipeDetector":
+        """The detector contract's video hook: this detector in MediaPipe's tracking mode (a
+        new graph; this one is closed), for the consecutive frames of one video."""
+        if self.options.tracking:
+            return self
+        self.close()
+        return MediaPipeDetector(replace(self.options, tracking=True))
 
     def close(self) -> None:
         """Release MediaPipe's graph."""

@@ -51,7 +51,7 @@ MIRROR_BIAS_PX = 0.5  # mean signed x error; measured 0.15 px. A half-pixel conv
 
 @pytest.fixture(scope="module")
 def detector() -> Iterator[MediaPipeDetector]:
-    with MediaPipeDetector(load_config()) as det:
+    with MediaPipeDetector() as det:
         yield det
 
 
@@ -164,9 +164,10 @@ def test_bad_images_and_options(detector: MediaPipeDetector) -> None:
         detector.detect([np.zeros((8, 8, 3), np.float32)], ["x.png"])
     with pytest.raises(ValueError, match="2 images but 1 names"):
         detector.detect([np.zeros((8, 8, 3), np.uint8)] * 2, ["x.png"])
+    registry = PluginRegistry(env={})
     bad = load_config().with_overrides({"plugins.landmarks_mediapipe": {"max_faces": 0}})
     with pytest.raises(ConfigError, match="max_faces = 0"):
-        MediaPipeDetector(bad)
+        registry.create("detector", "mediapipe", bad)
     unknown = load_config().with_overrides({"plugins.landmarks_mediapipe": {"threshold": 0.3}})
     with pytest.raises(ConfigError, match="unknown key plugins.landmarks_mediapipe.threshold"):
-        MediaPipeDetector(unknown)
+        registry.create("detector", "mediapipe", unknown)

@@ -17,7 +17,8 @@ Conventions of the result (see :class:`nextface_core.model.MorphableModel`):
   is not in mm), so a sample is ``mean + sum_k c_k sqrt(var_k) basis_k`` with ``c ~ N(0,1)``;
 - diffuse and specular albedo come from AlbedoMM (linear RGB).
 
-Cache folder: ``$NEXTFACE_CACHE_DIR`` if set, else the per-user cache dir (platformdirs).
+Cache folder: ``basel/`` in NextFace's cache folder (``$NEXTFACE_CACHE_DIR`` if set, else the
+per-user cache dir; :mod:`nextface_core.cache`).
 Model folder: ``config.model.path``, else the per-user data dir.
 """
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nextface_core.cache import cache_dir
 from nextface_core.errors import ConfigError, InputError
 from nextface_core.mesh import check_frame, symmetry_map
 from nextface_core.model import MorphableModel
@@ -44,7 +45,6 @@ from nextface_core.uvmap import symmetric_uv, uv_quality
 from .files import find_model_files, read_groups
 from .landmarks import ibug68
 
-CACHE_ENV = "NEXTFACE_CACHE_DIR"
 CACHE_FORMAT = 2  # bump whenever the cached arrays or meta change (the UV method has its own version)
 SYMMETRY_FILE = "symmetry.txt"
 _ARRAYS = (
@@ -62,11 +62,8 @@ def default_model_dir() -> Path:
 
 
 def cache_root() -> Path:
-    """``$NEXTFACE_CACHE_DIR`` or ``<user cache dir>/nextface``; the Basel cache is ``basel/`` in it."""
-    import platformdirs
-
-    override = os.environ.get(CACHE_ENV)
-    return (Path(override) if override else platformdirs.user_cache_path("nextface")) / "basel"
+    """The Basel cache: ``basel/`` in NextFace's cache folder (:func:`nextface_core.cache.cache_root`)."""
+    return cache_dir("basel")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nextface_core.testing import write_synthetic_basel
+from nextface_model_basel.testing import write_synthetic_basel
 
 
 def _run(args: list[str], cache: Path) -> subprocess.CompletedProcess:

@@ -16,7 +16,8 @@ import torch
 from nextface_core.config import load_config
 from nextface_core.errors import ConfigError, InputError
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model, write_synthetic_basel
+from nextface_core.synthetic import synthetic_model
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.uvmap import uv_quality
 import nextface_model_basel
 from nextface_model_basel import load_basel

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from nextface_core.errors import ConfigError
+from nextface_core.options import option
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 
 from .backend import import_mitsuba, variant_for
@@ -28,6 +28,16 @@ SHADOW_GRADIENTS: dict[str, dict[str, Any]] = {
     "guided": {"guiding": "octree"},  # rebuilds a guiding octree every backward pass (≈1 s on 2 cores)
     "off": {"sppi": 0},  # primary silhouettes only
 }
+
+
+@dataclass(frozen=True)
+class MitsubaOptions:
+    """``[plugins.render_mitsuba]``: how shadow edges get gradients, and the light map's size."""
+
+    shadow_gradients: str = option(
+        "unguided", "gradients at shadow edges: unbiased and cheap, octree-guided, or none", choices=tuple(SHADOW_GRADIENTS)
+    )
+    envmap_height: int = option(32, "rows of the internal equirectangular light map (columns 2x); 32 resolves 9 SH bands", min=3)
 
 
 @dataclass(frozen=True)
@@ -130,18 +140,13 @@ class MitsubaRenderer:
     through the image, whose background is 0. Silhouettes always get gradients (projective
     sampling of primary visibility). ``shadow_gradients``: how shadow edges get theirs, a key
     of :data:`SHADOW_GRADIENTS`. ``envmap_height``: rows of the internal equirectangular light
-    map (columns = 2×); 32 resolves all 9 SH bands.
+    map (columns = 2×, at least 3); 32 resolves all 9 SH bands. From a config, both come
+    checked from :class:`MitsubaOptions`.
     """
 
     name = "mitsuba"
 
     def __init__(self, shadow_gradients: str = "unguided", envmap_height: int = 32) -> None:
-        if shadow_gradients not in SHADOW_GRADIENTS:
-            raise ConfigError(
-                f"unknown [plugins.mitsuba] shadow_gradients {shadow_gradients!r}", f"use one of: {', '.join(SHADOW_GRADIENTS)}"
-            )
-        if envmap_height < 3:
-            raise ConfigError(f"Mitsuba envmap_height must be ≥ 3, got {envmap_height}", "use e.g. 32")
         self.shadow_gradients = shadow_gradients
         self.envmap_height = envmap_height
         self._pools: list[_Pool] = []

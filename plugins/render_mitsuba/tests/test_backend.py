@@ -89,19 +89,20 @@ def test_check_reports_variants() -> None:
 
 
 def test_factory_reads_plugin_options(tmp_path) -> None:
-    """``[plugins.mitsuba]`` options reach the renderer; unknown keys and bad values are config errors."""
+    """``[plugins.render_mitsuba]`` options reach the renderer; unknown keys and bad values are config errors."""
     registry = PluginRegistry(env={})
 
     def create(table: str):
         path = tmp_path / "config.toml"
-        path.write_text(f"[plugins.mitsuba]\n{table}\n")
+        path.write_text(f"[plugins.render_mitsuba]\n{table}\n")
         return registry.create("renderer", "mitsuba", load_config(path))
 
     renderer = create('shadow_gradients = "off"\nenvmap_height = 16')
     assert (renderer.name, renderer.shadow_gradients, renderer.envmap_height) == ("mitsuba", "off", 16)
     assert registry.create("renderer", "mitsuba", load_config(None)).shadow_gradients == "unguided"
-    for bad, fragment in (('integrator = "path"', "unknown option"), ('shadow_gradients = "maybe"', "shadow_gradients"),
-                          ('envmap_height = "big"', "must be int"), ("envmap_height = 2", "≥ 3")):
+    for bad, fragment in (('integrator = "path"', "unknown key plugins.render_mitsuba.integrator"),
+                          ('shadow_gradients = "maybe"', "shadow_gradients = 'maybe' is not allowed"),
+                          ('envmap_height = "big"', "envmap_height must be an integer"), ("envmap_height = 2", "envmap_height = 2 is out of range")):
         with pytest.raises(ConfigError, match=fragment):
             create(bad)
 

@@ -13,7 +13,7 @@ from nextface_core.errors import NextFaceError
 from nextface_core.mesh import vertex_normals
 from nextface_core.plugins import PluginRegistry
 from nextface_core.render import RenderInputs, RenderMode
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 
 def _vertex_renderer():

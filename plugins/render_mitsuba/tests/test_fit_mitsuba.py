@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from nextface_core.config import load_config
-from nextface_core.demo import render_synthetic, synthetic_scene
+from nextface_core.synthetic import render_synthetic, synthetic_scene
 from nextface_core.fitting import Fitter
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 
 SIZE = 64
 
@@ -40,7 +40,7 @@ def setup():
     reg = registry.resolve("renderer", "mitsuba")
     if not reg.availability().ok:
         pytest.skip(f"mitsuba cannot run here: {reg.availability().detail}")
-    renderer = reg.factory(config)
+    renderer = reg.build(config)
     return registry, config, synthetic_model("small"), renderer
 
 

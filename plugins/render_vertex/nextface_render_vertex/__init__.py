@@ -11,9 +11,9 @@ import torch
 from nextface_core import Availability, hookimpl
 
 from . import nvdiffrast_backend
-from .renderer import VertexRenderer, create, sample_textures
+from .renderer import VertexOptions, VertexRenderer, create, sample_textures
 
-__all__ = ["VertexRenderer", "check", "create", "sample_textures"]
+__all__ = ["VertexOptions", "VertexRenderer", "check", "create", "sample_textures"]
 
 
 def check() -> Availability:
@@ -29,4 +29,5 @@ def nextface_register_renderers(register) -> None:
         create,
         description="Differentiable PyTorch rasteriser (nvdiffrast on CUDA when installed).",
         check=check,
+        options=VertexOptions,
     )

@@ -13,6 +13,7 @@ details (tie rules on shared edges, float precision of the depth test).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,12 +22,16 @@ from torch.nn import functional as F
 from torch.profiler import record_function
 
 from nextface_core.camera import project
-from nextface_core.errors import BackendUnavailableError, ConfigError
+from nextface_core.errors import BackendUnavailableError
+from nextface_core.options import option
 from nextface_core.raster import antialias, face_neighbors, interpolate_channels, rasterize, scatter_covered
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 from nextface_core.shading import shade_channels
 
 from . import nvdiffrast_backend
+
+#: values of the ``nvdiffrast`` option (and of ``VertexRenderer(use_nvdiffrast=...)``)
+NVDIFFRAST_CHOICES = ("auto", "never", "always")
 
 
 def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> list[Tensor]:
@@ -68,7 +73,7 @@ class VertexRenderer:
     name = "vertex"
 
     def __init__(self, use_nvdiffrast: str = "auto") -> None:
-        if use_nvdiffrast not in ("auto", "never", "always"):
+        if use_nvdiffrast not in NVDIFFRAST_CHOICES:
             raise ValueError(f"use_nvdiffrast must be 'auto', 'never' or 'always', got {use_nvdiffrast!r}")
         self.use_nvdiffrast = use_nvdiffrast
         self._topology: tuple[Tensor, Tensor] | None = None  # faces, face_neighbors(faces)
@@ -144,18 +149,13 @@ class VertexRenderer:
         return RenderOutput(image=image[..., :3], mask=image[..., 3:])
 
 
-def create(config: Any) -> VertexRenderer:
-    """Factory for the registry: options from ``[plugins.render_vertex]`` (``nvdiffrast = "auto"|"never"|"always"``)."""
-    options = dict(getattr(config, "plugins", {}).get("render_vertex", {})) if config is not None else {}
-    unknown = set(options) - {"nvdiffrast"}
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {sorted(unknown)} in [plugins.render_vertex]",
-            'the only option is nvdiffrast = "auto" | "never" | "always"',
-        )
-    choice = options.get("nvdiffrast", "auto")
-    if choice not in ("auto", "never", "always"):
-        raise ConfigError(
-            f"[plugins.render_vertex] nvdiffrast = {choice!r} is not allowed", 'use "auto", "never" or "always"'
-        )
-    return VertexRenderer(use_nvdiffrast=choice)
+@dataclass(frozen=True)
+class VertexOptions:
+    """``[plugins.render_vertex]``: which rasteriser back end to use."""
+
+    nvdiffrast: str = option("auto", "nvdiffrast on CUDA inputs when installed (auto), never, or always", choices=NVDIFFRAST_CHOICES)
+
+
+def create(config: Any, options: VertexOptions) -> VertexRenderer:
+    """Factory for the registry, with the checked ``[plugins.render_vertex]`` options."""
+    return VertexRenderer(use_nvdiffrast=options.nvdiffrast)

@@ -1,8 +1,8 @@
 """Synthetic clips with known per-frame parameters, for tests, benchmarks and demos.
 
-Frames are rendered from a morphable model (e.g. :func:`nextface_core.testing.synthetic_model`)
-with :func:`nextface_core.demo.render_synthetic`; the identity and light are those of
-:func:`nextface_core.demo.synthetic_scene`, the head turns and nods and the expression
+Frames are rendered from a morphable model (e.g. :func:`nextface_core.synthetic.synthetic_model`)
+with :func:`~nextface_core.synthetic.render_synthetic`; the identity and light are those of
+:func:`~nextface_core.synthetic.synthetic_scene`, the head turns and nods and the expression
 changes along a smooth trajectory (or stays still). Landmarks are the exact projections
 of the model's landmark vertices (MediaPipe does not find these synthetic faces reliably).
 """
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..demo import render_synthetic, synthetic_scene
 from ..landmarks import LandmarkSet
 from ..params import SceneParameters
-from .identity import Identity
-from .track import frame_name
+from ..tracking.identity import Identity
+from ..tracking.track import frame_name
+from .scene import render_synthetic, synthetic_scene
 
 
 @dataclass

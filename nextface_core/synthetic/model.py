@@ -1,4 +1,7 @@
-"""A synthetic, face-like morphable model, in memory or in the Basel 2017 + AlbedoMM file layouts.
+"""A synthetic, face-like morphable model with the Basel conventions, built in memory.
+
+The Basel plugin's testing module (``nextface_model_basel.testing``) writes the same
+arrays in the Basel 2017 + AlbedoMM file layouts.
 
 Geometry: a height field ``z(x, y)`` over a left–right mirror-symmetric grid that fills a
 face-shaped outline in the (x, y) plane. Each grid quad becomes two triangles (the diagonal
@@ -20,15 +23,13 @@ Landmarks (ibug-68): the nearest vertex to anatomical targets; midline points li
 left-side points are the mirror images of the right-side ones, the nose tip (30) is the
 most forward vertex. The jaw contour (0–7, 9–16) is not in the fixed table: as in the
 sfm-as-bfm folder, each side has a chain of candidate vertices from the temple to the chin
-(``contour_vertices.json``; in memory ``LandmarkAssociation.contour``).
+(in memory ``LandmarkAssociation.contour``; in the Basel files ``contour_vertices.json``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,11 +40,6 @@ from ..model import LandmarkAssociation, MorphableModel
 
 FULL_VERTICES = 28588
 FULL_FACES = 56572
-
-MODEL_FILE = "model2017-1_face12_nomouth.h5"
-ALBEDO_FILE = "albedoModel2020_face12_albedoPart.h5"
-LANDMARKS_FILE = "landmarks_ibug68.txt"
-CONTOUR_FILE = "contour_vertices.json"
 
 _WIDTH = 150.0  # mm, x extent of the face outline
 _HEIGHT = 190.0  # mm, y extent
@@ -66,19 +62,9 @@ _SIZES = {
 
 
 @dataclass(frozen=True)
-class SyntheticBaselFiles:
-    """Paths of the files written by :func:`write_synthetic_basel` (all in ``folder``)."""
-
-    folder: Path
-    model: Path
-    albedo: Path
-    landmarks: Path
-    contour: Path
-
-
-@dataclass(frozen=True)
-class _Arrays:
-    """The model as numpy arrays (N vertices, F faces, Basel interleaving; int64 indices)."""
+class SyntheticArrays:
+    """The model as numpy arrays (N vertices, F faces, Basel interleaving; int64 indices);
+    ``groups`` are named as Basel's HDF5 groups."""
 
     points: np.ndarray  # [N,3] shape mean
     faces: np.ndarray  # [F,3]
@@ -278,7 +264,7 @@ def _landmarks(points: np.ndarray, symmetry: np.ndarray) -> tuple[dict[int, int]
     return table, chain, symmetry[chain]
 
 
-def _generate(size: _Size, seed: int, dtype: type = np.float64) -> _Arrays:
+def _generate(size: _Size, seed: int, dtype: type = np.float64) -> SyntheticArrays:
     """The model's arrays; the bases (the bulk) are computed in ``dtype``, the rest in float64."""
     points, faces, symmetry = _mesh(size)
     n = points.shape[0]
@@ -327,66 +313,29 @@ def _generate(size: _Size, seed: int, dtype: type = np.float64) -> _Arrays:
     scale = 0.96 / max(_WIDTH, _HEIGHT)  # one scale for u and v: texels stay square
     uv = np.stack([0.5 + x * scale, 0.5 - (y - _Y_CENTRE) * scale], -1)
     table, right_chain, left_chain = _landmarks(points, symmetry)
-    return _Arrays(points, faces, uv, symmetry, groups, table, right_chain, left_chain)
+    return SyntheticArrays(points, faces, uv, symmetry, groups, table, right_chain, left_chain)
 
 
-def _size(size: str) -> _Size:
+def synthetic_arrays(size: str = "small", seed: int = 0, dtype: type = np.float64) -> SyntheticArrays:
+    """The arrays of the synthetic model of ``size`` (``"small"``: a few hundred vertices;
+    ``"full"``: the real BFM sizes), deterministic for a ``seed``; bases in ``dtype``."""
     try:
-        return _SIZES[size]
+        spec = _SIZES[size]
     except KeyError:
         raise ValueError(f"unknown synthetic model size {size!r}; use one of {sorted(_SIZES)}") from None
-
-
-def write_synthetic_basel(folder: Path | str, size: str = "small", seed: int = 0) -> SyntheticBaselFiles:
-    """Write the synthetic model into ``folder`` in the Basel 2017 + AlbedoMM file layouts.
-
-    Files: ``model2017-1_face12_nomouth.h5`` (groups ``shape``, ``expression``, ``color``),
-    ``albedoModel2020_face12_albedoPart.h5`` (``diffuseAlbedo``, ``specularAlbedo``), each group
-    with ``model/{mean [3N], pcaBasis [3N,K], pcaVariance [K], noiseVariance []}`` float32 and
-    ``representer/{points [3,N] float32, cells [3,F] uint32}``; ``landmarks_ibug68.txt``
-    (ibug index, tab, vertex) and ``contour_vertices.json`` (jaw chains), as in the
-    sfm-as-bfm test folder. ``size``: ``"small"`` (a few hundred vertices) or ``"full"``
-    (the real BFM sizes). Deterministic for a ``seed``.
-    """
-    import h5py
-
-    arrays = _generate(_size(size), seed, np.float32)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = SyntheticBaselFiles(
-        folder, folder / MODEL_FILE, folder / ALBEDO_FILE, folder / LANDMARKS_FILE, folder / CONTOUR_FILE
-    )
-    points = np.ascontiguousarray(arrays.points.T, dtype=np.float32)
-    cells = np.ascontiguousarray(arrays.faces.T, dtype=np.uint32)
-    contents = ((files.model, ("shape", "expression", "color")), (files.albedo, ("diffuseAlbedo", "specularAlbedo")))
-    for path, names in contents:
-        with h5py.File(path, "w") as h5:
-            for name in names:
-                mean, basis, var = arrays.groups[name]
-                h5[f"{name}/model/mean"] = mean.astype(np.float32, copy=False)
-                h5[f"{name}/model/pcaBasis"] = basis.astype(np.float32, copy=False)
-                h5[f"{name}/model/pcaVariance"] = var.astype(np.float32, copy=False)
-                h5[f"{name}/model/noiseVariance"] = np.float32(0.0)
-                h5[f"{name}/representer/points"] = points
-                h5[f"{name}/representer/cells"] = cells
-    lines = ["# ibug-68 index (0-based)\tvertex index"]
-    lines += [f"{lm}\t{v}" for lm, v in sorted(arrays.landmarks.items())]
-    files.landmarks.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    contour = {"right_contour": arrays.right_contour.tolist(), "left_contour": arrays.left_contour.tolist()}
-    files.contour.write_text(json.dumps(contour, indent=1) + "\n", encoding="utf-8")
-    return files
+    return _generate(spec, seed, dtype)
 
 
 def synthetic_model(
     size: str = "small", seed: int = 0, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> MorphableModel:
-    """The same synthetic model as :func:`write_synthetic_basel`, built in memory (no HDF5).
+    """The synthetic model of :func:`synthetic_arrays` as a :class:`MorphableModel`.
 
     Diffuse/specular come from the AlbedoMM-like groups; ``uv`` is the grid layout (mirror
     symmetric: ``u[symmetry] = 1 - u``); ``landmarks["ibug68"]`` holds the fixed table and, in
     ``contour``, the right jaw chain for ibug 0–7 and the left one for 9–16.
     """
-    arrays = _generate(_size(size), seed, np.float64 if dtype == torch.float64 else np.float32)
+    arrays = synthetic_arrays(size, seed, np.float64 if dtype == torch.float64 else np.float32)
     n = arrays.points.shape[0]
 
     def tensor(a: np.ndarray) -> torch.Tensor:

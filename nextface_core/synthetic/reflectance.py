@@ -38,6 +38,7 @@ from ..mapstats import high_pass, luminance, visible_texels
 from ..render import RenderInputs, RenderOutput, Renderer
 from ..sh import sh_basis
 from ..texture import TextureMapper
+from .scene import synthetic_scene
 
 #: brow landmarks (ibug-68, right then left) and the outer lip contour
 _BROWS = ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26))
@@ -102,7 +103,6 @@ def reflectance_truth(model: MorphableModel, texels: int = 256, image_size: int 
                       seed: int = 0, novel_yaw: float = 30.0) -> ReflectanceTruth:
     """The ground-truth scene (see the module docstring); ``views`` input views share one
     identity (yaw spread over ±25°), else one view at −15° yaw."""
-    from ..demo import synthetic_scene
 
     dt, dev = model.dtype, model.device
     g = torch.Generator().manual_seed(seed)
