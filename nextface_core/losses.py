@@ -112,14 +112,20 @@ def albedo_prior(ctx: LossContext) -> torch.Tensor:
     return ctx.params.diffuse.pow(2).mean() + ctx.params.specular.pow(2).mean()
 
 
+#: the first SH band the light prior damps: bands 0–2 are what a Lambertian face shows best
+LIGHT_PRIOR_FIRST_BAND = 3
+
+
 def light_prior(ctx: LossContext) -> torch.Tensor:
-    """Energy of the light's higher bands relative to its ambient term, ``Σ_l≥1 l(l+1) |L_l|² /
-    |L_0|²``: bands a face barely sees (the Lambert kernel removes odd bands above 1 and damps
-    the rest) stay near zero instead of fitting noise, so the light relights other views."""
+    """Energy of the light's bands ``l ≥ 3``, weighted by ``l(l+1)``, relative to its ambient
+    term: bands a face barely shows (the Lambert kernel removes odd bands above 1 and damps
+    the even ones; only the specular lobe sees them) stay small instead of fitting noise, so
+    the light relights other views."""
     sh = ctx.params.sh
     bands = int(round(sh.shape[1] ** 0.5))
     l = torch.arange(bands, device=sh.device, dtype=sh.dtype).repeat_interleave(torch.arange(bands, device=sh.device) * 2 + 1)
-    energy = (sh.pow(2) * (l * (l + 1))[None, :, None]).sum((1, 2))
+    weight = torch.where(l >= LIGHT_PRIOR_FIRST_BAND, l * (l + 1), torch.zeros_like(l))
+    energy = (sh.pow(2) * weight[None, :, None]).sum((1, 2))
     return (energy / sh[:, 0].pow(2).sum(-1).clamp_min(1e-8)).mean()
 
 

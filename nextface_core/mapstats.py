@@ -2,6 +2,7 @@
 
 - :func:`visible_texels`: the texels a fitted head shows in its image(s);
 - :func:`high_pass`: a map's detail (itself minus a blur of ``T/32`` texels);
+- :func:`texel_footprint`: how many texels a pixel of the photo spans;
 - :func:`map_statistics`: per identity, the specular map's chroma and the detail energy of
   the diffuse and specular maps on the visible texels. Diffuse detail (brows, lips, spots)
   belongs in the diffuse map; a specular map that carries it, or colour, is a wrong
@@ -63,6 +64,31 @@ def visible_texels(scene, params, coverage: torch.Tensor | None = None) -> torch
     seen = F.max_pool2d(seen[:, None], 3, stride=1, padding=1)[:, 0] > 0
     mask = scene.texture.coverage if coverage is None else coverage
     return seen & mask.to(seen.device)[None]
+
+
+def texel_footprint(scene, params) -> float:
+    """Texels per pixel (linear) where the fitted head is seen: ``sqrt(uv area in texels /
+    screen area in pixels)`` over the front-facing triangles that cover a pixel, in the
+    sharpest image of the batch. Above 1 the photo cannot constrain every texel."""
+    t = scene.texture.resolution
+    faces = scene.model.faces
+    uv = scene.model.uv.to(torch.float64) * t
+    a, b, c = (uv[faces[:, k]] for k in range(3))
+    uv_area = ((b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]).abs() / 2  # [F]
+    with torch.no_grad():
+        cam = model_to_camera(scene.vertices(params), params.rotation, params.translation)
+        pix = project(cam, params.focal, scene.principal_point)
+        frags = rasterize(pix, cam[..., 2], scene.faces32, scene.image_size)
+    best = float("inf")
+    for i in range(params.batch_size):
+        hit = torch.unique(frags.face_index[i][frags.face_index[i] >= 0])
+        if hit.numel() == 0:
+            continue
+        p = pix[i].to(torch.float64)
+        pa, pb, pc = (p[faces[hit, k]] for k in range(3))
+        screen = ((pb - pa)[:, 0] * (pc - pa)[:, 1] - (pb - pa)[:, 1] * (pc - pa)[:, 0]).abs() / 2
+        best = min(best, float((uv_area[hit].sum() / screen.sum().clamp_min(1e-9)).sqrt()))
+    return best if best < float("inf") else 1.0
 
 
 def map_statistics(diffuse: torch.Tensor, specular: torch.Tensor, seen: torch.Tensor) -> list[dict[str, float]]:

@@ -7,7 +7,9 @@ view), and their step sizes and regulariser strengths change with the texture re
 
 - **diffuse** ``[S,T,T,3]`` = the stage-2 statistical albedo + a pyramid of residuals at
   ``T, T/2, T/4, …`` (``[stage3] pyramid_levels``), each bilinearly upsampled: coarse
-  levels move broad regions quickly, fine levels carry detail, whatever ``T`` is;
+  levels move broad regions quickly, fine levels carry detail, whatever ``T`` is. Levels
+  finer than half a pixel of the photo are left out (:func:`~nextface_core.mapstats.texel_footprint`),
+  so the cost and the result do not grow with ``T`` beyond what the photo resolves;
 - **specular** = the stage-2 statistical specular + a residual on a coarse grid of
   ``[stage3] specular_resolution`` texels a side; achromatic (one channel repeated) unless
   ``specular_color``; it can only vary smoothly, so detail has to go to the diffuse map;
@@ -21,11 +23,13 @@ is normalised to the texel pitch of a 256² map, so weights mean the same at any
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from ...mapstats import texel_footprint
 from ...params import SceneParameters
 from ..optim import run_adam
 from ..result import StageReport
@@ -59,12 +63,16 @@ class MapParameters:
     @classmethod
     def start(cls, diffuse: torch.Tensor, specular: torch.Tensor, roughness: torch.Tensor, levels: int,
               specular_resolution: int, roughness_resolution: int, specular_color: bool,
-              roughness_range: tuple[float, float]) -> "MapParameters":
-        """Zero residuals on top of the stage-2 maps ``[S,T,T,C]``."""
+              roughness_range: tuple[float, float], footprint: float = 1.0) -> "MapParameters":
+        """Zero residuals on top of the stage-2 maps ``[S,T,T,C]``. ``footprint``: texels per
+        pixel of the photo; the pyramid's finest level has half a pixel's pitch
+        (``T / 2^(floor(log2 footprint) − 1)``), so a larger ``T`` adds no texels that no pixel
+        constrains (the smoothness term fills the texels between pixel samples)."""
         s, t = diffuse.shape[:2]
         if not specular_color:
             specular = specular.mean(-1, keepdim=True)
-        sizes = [max(1, t >> k) for k in range(max(1, levels))]
+        skip = max(0, int(math.floor(math.log2(max(footprint, 1.0)))) - 1)
+        sizes = [max(1, t >> k) for k in range(skip, skip + max(1, levels))]
         zeros = diffuse.new_zeros
         lo, hi = roughness_range
         return cls(
@@ -116,7 +124,7 @@ class MapStage:
             base = scene.render_inputs(frozen, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed)
         grids = MapParameters.start(
             diffuse, specular, roughness, s3.pyramid_levels, s3.specular_resolution, s3.roughness_resolution,
-            s3.specular_color, (s3.roughness_min, s3.roughness_max),
+            s3.specular_color, (s3.roughness_min, s3.roughness_max), texel_footprint(scene, frozen),
         )
         with torch.no_grad():
             initial = grids.maps()
