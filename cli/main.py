@@ -98,6 +98,7 @@ from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
 from . import dataset_cmd  # noqa: E402,F401
 from . import plugins_new  # noqa: E402,F401
 from . import track_cmd  # noqa: E402,F401
+from . import report_cmd  # noqa: E402,F401
 
 
 def main() -> None:

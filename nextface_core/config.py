@@ -48,6 +48,7 @@ RULES: dict[str, tuple] = {
     "stage3.learning_rate": (0.0, None),
     "stage2.final_learning_rate": (0.0, 1.0),
     "stage3.final_learning_rate": (0.0, 1.0),
+    "output.mesh_units": ("choices", "m", "mm"),
 }
 _NON_NEGATIVE_SECTIONS = ("weights",)
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
