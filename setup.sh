@@ -48,9 +48,10 @@ pip install -e ".$extras" \
   -e plugins/landmarks_fan \
   -e examples/model_flame
 if [ "${1:-}" = "--test" ]; then
-  # The real clients the export tests drive: Debian's chromium and blender, the Khronos glTF validator (npm).
+  # The real clients the export tests drive: Debian's chromium and blender (its glTF importer needs numpy),
+  # the Khronos glTF validator (npm).
   if { ! command -v chromium >/dev/null || ! command -v blender >/dev/null; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium blender >/dev/null) \
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium blender python3-numpy >/dev/null) \
       || echo "setup: could not install chromium and blender; their tests will be skipped" >&2
   fi
   command -v npm >/dev/null && (cd tests/exports && npm ci --silent --no-audit --no-fund) \
