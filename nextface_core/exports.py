@@ -21,8 +21,9 @@ import torch
 
 from .camera import axis_angle_to_matrix, matrix_to_axis_angle
 from .errors import UsageError
-from .gltf import GltfCamera, GltfMesh, yfov
+from .gltf import GltfCamera, yfov
 from .mesh import vertex_normals
+from .obj import ObjMesh
 from .sh import SH_AXES_IN_CAMERA, dominant_direction
 
 #: mesh units of the exports → factor from model space (millimetres)
@@ -39,11 +40,11 @@ def unit_scale(units: str) -> float:
     return MESH_UNITS[units]
 
 
-def export_mesh(vertices: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, scale: float) -> GltfMesh:
+def export_mesh(vertices: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, scale: float) -> ObjMesh:
     """Model-space ``vertices [N,3]`` (mm) → a mesh in the export units with unit normals."""
     normals = vertex_normals(vertices[None], faces)[0]
-    return GltfMesh((vertices.detach().double() * scale).cpu().numpy(), normals.detach().cpu().numpy(),
-                    uv.detach().cpu().numpy(), faces.detach().cpu().numpy())
+    return ObjMesh((vertices.detach().double() * scale).cpu().numpy(), uv.detach().cpu().numpy(),
+                   normals.detach().cpu().numpy(), faces.detach().cpu().numpy())
 
 
 def world_to_camera(rotation: torch.Tensor, translation: torch.Tensor, scale: float) -> np.ndarray:

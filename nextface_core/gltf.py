@@ -25,20 +25,11 @@ import pygltflib as gl
 from PIL import Image
 
 from . import __version__
+from .obj import ObjMesh
 
 _FLOAT, _UINT = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
-
-
-@dataclass
-class GltfMesh:
-    """``positions [N,3]``, unit ``normals [N,3]``, ``uv [N,2]`` (v from the top), ``faces [F,3]``."""
-
-    positions: np.ndarray
-    normals: np.ndarray
-    uv: np.ndarray
-    faces: np.ndarray
 
 
 @dataclass
@@ -122,13 +113,13 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def glb_bytes(mesh: GltfMesh, maps: PbrMaps, name: str, camera: GltfCamera | None = None,
+def glb_bytes(mesh: ObjMesh, maps: PbrMaps, name: str, camera: GltfCamera | None = None,
               animation: MorphAnimation | None = None) -> bytes:
     """The ``.glb`` of one textured face mesh (node ``name``), with an optional camera node
     and an optional morph-target + pose animation of the mesh node."""
     buf = _Buffer()
     attributes = gl.Attributes(
-        POSITION=buf.accessor(mesh.positions, _ARRAY_BUFFER, bounds=True),
+        POSITION=buf.accessor(mesh.vertices, _ARRAY_BUFFER, bounds=True),
         NORMAL=buf.accessor(_unit(mesh.normals), _ARRAY_BUFFER),
         TEXCOORD_0=buf.accessor(mesh.uv, _ARRAY_BUFFER),
     )

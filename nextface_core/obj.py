@@ -14,8 +14,9 @@ from .files import read_user_text
 
 @dataclass
 class ObjMesh:
-    """``vertices [N,3]``, ``uv [N,2]`` (NextFace convention: v counted from the top),
-    ``normals [N,3]``, ``faces [F,3]`` 0-based; one index per corner for all three."""
+    """``vertices [N,3]``, ``uv [N,2]`` (NextFace convention: v counted from the top, as glTF's),
+    ``normals [N,3]``, ``faces [F,3]`` 0-based; one index per corner for all three. The mesh
+    the OBJ and the glTF writers take (:func:`nextface_core.exports.export_mesh`)."""
 
     vertices: np.ndarray
     uv: np.ndarray
@@ -26,7 +27,7 @@ class ObjMesh:
 UNIT_NAMES = {"m": "metres", "mm": "millimetres"}
 
 
-def obj_text(mesh: ObjMesh, mtl: str | None = None, units: str = "m") -> str:
+def obj_text(mesh: ObjMesh, *, units: str, mtl: str | None = None) -> str:
     """The OBJ text of ``mesh`` (texture v flipped to OBJ's bottom-up convention); ``units``
     ("m" or "mm") names the units its vertices are already in, for the header."""
     out = io.StringIO()

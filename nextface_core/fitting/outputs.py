@@ -29,10 +29,10 @@ from ..exr import write_exr
 from ..files import atomic_path, write_bytes, write_text
 from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world_to_camera
 from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
-from ..obj import ObjMesh, obj_text
+from ..obj import obj_text
 from ..overlay import draw_landmarks
 from ..render import RenderMode
-from ..report import write_fit_report
+from ..report import COMPOSITE_TILES, write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
 
@@ -94,8 +94,8 @@ def write_maps(folder: Path, maps: MapImages) -> None:
 def write_obj(folder: Path, vertices: torch.Tensor, result: FitResult) -> None:
     """mesh.obj + mesh.mtl of model-space ``vertices [N,3]``, in the configured mesh units."""
     units = result.config.output.mesh_units
-    m = export_mesh(vertices, result.model.faces, result.model.uv, unit_scale(units))
-    write_text(folder / "mesh.obj", obj_text(ObjMesh(m.positions, m.uv, m.normals, m.faces), "mesh.mtl", units))
+    mesh = export_mesh(vertices, result.model.faces, result.model.uv, unit_scale(units))
+    write_text(folder / "mesh.obj", obj_text(mesh, units=units, mtl="mesh.mtl"))
     write_text(folder / "mesh.mtl", MTL)
 
 
@@ -146,7 +146,7 @@ def _loss_plots(out: Path, result: FitResult) -> None:
 
 
 def _composite(result: FitResult) -> list[np.ndarray]:
-    """input | overlay | reconstruction | diffuse | specular | roughness, per image."""
+    """The tiles of :data:`~nextface_core.report.COMPOSITE_TILES` side by side, per image."""
     diffuse, specular, rough = result.textures()
     full = result.render()
     tiles = [

@@ -19,7 +19,6 @@ import base64
 import html
 import io
 import json
-import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,8 +29,6 @@ from PIL import Image
 
 from ..errors import InputError
 from ..files import write_text
-
-log = logging.getLogger(__name__)
 
 VIEWER_FILE = "model-viewer.min.js"
 REPORT_FILE = "report.html"
@@ -90,7 +87,7 @@ for (const select of document.querySelectorAll('select[data-viewer]')) {
   select.addEventListener('change', () => {
     const viewer = document.getElementById(select.dataset.viewer);
     viewer.environmentImage = select.value === 'off' ? null : select.value;
-    viewer.exposure = select.value === 'off' ? 0.15 : 1.0;
+    viewer.exposure = select.value === 'off' ? 0.0 : 1.0;
   });
 }
 """
@@ -181,7 +178,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 # -- fit ------------------------------------------------------------------------------------
 
-_TILES = ("input", "overlay", "re-render", "diffuse albedo", "specular albedo", "roughness")
+#: the tiles of composite.png, left to right (:func:`nextface_core.fitting.outputs.save_result` writes it)
+COMPOSITE_TILES = ("input", "overlay", "re-render", "diffuse albedo", "specular albedo", "roughness")
 
 
 def _loss_figures(root: Path) -> str:
@@ -197,9 +195,9 @@ def image_page(root: Path, name: str, summary: dict[str, Any]) -> str:
     tiles = ""
     if (folder / "composite.png").is_file():
         composite = Image.open(folder / "composite.png").convert("RGB")
-        w = composite.width // len(_TILES)
+        w = composite.width // len(COMPOSITE_TILES)
         tiles = "".join(_figure(_image_uri(composite.crop((i * w, 0, (i + 1) * w, composite.height))), t)
-                        for i, t in enumerate(_TILES[:3]))
+                        for i, t in enumerate(COMPOSITE_TILES[:3]))
     metrics = [
         ("landmark error (px)", meta.get("landmark_error_px")),
         ("landmark error (% inter-ocular)", meta.get("landmark_error_iod_percent")),
@@ -291,7 +289,7 @@ def write_track_report(root: str | Path) -> Path:
     euler, translation = arrays["euler_degrees"], arrays["translation"]
     charts = (
         _svg_curves(t, {"pitch": euler[:, 0], "yaw": euler[:, 1], "roll": euler[:, 2]}, "head rotation (deg)")
-        + _svg_curves(t, {"x": translation[:, 0], "y": translation[:, 1], "z": translation[:, 2]}, "translation (mm)")
+        + _svg_curves(t, {a: translation[:, i] - translation[0, i] for i, a in enumerate("xyz")}, "translation from frame 0 (mm)")
         + _svg_curves(t, {"landmark error": arrays["landmark_error_px"]}, "landmark error (px)")
     )
     counts = summary.get("counts", {})

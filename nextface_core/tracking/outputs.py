@@ -37,7 +37,7 @@ from ..files import atomic_path, write_bytes, write_text
 from ..fitting.inputs import make_batch
 from ..fitting.outputs import DETECTED, FITTED, to_uint8
 from ..gltf import GltfCamera, MorphAnimation, PbrMaps, glb_bytes, perceptual_roughness, yfov
-from ..obj import ObjMesh, obj_text
+from ..obj import obj_text
 from ..report import write_track_report
 from ..overlay import draw_landmarks
 from .track import INTERPOLATED, MISSING, STATUS_NAMES, TRACKED, Frames, TrackResult, frame_name
@@ -193,8 +193,8 @@ def save_track(result: TrackResult, frames: Frames, out: str | Path, *, video: s
     if obj:
         units = result.config.output.mesh_units
         for i in range(result.frame_count):
-            m = export_mesh(result.vertices(i), result.model.faces, result.model.uv, unit_scale(units))
-            write_text(out / "obj" / f"{frame_name(i)}.obj", obj_text(ObjMesh(m.positions, m.uv, m.normals, m.faces), units=units))
+            mesh = export_mesh(result.vertices(i), result.model.faces, result.model.uv, unit_scale(units))
+            write_text(out / "obj" / f"{frame_name(i)}.obj", obj_text(mesh, units=units))
     path = out / "track.json"
     write_text(path, json.dumps(summary(result, video), indent=2))
     write_track_report(out)
