@@ -153,3 +153,18 @@ def test_chromium_sorts_the_gallery(fit_out, chromium) -> None:
     chromium.evaluate("document.querySelectorAll('th[data-sort]')[2].click()")
     assert chromium.evaluate(names) == [n for _, n in sorted(zip(psnr, result.names), reverse=True)]
     assert chromium.console_errors() == []
+
+
+def test_without_the_vendored_viewer_the_page_says_so_and_shows_the_rest(fit_out, monkeypatch) -> None:
+    import nextface_core.report as report
+
+    result, out = fit_out
+    monkeypatch.setattr(report, "viewer_script", lambda: None)
+    page = report.image_page(out, "face0", {"stages": []})
+    assert "<model-viewer" not in page and "3D view unavailable" in page and "run ./setup.sh" in page
+    assert "<figcaption>diffuse albedo" in page
+
+
+def test_unknown_mesh_units_are_a_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    code, _, stderr = _run(monkeypatch, capsys, "fit", str(tmp_path / "photo.png"), "--mesh-units", "cm")
+    assert code == 2 and "output.mesh_units = 'cm' is not allowed" in stderr and "fix: use one of ['m', 'mm']" in stderr
