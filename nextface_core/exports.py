@@ -23,7 +23,7 @@ from .camera import axis_angle_to_matrix, matrix_to_axis_angle
 from .errors import UsageError
 from .gltf import GltfCamera, yfov
 from .mesh import vertex_normals
-from .obj import ObjMesh
+from .obj import UNIT_NAMES, ObjMesh
 from .sh import SH_AXES_IN_CAMERA, dominant_direction
 
 #: mesh units of the exports → factor from model space (millimetres)
@@ -96,6 +96,8 @@ def camera_record(*, image: str, size: tuple[int, int], input_scale: float, foca
         "sh_coefficients_rgb": sh.detach().double().cpu().numpy().tolist(),
         "sh_basis": "real spherical harmonics, orthonormal, no Condon-Shortley phase; coefficient l(l+1)+m of band l, "
         "order m; evaluated at a unit direction written in the SH frame (X, Y, Z) below; linear RGB radiance",
+        "sh_frame": "rows of sh_frame_axes_*: the SH frame's X, Y and Z axes; Z is the camera's up (OpenCV -y), "
+        "the env map's pole",
         "sh_frame_axes_in_camera_opencv": sh_axes_camera.T.tolist(),
         "sh_frame_axes_in_world": sh_axes_world.T.tolist(),
         "envmap": {
@@ -119,7 +121,7 @@ def camera_record(*, image: str, size: tuple[int, int], input_scale: float, foca
         "input_scale": input_scale,
         "units": units,
         "mesh": mesh_files,
-        "world": f"the frame of {' and '.join(mesh_files)}: x left-right, +Y up, +Z out of the face, in {units}",
+        "world": f"the frame of {' and '.join(mesh_files)}: x left-right, +Y up, +Z out of the face, in {UNIT_NAMES[units]}",
         "K": intrinsics(focal, principal_point).tolist(),
         "pixels": "(0, 0) is the top-left corner of the top-left pixel, pixel centres at integer + 0.5, in the image "
         "as fitted (the input image scaled by input_scale); pixel = K @ X_opencv / z",
