@@ -34,6 +34,7 @@ def fit_dataset_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="Morphable model name."),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="Folder holding the model files (reachable by every worker)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (CUDA: each task asks Ray for a GPU)."),
+    mesh_units: Optional[str] = typer.Option(None, "--mesh-units", help="Units of mesh.obj, mesh.glb and camera.json: m (default) or mm."),
     skip_stage: List[int] = typer.Option([], "--skip-stage", help="Stage number not to run (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
 ) -> None:
@@ -41,7 +42,7 @@ def fit_dataset_cmd(
     from nextface_core.dataset import fit_dataset, rich_progress
 
     cfg = command_config(
-        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path,
+        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path, mesh_units=mesh_units,
         landmarks_file=landmarks_file,
     )
     check_stages(skip_stage)

@@ -97,6 +97,7 @@ def fit(
     model: Optional[str] = typer.Option(None, "--model", help="Morphable model name."),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="Folder holding the model files."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    mesh_units: Optional[str] = typer.Option(None, "--mesh-units", help="Units of mesh.obj, mesh.glb and camera.json: m (default) or mm."),
     shared_identity: bool = typer.Option(False, "--shared-identity", help="All images show one person: one shape and one set of maps."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Resume from a checkpoint_stageN.npz."),
     skip_stage: List[int] = typer.Option([], "--skip-stage", help="Stage number not to run (repeatable)."),
@@ -113,7 +114,7 @@ def fit(
     from nextface_core.reliability import FitStopped, check_output_folder, signals_interrupt
 
     cfg = command_config(
-        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path,
+        config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path, mesh_units=mesh_units,
         landmarks_file=landmarks_file, skip_no_face=skip_no_face or None,
     )
     check_stages(skip_stage)

@@ -14,11 +14,11 @@ import typer
 
 from nextface_core.errors import EXIT_INTERNAL, NextFaceError
 
-from . import dataset_cmd, fit_cmd, landmarks_cmd, model_cmd, plugins_cmd, track_cmd
+from . import dataset_cmd, fit_cmd, landmarks_cmd, model_cmd, plugins_cmd, report_cmd, track_cmd
 from .app import app, state
 
 #: the command modules, each attaching its commands to the app on import
-COMMANDS = (fit_cmd, landmarks_cmd, model_cmd, dataset_cmd, plugins_cmd, track_cmd)
+COMMANDS = (fit_cmd, landmarks_cmd, model_cmd, dataset_cmd, plugins_cmd, report_cmd, track_cmd)
 
 
 def main() -> None:

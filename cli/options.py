@@ -19,6 +19,7 @@ OPTION_KEYS = {
     "skip_no_face": "run.skip_no_face",
     "keyframes": "track.keyframes",
     "resolution": "track.resolution",
+    "mesh_units": "output.mesh_units",
 }
 
 

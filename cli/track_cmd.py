@@ -25,6 +25,7 @@ def track(
     model: Optional[str] = typer.Option(None, "--model", help="Morphable model name."),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="Folder holding the model files."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    mesh_units: Optional[str] = typer.Option(None, "--mesh-units", help="Units of track.glb and the --obj meshes: m (default) or mm."),
     obj: bool = typer.Option(False, "--obj", help="Also write one OBJ mesh per frame (OUT/obj/)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay.mp4."),
 ) -> None:
@@ -33,7 +34,7 @@ def track(
 
     cfg = command_config(
         config, renderer=renderer, landmarks=landmarks, model=model, device=device, keyframes=keyframes,
-        resolution=resolution, model_path=model_path, landmarks_file=landmarks_file,
+        resolution=resolution, model_path=model_path, mesh_units=mesh_units, landmarks_file=landmarks_file,
     )
     info = probe(video)
     known = Identity.load(identity) if identity is not None else None

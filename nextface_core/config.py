@@ -53,6 +53,7 @@ RULES: dict[str, tuple] = {
     "stage3.roughness_resolution": (1, 4096),
     "stage3.roughness_min": (0.0, 1.0),
     "stage3.roughness_max": (0.0, 1.0),
+    "output.mesh_units": ("choices", "m", "mm"),
 }
 _NON_NEGATIVE_SECTIONS = ("weights",)
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -14,8 +14,9 @@ from .files import read_user_text
 
 @dataclass
 class ObjMesh:
-    """``vertices [N,3]``, ``uv [N,2]`` (NextFace convention: v counted from the top),
-    ``normals [N,3]``, ``faces [F,3]`` 0-based; one index per corner for all three."""
+    """``vertices [N,3]``, ``uv [N,2]`` (NextFace convention: v counted from the top, as glTF's),
+    ``normals [N,3]``, ``faces [F,3]`` 0-based; one index per corner for all three. The mesh
+    the OBJ and the glTF writers take (:func:`nextface_core.exports.export_mesh`)."""
 
     vertices: np.ndarray
     uv: np.ndarray
@@ -23,13 +24,17 @@ class ObjMesh:
     faces: np.ndarray
 
 
-def obj_text(mesh: ObjMesh, mtl: str | None = None) -> str:
-    """The OBJ text of ``mesh`` (texture v flipped to OBJ's bottom-up convention)."""
+UNIT_NAMES = {"m": "metres", "mm": "millimetres"}
+
+
+def obj_text(mesh: ObjMesh, *, units: str, mtl: str | None = None) -> str:
+    """The OBJ text of ``mesh`` (texture v flipped to OBJ's bottom-up convention); ``units``
+    ("m" or "mm") names the units its vertices are already in, for the header."""
     out = io.StringIO()
-    out.write("# NextFace mesh: model space (millimetres, y up)\n")
+    out.write(f"# NextFace mesh: model space in {UNIT_NAMES[units]} (x left-right, +y up, +z out of the face)\n")
     if mtl:
         out.write(f"mtllib {mtl}\nusemtl face\n")
-    np.savetxt(out, mesh.vertices, fmt="v %.5f %.5f %.5f")
+    np.savetxt(out, mesh.vertices, fmt="v %.7f %.7f %.7f")
     np.savetxt(out, np.stack([mesh.uv[:, 0], 1.0 - mesh.uv[:, 1]], 1), fmt="vt %.6f %.6f")
     np.savetxt(out, mesh.normals, fmt="vn %.5f %.5f %.5f")
     np.savetxt(out, np.repeat(mesh.faces + 1, 3, axis=1), fmt="f %d/%d/%d %d/%d/%d %d/%d/%d")

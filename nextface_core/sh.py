@@ -19,6 +19,8 @@ import math
 import torch
 
 MAX_BANDS = 9
+#: the SH frame's X, Y, Z axes (rows) in camera coordinates: X = camera x, Y = camera z, Z = camera −y (up)
+SH_AXES_IN_CAMERA = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
 
 
 def _check_bands(bands: int) -> None:

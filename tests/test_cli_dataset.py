@@ -54,6 +54,10 @@ def test_no_ray_shared_identity_to_a_file_url(groups, tmp_path: Path) -> None:
         shapes = [np.load(out / "fits" / person / f / "params.npz")["shape"] for f in faces]
         np.testing.assert_array_equal(shapes[0], shapes[1])
         assert rows[f"{person}/{faces[0]}"]["output"] == str(out / "fits" / person / faces[0])  # local: a plain path
+        assert (out / "fits" / person / "identity" / "mesh.glb").is_file()
+        for f in faces:  # the gallery links each finished photo's page, which its task wrote
+            page = f"fits/{person}/{f}/report.html"
+            assert f'href="{page}"' in (out / "report.html").read_text() and (out / page).is_file()
     # the rerun only retries the broken photo: its group is fitted again, person0 is skipped
     again = _run(["fit-dataset", str(groups.images), "-o", f"file://{out}", "--no-ray", "--workers", "2",
                   "--shared-identity", "--config", str(groups.config)], tmp_path / "cache")

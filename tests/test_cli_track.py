@@ -107,6 +107,8 @@ def test_track_with_keyframe_identity_writes_every_output(clip_files, monkeypatc
     assert float(relative.max()) < 2.5, relative
     assert status.tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
     assert len(list((out / "obj").glob("*.obj"))) == 8
+    frame0 = (out / "obj" / "frame000000.obj").read_text()
+    assert "metres" in frame0.splitlines()[0] and (out / "track.glb").is_file() and (out / "report.html").is_file()
     assert len(list(read_frames(out / "overlay.mp4"))) == 8
     assert (out / "pose.csv").read_text().splitlines()[4].split(",")[2] == "interpolated"
 

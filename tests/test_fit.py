@@ -81,12 +81,13 @@ def test_outputs_exist_and_reload(single, tmp_path) -> None:
     result = single[3]
     summary = json.loads(save_result(result, tmp_path).read_text())
     folder = tmp_path / "face"
-    for name in ("mesh.obj", "mesh.mtl", "diffuse.png", "specular.png", "roughness.png", "envmap.png",
-                 "envmap.exr", "composite.png", "landmarks.png", "params.npz", "params.json"):
+    for name in ("mesh.obj", "mesh.mtl", "mesh.glb", "camera.json", "diffuse.png", "specular.png", "roughness.png",
+                 "pbr_roughness.png", "envmap.png", "envmap.exr", "composite.png", "landmarks.png", "params.npz",
+                 "params.json", "report.html"):
         assert (folder / name).is_file(), name
     mesh = read_obj(folder / "mesh.obj")
     assert mesh.vertices.shape == (result.model.n_vertices, 3) and mesh.faces.shape == (result.model.n_faces, 3)
-    assert np.allclose(mesh.vertices, result.vertices()[0].numpy(), atol=1e-4)
+    assert np.allclose(mesh.vertices, result.vertices()[0].numpy() * 1e-3, atol=1e-6)  # metres by default
     env = read_exr(folder / "envmap.exr")
     assert env.shape == (result.config.light.envmap_resolution, 2 * result.config.light.envmap_resolution, 3)
     with np.load(folder / "params.npz", allow_pickle=False) as p:

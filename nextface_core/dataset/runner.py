@@ -6,6 +6,7 @@ Layout of ``OUT`` (a local folder or any fsspec URL)::
     OUT/dataset.json            the run's settings (a rerun must use the same ones)
     OUT/manifest.jsonl          one record per image (or manifest.parquet)
     OUT/report.json             the final report of the latest run
+    OUT/report.html             a gallery of every finished image, linking to its page
     OUT/fits/<task>/            what `nextface fit` writes for that image or group,
                                 plus records.json, written last when the task finished
 
@@ -29,6 +30,7 @@ import numpy as np
 from ..config import Config
 from ..errors import NextFaceError, UsageError
 from .backends import Backend, ProcessBackend, RayBackend
+from .gallery import write_dataset_report
 from .manifest import (DONE, FAILED, PENDING, ImageRecord, assign_tasks, collect_images, fit_name, folder_name, manifest_name,
                        read_manifest, write_manifest)
 from .storage import Location
@@ -293,4 +295,5 @@ def fit_dataset(
         retried_tasks=retried,
     )
     loc.write_bytes(REPORT_FILE, json.dumps(report.to_dict(), indent=1).encode())
+    write_dataset_report(loc)
     return report

@@ -3,9 +3,13 @@
 Layout (per image ``NAME``, or one ``identity/`` folder for a shared identity)::
 
     OUT/summary.json
-    OUT/NAME/mesh.obj, mesh.mtl, diffuse.png, specular.png, roughness.png   (identity files)
+    OUT/NAME/mesh.obj, mesh.mtl, diffuse.png, specular.png, roughness.png, pbr_roughness.png   (identity files)
+    OUT/NAME/mesh.glb, camera.json   (the image's mesh with its expression, and its camera)
     OUT/NAME/envmap.png, envmap.exr, composite.png, landmarks.png, params.npz, params.json
     OUT/loss_stage{1,2,3}.png
+    OUT/report.html, OUT/NAME/report.html   (:mod:`nextface_core.report`)
+
+Meshes are in ``output.mesh_units`` (metres by default, :mod:`nextface_core.exports`).
 
 Every file is written to a temporary name and renamed, so an interrupted save leaves no
 half-written file.
@@ -13,21 +17,22 @@ half-written file.
 
 from __future__ import annotations
 
-import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..color import linear_to_srgb
 from ..exr import write_exr
 from ..files import atomic_path, write_bytes, write_text
-from ..mesh import vertex_normals
-from ..obj import ObjMesh, obj_text
+from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world_to_camera
+from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
+from ..obj import obj_text
 from ..overlay import draw_landmarks
 from ..render import RenderMode
+from ..report import COMPOSITE_TILES, write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
 
@@ -42,31 +47,81 @@ def to_uint8(linear: torch.Tensor) -> np.ndarray:
 
 def save_png(path: Path, array: np.ndarray) -> None:
     """Atomically save a uint8 ``[H,W]`` or ``[H,W,3]`` array as PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1 else array).save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())
+    write_bytes(path, png_bytes(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1 else array))
 
 
-MTL = """# NextFace material: diffuse and specular albedo (sRGB PNG), roughness (PBR extension)
+MTL = """# NextFace material: diffuse and specular albedo (sRGB PNG), perceptual roughness (PBR extension)
 newmtl face
 Kd 1 1 1
 Ks 1 1 1
+Pm 0
 map_Kd diffuse.png
 map_Ks specular.png
-map_Pr roughness.png
+map_Pr pbr_roughness.png
+map_Ns pbr_roughness.png
 """
 
 
-def _write_identity(folder: Path, vertices: torch.Tensor, result: FitResult, s: int) -> None:
-    model = result.model
-    normals = vertex_normals(vertices[None], model.faces)[0]
-    mesh = ObjMesh(vertices.cpu().numpy(), model.uv.cpu().numpy(), normals.cpu().numpy(), model.faces.cpu().numpy())
-    write_text(folder / "mesh.obj", obj_text(mesh, "mesh.mtl"))
-    write_text(folder / "mesh.mtl", MTL)
+@dataclass
+class MapImages:
+    """uint8 images of one identity's maps: ``pbr`` the material of the OBJ and glTF exports
+    (diffuse, specular, perceptual roughness) and ``roughness`` NextFace's own roughness ``r``."""
+
+    pbr: PbrMaps
+    roughness: np.ndarray
+
+
+def texture_images(result: FitResult) -> list[MapImages]:
+    """The map images of each identity row ``s`` of ``result.textures()``."""
     diffuse, specular, rough = result.textures()
-    save_png(folder / "diffuse.png", to_uint8(diffuse[s]))
-    save_png(folder / "specular.png", to_uint8(specular[s]))
-    save_png(folder / "roughness.png", (rough[s].clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
+    r = rough[..., 0].clamp(0, 1).cpu().numpy()
+    return [MapImages(PbrMaps(to_uint8(diffuse[s]), to_uint8(specular[s]), _gray(perceptual_roughness(r[s]))), _gray(r[s]))
+            for s in range(diffuse.shape[0])]
+
+
+def _gray(values: np.ndarray) -> np.ndarray:
+    return (values * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_maps(folder: Path, maps: MapImages) -> None:
+    """diffuse.png, specular.png, roughness.png (NextFace's ``r``) and pbr_roughness.png (``√r``)."""
+    save_png(folder / "diffuse.png", maps.pbr.diffuse)
+    save_png(folder / "specular.png", maps.pbr.specular)
+    save_png(folder / "roughness.png", maps.roughness)
+    save_png(folder / "pbr_roughness.png", maps.pbr.roughness)
+
+
+def write_obj(folder: Path, vertices: torch.Tensor, result: FitResult) -> None:
+    """mesh.obj + mesh.mtl of model-space ``vertices [N,3]``, in the configured mesh units."""
+    units = result.config.output.mesh_units
+    mesh = export_mesh(vertices, result.model.faces, result.model.uv, unit_scale(units))
+    write_text(folder / "mesh.obj", obj_text(mesh, units=units, mtl="mesh.mtl"))
+    write_text(folder / "mesh.mtl", MTL)
+
+
+def write_glb(path: Path, vertices: torch.Tensor, result: FitResult, maps: MapImages, image: int | None = None) -> None:
+    """The ``.glb`` of model-space ``vertices [N,3]`` with ``maps``; with ``image``, also that
+    photo's camera (the node a viewer can look through)."""
+    scale = unit_scale(result.config.output.mesh_units)
+    camera = None
+    if image is not None:
+        p = result.params
+        to_cv = world_to_camera(p.rotation[image], p.translation[image], scale)
+        camera = gltf_camera(to_cv, float(p.focal[image]), result.batch.sizes[image])
+    mesh = export_mesh(vertices, result.model.faces, result.model.uv, scale)
+    write_bytes(path, glb_bytes(mesh, maps.pbr, "face", camera=camera))
+
+
+def write_camera(path: Path, result: FitResult, image: int, mesh_files: list[str]) -> None:
+    """``camera.json`` of image ``image`` (:func:`~nextface_core.exports.camera_record`)."""
+    p = result.params
+    record = camera_record(
+        image=result.names[image], size=result.batch.sizes[image], input_scale=result.batch.scales[image],
+        focal=float(p.focal[image]), principal_point=result.batch.principal_point[image].double().cpu().numpy(),
+        rotation=p.rotation[image], translation=p.translation[image], sh=p.sh[image],
+        units=result.config.output.mesh_units, mesh_files=mesh_files, envmap_files=["envmap.exr", "envmap.png"],
+    )
+    write_text(path, json.dumps(record, indent=2))
 
 
 def _loss_plots(out: Path, result: FitResult) -> None:
@@ -91,7 +146,7 @@ def _loss_plots(out: Path, result: FitResult) -> None:
 
 
 def _composite(result: FitResult) -> list[np.ndarray]:
-    """input | overlay | reconstruction | diffuse | specular | roughness, per image."""
+    """The tiles of :data:`~nextface_core.report.COMPOSITE_TILES` side by side, per image."""
     diffuse, specular, rough = result.textures()
     full = result.render()
     tiles = [
@@ -117,16 +172,23 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
     params = result.params
     vertices = result.vertices()
     shared = params.shared_identity
+    maps = texture_images(result)
     if shared:
         identity = result.scene.vertices(
             type(params)(**{**params.tensors(), "expression": torch.zeros_like(params.expression)})
         )[0]
-        _write_identity(out / "identity", identity, result, 0)
+        write_obj(out / "identity", identity, result)
+        write_maps(out / "identity", maps[0])
+        write_glb(out / "identity" / "mesh.glb", identity, result, maps[0])
     envmaps = sh_to_envmap(params.sh, result.config.light.envmap_resolution)
     for b, name in enumerate(result.names):
         folder = out / name
+        s = 0 if shared else b
         if not shared:
-            _write_identity(folder, vertices[b], result, b)
+            write_obj(folder, vertices[b], result)
+            write_maps(folder, maps[s])
+        write_glb(folder / "mesh.glb", vertices[b], result, maps[s], image=b)
+        write_camera(folder / "camera.json", result, b, ["mesh.glb"] if shared else ["mesh.glb", "mesh.obj"])
         env = envmaps[b].detach().cpu().numpy().astype(np.float32)
         write_exr(folder / "envmap.exr", env)
         save_png(folder / "envmap.png", to_uint8(envmaps[b] / max(float(envmaps[b].max()), 1e-6)))
@@ -140,6 +202,7 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
         result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
     summary = out / "summary.json"
     write_text(summary, json.dumps(result.summary(metrics), indent=2))
+    write_fit_report(out)
     return summary
 
 

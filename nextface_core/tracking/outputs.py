@@ -7,7 +7,12 @@ Layout::
     OUT/expression.csv   frame, time_s, status, e0 .. e{K-1} (standard deviations)
     OUT/pose.csv         frame, time_s, status, rx, ry, rz (axis-angle, rad), pitch/yaw/roll (deg), tx, ty, tz
     OUT/overlay.mp4      per frame: the frame with detected (green) / fitted (red) landmarks | the render over it
+    OUT/track.glb        the identity mesh, expression as morph-target weights and head pose as node
+                         animation per frame, seen by the video's camera (the scene's origin, glTF camera)
+    OUT/report.html      the track's page (:mod:`nextface_core.report`)
     OUT/obj/frame000000.obj ...   with --obj: model-space meshes (identity + expression)
+
+Meshes are in ``output.mesh_units`` (metres by default, :mod:`nextface_core.exports`).
 
 Status per frame: ``tracked``, ``interpolated`` (a short gap without a face) or ``no face``
 (a longer gap: the nearest tracked frame's parameters). Files are written atomically.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +32,13 @@ import torch
 
 from ..version import __version__
 from ..camera import axis_angle_to_matrix
-from ..files import atomic_path, write_text
+from ..exports import OPENCV_TO_OPENGL, export_mesh, quaternion, unit_scale, world_to_camera
+from ..files import atomic_path, write_bytes, write_text
 from ..fitting.inputs import make_batch
 from ..fitting.outputs import DETECTED, FITTED, to_uint8
-from ..mesh import vertex_normals
-from ..obj import ObjMesh, obj_text
+from ..gltf import GltfCamera, MorphAnimation, PbrMaps, glb_bytes, perceptual_roughness, yfov
+from ..obj import obj_text
+from ..report import write_track_report
 from ..overlay import draw_landmarks
 from .track import INTERPOLATED, MISSING, STATUS_NAMES, TRACKED, Frames, TrackResult, frame_name
 from .video import video_writer
@@ -131,6 +139,32 @@ def _overlay_frame(result: TrackResult, index: int, image: np.ndarray, linear: t
     return panel
 
 
+def write_track_glb(path: Path, result: TrackResult) -> None:
+    """``track.glb``: the identity mesh with one morph target per expression component (the
+    offset of one standard deviation, so the weights are the expression coefficients), and the
+    head pose per frame as the mesh node's animation in the OpenGL frame of the video's camera,
+    which is the glTF camera node at the origin."""
+    scale = unit_scale(result.config.output.mesh_units)
+    k = result.expression.shape[1]
+    unit = torch.cat([torch.zeros(1, k), torch.eye(k)]).to(result.expression)
+    with torch.no_grad():
+        v = result.scene.vertices(replace(result.identity.parameters(k + 1, result.sh[:1]), expression=unit))
+    pose = OPENCV_TO_OPENGL @ world_to_camera(result.rotation, result.translation, scale)  # [T,4,4] mesh → camera (GL)
+    animation = MorphAnimation(
+        targets=((v[1:] - v[:1]) * scale).cpu().numpy(), names=[f"e{i}" for i in range(k)], times=_times(result),
+        weights=result.expression.detach().cpu().numpy(), translation=pose[:, :3, 3], rotation=quaternion(pose[:, :3, :3]),
+    )
+    h, w = result.image_size
+    depth = float(np.linalg.norm(pose[0, :3, 3]))
+    camera = GltfCamera(yfov(float(result.focal[0]), h), w / h, depth / 100.0, depth * 100.0, np.zeros(3),
+                        np.array([0.0, 0.0, 0.0, 1.0]))
+    rough = np.full(result.scene.diffuse.shape[1:3], result.config.texture.initial_roughness)
+    maps = PbrMaps(to_uint8(result.scene.diffuse[0]), to_uint8(result.scene.specular[0]),
+                   (perceptual_roughness(rough) * 255.0 + 0.5).astype(np.uint8))
+    mesh = export_mesh(v[0], result.model.faces, result.model.uv, scale)
+    write_bytes(path, glb_bytes(mesh, maps, "face", camera=camera, animation=animation))
+
+
 def save_track(result: TrackResult, frames: Frames, out: str | Path, *, video: str = "", overlay: bool = True,
                obj: bool = False) -> Path:
     """Write every output of ``result`` under ``out`` (``frames`` re-read for the overlay)
@@ -155,14 +189,13 @@ def save_track(result: TrackResult, frames: Frames, out: str | Path, *, video: s
                 batch = make_batch([frame], [frame_name(i)], longer, result.scene.principal_point.device,
                                    result.model.dtype)
                 write(_overlay_frame(result, i, batch.srgb[0], batch.images))
+    write_track_glb(out / "track.glb", result)
     if obj:
-        faces = result.model.faces
-        uv = result.model.uv.cpu().numpy()
+        units = result.config.output.mesh_units
         for i in range(result.frame_count):
-            v = result.vertices(i)
-            n = vertex_normals(v[None], faces)[0]
-            mesh = ObjMesh(v.cpu().numpy(), uv, n.cpu().numpy(), faces.cpu().numpy())
-            write_text(out / "obj" / f"{frame_name(i)}.obj", obj_text(mesh))
+            mesh = export_mesh(result.vertices(i), result.model.faces, result.model.uv, unit_scale(units))
+            write_text(out / "obj" / f"{frame_name(i)}.obj", obj_text(mesh, units=units))
     path = out / "track.json"
     write_text(path, json.dumps(summary(result, video), indent=2))
+    write_track_report(out)
     return path
