@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from nextface_core.config import Config, load_config
 from nextface_core.errors import UsageError
+from nextface_core.plugins import PluginRegistry
 
 #: command-line option → config key it overrides
 OPTION_KEYS = {
@@ -25,9 +26,12 @@ OPTION_KEYS = {
 
 def command_config(config: Path | None, **options: Any) -> Config:
     """The config file (or the defaults) with the options given on the command line as
-    overrides (None: not given); paths become absolute strings."""
+    overrides (None: not given); paths become absolute strings. The options tables of the
+    installed plugins are checked here too, before any work starts."""
     overrides = {OPTION_KEYS[k]: str(v.resolve()) if isinstance(v, Path) else v for k, v in options.items() if v is not None}
-    return load_config(config, overrides)
+    loaded = load_config(config, overrides)
+    PluginRegistry().check_options(loaded)
+    return loaded
 
 
 def check_stages(stages: Iterable[int]) -> None:

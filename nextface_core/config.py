@@ -3,7 +3,8 @@
 The defaults live in one place, ``default_config.toml`` beside this module; their types
 are the schema. A user file may set any subset; an unknown key, a value of the wrong
 type, or one out of range raises :class:`ConfigError` naming the key. Tables
-``[plugins.<name>]`` are free-form options for third-party plugins.
+``[plugins.<entry point>]`` hold plugin options; they are kept as written here and checked
+by the registry against the options each plugin declares (:mod:`nextface_core.options`).
 """
 
 from __future__ import annotations

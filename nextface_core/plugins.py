@@ -302,6 +302,15 @@ class PluginRegistry:
                 f"choose another {kind} (nextface plugins list), or reinstall or report the plugin",
             ) from exc
 
+    def check_options(self, config: Any) -> None:
+        """Check every ``[plugins.<name>]`` table of ``config`` that belongs to a loaded plugin
+        with declared options (:class:`ConfigError` for the first bad one), so a typo in the
+        options of a plugin this run does not build is reported too. Tables of plugins that
+        are not installed are left alone (a config may be shared between machines)."""
+        for kind in self._collect().values():
+            for reg in kind.values():
+                reg.parse_options(config)
+
     def plugins(self) -> list[PluginInfo]:
         """Every loaded plugin with its distribution, version, hooks and registrations."""
         table = self._collect()

@@ -147,3 +147,21 @@ def test_plugins_list_shows_every_first_party_option() -> None:
         assert {o["name"] for o in rows[("renderer", "mitsuba")]["options"]} == {"shadow_gradients", "envmap_height"}
     text = CliRunner().invoke(app, ["plugins", "list"]).output
     assert "    options [plugins.render_vertex]:\n      nvdiffrast (str, default 'auto', one of ['auto', 'never', 'always'])" in text
+
+
+def test_check_options_reports_a_bad_table_of_a_plugin_the_run_does_not_build(tmp_path) -> None:
+    config, path = _config(tmp_path, "bands = 0")
+    registry = _registry()
+    with pytest.raises(ConfigError, match=r"plugins\.render_toon\.bands = 0 is out of range"):
+        registry.check_options(config)
+    registry.check_options(load_config().with_overrides({"plugins.not_installed": {"anything": 1}}))
+
+
+def test_the_fit_command_refuses_a_bad_plugin_table_before_reading_images(tmp_path) -> None:
+    from nextface_cli.main import app
+
+    path = tmp_path / "config.toml"
+    path.write_text('[plugins.render_vertex]\nnvdiffrast = "sometimes"\n')
+    result = CliRunner().invoke(app, ["fit", str(tmp_path / "missing.jpg"), "--config", str(path), "-o", str(tmp_path / "out")])
+    assert isinstance(result.exception, ConfigError) and result.exception.exit_code == 2  # main() prints it
+    assert result.exception.message == f"{path}: plugins.render_vertex.nvdiffrast = 'sometimes' is not allowed"

@@ -245,3 +245,21 @@ def test_a_check_that_raises_breaks_the_contract() -> None:
 
     with pytest.raises(ContractError, match="availability check answers: check failed: boom"):
         check_plugin(_plugin_with_check(check), "renderer", "checked")
+
+
+def test_check_plugin_reports_malformed_options() -> None:
+    from dataclasses import dataclass
+
+    from nextface_core.options import option
+
+    @dataclass  # fake: not frozen, and an option without help
+    class LooseOptions:
+        nvdiffrast: str = option("auto")
+
+    class Plugin:
+        @hookimpl
+        def nextface_register_renderers(self, register) -> None:
+            register("loose", nextface_render_vertex.create, description="vertex with loose options", options=LooseOptions)
+
+    with pytest.raises(ContractError, match="options well formed: 'LooseOptions' must be a frozen dataclass"):
+        check_plugin(Plugin(), "renderer", "loose")

@@ -127,8 +127,8 @@ def check_plugin(
     info = [p for p in registry.plugins() if p.name == plugin_name]
     checks.expect("listed with its hook", bool(info) and KIND_HOOKS[kind] in info[0].hooks, "hook missing from plugins()")
     if reg.options is not None:
-        for problem in _option_problems(reg.options):
-            checks.expect("options well formed", False, problem)
+        problems = _option_problems(reg.options)
+        checks.expect("options well formed", not problems, "; ".join(problems))
     checks.done()
     if not availability.ok:
         _skip(f"{kind} '{name}' is not available here: {availability.detail}")
@@ -167,10 +167,7 @@ def check_options(options: type) -> list[str]:
     their own rules accept. Raises :class:`ContractError` listing the problems."""
     checks = _Checks(f"options {getattr(options, '__name__', options)}")
     problems = _option_problems(options)
-    for problem in problems:
-        checks.expect("options well formed", False, problem)
-    if not problems:
-        checks.expect("options well formed", True, "")
+    checks.expect("options well formed", not problems, "; ".join(problems))
     return checks.done()
 
 

@@ -1,4 +1,4 @@
-"""The Basel loader on synthetic files (nextface_core.testing, small size) and on the real
+"""The Basel loader on synthetic files (nextface_model_basel.testing, small size) and on the real
 sfm-as-bfm face in the Basel layouts (skipped with the reason when that folder is absent).
 The full-size synthetic model is exercised by benchmarks/bench_model_basel.py."""
 
