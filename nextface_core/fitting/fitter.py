@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import Config, resolve_device
-from ..errors import InputError, UsageError
+from ..errors import BackendUnavailableError, InputError, UsageError
 from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure, StepGuard, finite
 from ..landmarks import LandmarkSet
 from ..losses import LossContext, LossTerm
@@ -123,7 +123,8 @@ class Fitter:
         stages are not run again). ``skip_stages``: stage numbers not to run.
 
         A SIGINT/SIGTERM (:class:`~nextface_core.reliability.Interrupted`, or a
-        KeyboardInterrupt) or a stage that keeps diverging raises
+        KeyboardInterrupt), a stage that keeps diverging, or a backend failing mid-stage
+        (:class:`~nextface_core.errors.BackendUnavailableError`, its exit code kept) raises
         :class:`~nextface_core.reliability.FitStopped` holding the checkpoint of the last
         completed stage.
         """
@@ -173,6 +174,8 @@ class Fitter:
                 raise FitStopped(
                     str(exc), "lower that stage's learning_rate in the config and resume from the checkpoint", good
                 ) from None
+            except BackendUnavailableError as exc:  # a backend that stopped mid-stage (e.g. a renderer's worker process died)
+                raise FitStopped(f"stage {stage} stopped: {exc.message}", exc.hint, good, exit_code=exc.exit_code) from None
             reports.append(report)
             done = stage
         return state.result(params, maps, reports, done)

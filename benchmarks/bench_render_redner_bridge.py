@@ -1,0 +1,117 @@
+"""Benchmark ``render_redner``'s worker bridge: what the process boundary costs per iteration.
+
+One differentiable iteration (forward + backward, gradients on vertices, normals, the three
+textures, SH light and focal: stage 3 of the fit) of the full-size synthetic face (28588
+vertices, 56572 triangles) with 512² maps and 9-band light at 256² (``quick=True``: the small
+face, 64 px), in the same run:
+
+- ``direct_ms``: the ``vertex`` renderer called in this process (the baseline);
+- ``bridge_ms``: the same render through the redner bridge on the vertex STAND-IN worker
+  (``plugins/render_redner/tests/standin``: the real worker loop and pipe protocol, rendering
+  with the vertex renderer), so the difference is the transport alone;
+- ``overhead_ms`` = bridge − direct, ``bridge_over_direct``; ``mb_per_iteration``: the bytes
+  the four messages of one iteration carry (render, rendered, backward, gradients);
+- ``startup_s``: starting the worker (interpreter, torch, the back end) until its hello.
+
+Medians of interleaved iterations after two warm-up ones.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+STANDIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "render_redner" / "tests" / "standin"
+GRADS = ("vertices", "normals", "diffuse", "specular", "roughness", "sh", "focal")
+
+
+def _inputs(quick: bool):
+    import torch
+
+    from nextface_core.camera import model_to_camera, rotate_normals
+    from nextface_core.mesh import vertex_normals
+    from nextface_core.render import RenderInputs
+    from nextface_core.testing import synthetic_model
+
+    model = synthetic_model("small" if quick else "full")
+    size, tex = (64, 64) if quick else (256, 512)
+    rotation = torch.tensor([[0.1, 0.3, 0.0]])
+    shape = model.shape_mean[None]
+    g = torch.Generator().manual_seed(0)
+    return RenderInputs(
+        vertices=model_to_camera(shape, rotation, torch.tensor([[0.0, 0.0, 600.0]])),
+        faces=model.faces.to(torch.int32),
+        normals=rotate_normals(vertex_normals(shape, model.faces), rotation),
+        uv=model.uv,
+        diffuse=torch.rand(1, tex, tex, 3, generator=g),
+        specular=0.2 * torch.rand(1, tex, tex, 3, generator=g),
+        roughness=0.3 + 0.4 * torch.rand(1, tex, tex, 1, generator=g),
+        sh=torch.randn(1, 81, 3, generator=g) * 0.1 + torch.tensor([2.0] + [0.0] * 80)[None, :, None],
+        focal=torch.tensor([size * 4.0]),
+        principal_point=torch.tensor([[size / 2.0, size / 2.0]]),
+        image_size=(size, size),
+    )
+
+
+def _iteration(renderer, inputs) -> float:
+    import torch
+
+    leaves = {n: getattr(inputs, n).detach().clone().requires_grad_(True) for n in GRADS}
+    t0 = time.perf_counter()
+    out = renderer.render(replace(inputs, **leaves))
+    (out.image.sum() + out.mask.sum()).backward()
+    elapsed = (time.perf_counter() - t0) * 1000.0
+    assert all(torch.isfinite(leaves[n].grad).all() for n in ("vertices", "diffuse", "sh"))
+    return elapsed
+
+
+def _nbytes(*tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def run(quick: bool = False) -> dict[str, object]:
+    import torch
+
+    from nextface_render_redner.renderer import ARRAY_FIELDS, RednerRenderer
+    from nextface_render_vertex import VertexRenderer
+
+    inputs = _inputs(quick)
+    direct = VertexRenderer(use_nvdiffrast="never")
+    t0 = time.perf_counter()
+    bridge = RednerRenderer(sys.executable, module="vertex_standin_worker", pythonpath=[STANDIN_DIR])
+    startup = time.perf_counter() - t0
+    try:
+        repeats = 3 if quick else 10
+        times: dict[str, list[float]] = {"direct": [], "bridge": []}
+        for i in range(repeats + 2):
+            for name, renderer in (("direct", direct), ("bridge", bridge)):
+                ms = _iteration(renderer, inputs)
+                if i >= 2:
+                    times[name].append(ms)
+    finally:
+        bridge.close()
+    direct_ms, bridge_ms = statistics.median(times["direct"]), statistics.median(times["bridge"])
+    h, w = inputs.image_size
+    image_bytes = h * w * 4 * 4  # image + mask, float32
+    inputs_bytes = _nbytes(*(getattr(inputs, n) for n in ARRAY_FIELDS))
+    grads_bytes = _nbytes(*(getattr(inputs, n) for n in GRADS))
+    return {
+        "image_px": h,
+        "vertices": inputs.vertices.shape[1],
+        "texture_px": inputs.diffuse.shape[1],
+        "threads": torch.get_num_threads(),
+        "direct_ms": round(direct_ms, 1),
+        "bridge_ms": round(bridge_ms, 1),
+        "overhead_ms": round(bridge_ms - direct_ms, 1),
+        "bridge_over_direct": round(bridge_ms / direct_ms, 3),
+        "mb_per_iteration": round((inputs_bytes + 2 * image_bytes + grads_bytes) / 2**20, 1),
+        "startup_s": round(startup, 2),
+    }
+
+
+if __name__ == "__main__":
+    for key, value in run("--quick" in sys.argv).items():
+        print(f"{key:>20}  {value}")
