@@ -9,11 +9,16 @@ face, 64 px), in the same run:
 - ``bridge_ms``: the same render through the redner bridge on the vertex STAND-IN worker
   (``plugins/render_redner/tests/standin``: the real worker loop and pipe protocol, rendering
   with the vertex renderer), so the difference is the transport alone;
-- ``overhead_ms`` = bridge − direct, ``bridge_over_direct``; ``mb_per_iteration``: the bytes
-  the four messages of one iteration carry (render, rendered, backward, gradients);
+- ``overhead_ms`` = bridge − direct, ``bridge_over_direct``;
+- ``transport_ms``: per iteration, the two round trips' wall time minus the time the worker
+  reports spending in its back end (``worker_s`` of each reply): the transport measured
+  directly, robust to the render's own noise on a shared machine;
+- ``mb_per_iteration``: the bytes the four messages of one iteration carry (render,
+  rendered, backward, gradients);
 - ``startup_s``: starting the worker (interpreter, torch, the back end) until its hello.
 
-Medians of interleaved iterations after two warm-up ones.
+One torch thread in both processes (``threads``; stable figures on shared cores). Medians of
+interleaved iterations after two warm-up ones.
 """
 
 from __future__ import annotations
@@ -73,11 +78,16 @@ def _nbytes(*tensors) -> int:
 
 
 def run(quick: bool = False) -> dict[str, object]:
+    import os
+
     import torch
 
     from nextface_render_redner.renderer import ARRAY_FIELDS, RednerRenderer
     from nextface_render_vertex import VertexRenderer
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    os.environ["NEXTFACE_STANDIN_THREADS"] = "1"
     inputs = _inputs(quick)
     direct = VertexRenderer(use_nvdiffrast="never")
     t0 = time.perf_counter()
@@ -85,14 +95,19 @@ def run(quick: bool = False) -> dict[str, object]:
     startup = time.perf_counter() - t0
     try:
         repeats = 3 if quick else 10
-        times: dict[str, list[float]] = {"direct": [], "bridge": []}
+        times: dict[str, list[float]] = {"direct": [], "bridge": [], "transport": []}
         for i in range(repeats + 2):
             for name, renderer in (("direct", direct), ("bridge", bridge)):
+                before = bridge.worker.transport_s
                 ms = _iteration(renderer, inputs)
                 if i >= 2:
                     times[name].append(ms)
+                    if name == "bridge":
+                        times["transport"].append((bridge.worker.transport_s - before) * 1000.0)
     finally:
         bridge.close()
+        torch.set_num_threads(threads)
+        os.environ.pop("NEXTFACE_STANDIN_THREADS", None)
     direct_ms, bridge_ms = statistics.median(times["direct"]), statistics.median(times["bridge"])
     h, w = inputs.image_size
     image_bytes = h * w * 4 * 4  # image + mask, float32
@@ -102,11 +117,12 @@ def run(quick: bool = False) -> dict[str, object]:
         "image_px": h,
         "vertices": inputs.vertices.shape[1],
         "texture_px": inputs.diffuse.shape[1],
-        "threads": torch.get_num_threads(),
+        "threads": 1,
         "direct_ms": round(direct_ms, 1),
         "bridge_ms": round(bridge_ms, 1),
         "overhead_ms": round(bridge_ms - direct_ms, 1),
         "bridge_over_direct": round(bridge_ms / direct_ms, 3),
+        "transport_ms": round(statistics.median(times["transport"]), 1),
         "mb_per_iteration": round((inputs_bytes + 2 * image_bytes + grads_bytes) / 2**20, 1),
         "startup_s": round(startup, 2),
     }

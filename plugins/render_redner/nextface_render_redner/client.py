@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ class WorkerProcess:
         self._finalizer = weakref.finalize(self, _stop, self._proc, self._drain)
         _grow_pipes(self._proc)
         self.info = self._handshake(startup_timeout)
+        self.requests = 0
+        self.transport_s = 0.0  # round-trip time not spent in the worker's back end, summed over requests
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class WorkerProcess:
         """
         if not self.alive:
             raise self._died(op)
+        start = time.perf_counter()
         try:
             wire.write_message(self._proc.stdin, op, fields, arrays)
             got, fields_back, arrays_back = wire.read_message(self._proc.stdout)
@@ -160,6 +164,8 @@ class WorkerProcess:
         if got != reply:
             self._kill()
             raise WorkerError(f"the redner worker answered {op!r} with {got!r} (expected {reply!r})", "reinstall nextface-render-redner")
+        self.requests += 1
+        self.transport_s += time.perf_counter() - start - float(fields_back.get("worker_s", 0.0))
         return fields_back, arrays_back
 
     def _handshake(self, timeout: float) -> WorkerInfo:
@@ -214,8 +220,7 @@ class WorkerProcess:
         )
 
     def _kill(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
+        _signal_group(self._proc, signal.SIGKILL)
         self._finalizer()
 
 
@@ -232,8 +237,17 @@ def _grow_pipes(proc: subprocess.Popen) -> None:
             pass
 
 
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Signal the worker's whole process group (its own session: anything it started goes too)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _stop(proc: subprocess.Popen, drain: threading.Thread) -> None:
-    """Stop a worker: ``quit`` and close its stdin, then SIGTERM after 5 s, SIGKILL after 2 more."""
+    """Stop a worker: ``quit`` and close its stdin, then SIGTERM its process group after 5 s,
+    SIGKILL after 2 more."""
     if proc.poll() is None:
         try:
             wire.write_message(proc.stdin, "quit")
@@ -243,9 +257,9 @@ def _stop(proc: subprocess.Popen, drain: threading.Thread) -> None:
         proc.stdin.close()
     except (OSError, ValueError):
         pass
-    for action, wait in ((None, 5.0), (proc.terminate, 2.0), (proc.kill, None)):
-        if action is not None:
-            action()
+    for signum, wait in ((None, 5.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+        if signum is not None:
+            _signal_group(proc, signum)
         try:
             proc.wait(timeout=wait)
             break
@@ -253,4 +267,5 @@ def _stop(proc: subprocess.Popen, drain: threading.Thread) -> None:
             continue
     drain.join(timeout=2)
     proc.stdout.close()
-    proc.stderr.close()
+    if not drain.is_alive():  # else a child of the worker still holds the pipe: closing would wait for it
+        proc.stderr.close()

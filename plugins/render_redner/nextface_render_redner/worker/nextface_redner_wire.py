@@ -15,10 +15,11 @@ Ops (parent → worker / worker → parent):
   ``executable``, ``torch``, ``pid``; when the back end cannot run: ``ok`` false, ``error``, ``fix``.
 - ``render`` → ``rendered``: ``id``, ``image_size``, ``samples``, ``seed``, ``mode``, ``grad`` (names
   of the arrays whose gradients a later ``backward`` will ask for); arrays are the RenderInputs
-  tensors (``vertices`` … ``principal_point``) plus ``envmap_basis``. Reply arrays ``image``, ``mask``.
+  tensors (``vertices`` … ``principal_point``) plus ``envmap_basis``. Reply arrays ``image``, ``mask``;
+  reply field ``worker_s``: seconds the worker spent rendering (the rest of the round trip is transport).
 - ``backward`` → ``gradients``: ``id`` of a render; arrays ``image``/``mask`` (output gradients,
   either may be absent). Reply arrays: one gradient per name of that render's ``grad`` that
-  received one.
+  received one; ``worker_s`` as for ``render``.
 - ``quit``: the worker exits (no reply).
 - ``error`` (worker, instead of a reply): ``message``, ``traceback``.
 """

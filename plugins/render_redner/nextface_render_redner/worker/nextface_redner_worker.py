@@ -164,12 +164,15 @@ def _serve(backend: Any, stream_in: BinaryIO, stream_out: BinaryIO) -> int:
         if op == "quit":
             return 0
         try:
+            start = time.perf_counter()
             if op == "render":
                 image, mask = _render(backend, fields, arrays, graphs)
-                wire.write_message(stream_out, "rendered", {"id": fields["id"]}, {"image": image, "mask": mask})
+                done = {"id": fields["id"], "worker_s": time.perf_counter() - start}
+                wire.write_message(stream_out, "rendered", done, {"image": image, "mask": mask})
             elif op == "backward":
                 grads = _backward(fields["id"], arrays, graphs)
-                wire.write_message(stream_out, "gradients", {"id": fields["id"]}, grads)
+                done = {"id": fields["id"], "worker_s": time.perf_counter() - start}
+                wire.write_message(stream_out, "gradients", done, grads)
             else:
                 raise ValueError("unknown op {!r}".format(op))
         except Exception as exc:  # reported to the plugin; the worker stays up for the next request
