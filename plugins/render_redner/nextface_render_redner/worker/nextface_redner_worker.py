@@ -143,8 +143,11 @@ class RednerBackend:
             )
             pyscenes.append(pyredner.Scene(camera=camera, objects=[obj], envmap=envmap))
         colour = pyredner.channels.diffuse_reflectance if mode == "albedo" else pyredner.channels.radiance
+        # albedo: a G-buffer render (no bounces); with max_bounces = 1 redner 0.4.28 adds radiance
+        # into the diffuse_reflectance/alpha outputs (seen: diffuse (.2,.5,.8) came back (.49,.96,.8), alpha 1.12)
+        bounces = 0 if mode == "albedo" else 1
         out = pyredner.render_generic(
-            pyscenes, channels=[colour, pyredner.channels.alpha], max_bounces=1, num_samples=samples,
+            pyscenes, channels=[colour, pyredner.channels.alpha], max_bounces=bounces, num_samples=samples,
             seed=[seed] * len(pyscenes), device=torch.device(self.device),
         )
         return out[..., :3], out[..., 3:4]
