@@ -15,7 +15,11 @@ face, 64 px), in the same run:
   directly, robust to the render's own noise on a shared machine;
 - ``mb_per_iteration``: the bytes the four messages of one iteration carry (render,
   rendered, backward, gradients);
-- ``startup_s``: starting the worker (interpreter, torch, the back end) until its hello.
+- ``startup_s``: starting the worker (interpreter, torch, the back end) until its hello;
+- where ``NEXTFACE_REDNER_PYTHON`` points to a working redner environment, ``redner_ms`` and
+  ``redner_transport_ms``: the same iteration through real redner (8 samples per pixel, the
+  fit's default), and ``transport_over_redner``;
+- ``load_average`` (1 min) at the start: the machines are shared.
 
 One torch thread in both processes (``threads``; stable figures on shared cores). Medians of
 interleaved iterations after two warm-up ones.
@@ -85,6 +89,7 @@ def run(quick: bool = False) -> dict[str, object]:
     from nextface_render_redner.renderer import ARRAY_FIELDS, RednerRenderer
     from nextface_render_vertex import VertexRenderer
 
+    load = os.getloadavg()[0]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     os.environ["NEXTFACE_STANDIN_THREADS"] = "1"
@@ -104,6 +109,16 @@ def run(quick: bool = False) -> dict[str, object]:
                     times[name].append(ms)
                     if name == "bridge":
                         times["transport"].append((bridge.worker.transport_s - before) * 1000.0)
+        if os.environ.get("NEXTFACE_REDNER_PYTHON"):
+            with RednerRenderer(os.environ["NEXTFACE_REDNER_PYTHON"]) as redner:
+                sampled = replace(inputs, samples=8)
+                _iteration(redner, sampled)
+                runs = []
+                for _ in range(3 if quick else 5):
+                    before = redner.worker.transport_s
+                    runs.append((_iteration(redner, sampled), (redner.worker.transport_s - before) * 1000.0))
+                times["redner"] = [r[0] for r in runs]
+                times["redner_transport"] = [r[1] for r in runs]
     finally:
         bridge.close()
         torch.set_num_threads(threads)
@@ -125,6 +140,12 @@ def run(quick: bool = False) -> dict[str, object]:
         "transport_ms": round(statistics.median(times["transport"]), 1),
         "mb_per_iteration": round((inputs_bytes + 2 * image_bytes + grads_bytes) / 2**20, 1),
         "startup_s": round(startup, 2),
+        **({
+            "redner_ms": round(statistics.median(times["redner"]), 1),
+            "redner_transport_ms": round(statistics.median(times["redner_transport"]), 1),
+            "transport_over_redner": round(statistics.median(times["redner_transport"]) / statistics.median(times["redner"]), 3),
+        } if "redner" in times else {}),
+        "load_average": round(load, 2),
     }
 
 

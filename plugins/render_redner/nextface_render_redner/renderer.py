@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -49,29 +49,32 @@ class WorkerOptions:
     startup_timeout: float = 120.0
 
 
+#: option → (allowed?, what to write instead)
+OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "python": (lambda v: isinstance(v, str) and v.strip() != "", 'a path, e.g. python = "/opt/py38/bin/python"'),
+    "device": (lambda v: v in DEVICES, 'one of "auto", "cpu", "cuda"'),
+    "envmap_height": (lambda v: type(v) is int and 8 <= v <= 1024, "an integer from 8 to 1024"),
+    "startup_timeout": (lambda v: type(v) in (int, float) and v > 0, "a number of seconds > 0"),
+}
+
+
 def worker_options(config: Any, env: Mapping[str, str] | None = None) -> WorkerOptions:
     """Read and check the options from ``config.plugins["render_redner"]`` (config may be None) and ``env``."""
     env = os.environ if env is None else env
     table = dict(getattr(config, "plugins", {}).get(SECTION, {})) if config is not None else {}
-    unknown = sorted(set(table) - {"python", "device", "envmap_height", "startup_timeout"})
+    unknown = sorted(set(table) - set(OPTION_RULES))
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} in [plugins.{SECTION}]",
-                          "its options are python, device, envmap_height and startup_timeout")
-    python, source = table.get("python"), f"[plugins.{SECTION}] python"
+        raise ConfigError(f"unknown option(s) {unknown} in [plugins.{SECTION}]", f"its options are {', '.join(OPTION_RULES)}")
+    source = f"[plugins.{SECTION}] python"
     if env.get(ENV_PYTHON):
-        python, source = env[ENV_PYTHON], ENV_PYTHON
-    checks = [
-        ("python", python is None or (isinstance(python, str) and python.strip() != ""), 'a path, e.g. python = "/opt/py38/bin/python"'),
-        ("device", table.get("device", "auto") in DEVICES, 'one of "auto", "cpu", "cuda"'),
-        ("envmap_height", type(table.get("envmap_height", 32)) is int and 8 <= table.get("envmap_height", 32) <= 1024, "an integer from 8 to 1024"),
-        ("startup_timeout", type(table.get("startup_timeout", 120.0)) in (int, float) and table.get("startup_timeout", 120.0) > 0, "a number of seconds > 0"),
-    ]
-    for key, ok, want in checks:
-        if not ok:
-            value = python if key == "python" else table[key]
-            raise ConfigError(f"[plugins.{SECTION}] {key} = {value!r} is not allowed", f"write {want}")
-    return WorkerOptions(python, source, table.get("device", "auto"), table.get("envmap_height", 32),
-                         float(table.get("startup_timeout", 120.0)))
+        table["python"], source = env[ENV_PYTHON], ENV_PYTHON
+    for key, value in table.items():
+        allowed, want = OPTION_RULES[key]
+        if not allowed(value):
+            raise ConfigError(f"{source if key == 'python' else f'[plugins.{SECTION}] {key}'} = {value!r} is not allowed", f"write {want}")
+    if "startup_timeout" in table:
+        table["startup_timeout"] = float(table["startup_timeout"])
+    return WorkerOptions(source=source, **table)
 
 
 @lru_cache(maxsize=8)
