@@ -8,8 +8,9 @@ worker can fail into one :class:`WorkerError` (exit code 4) with a fix: an inter
 not exist or does not start, no torch / no redner / a too-old redner there, another protocol
 version, a worker that dies or is killed mid-request (naming its exit status and its last stderr
 lines). The worker is stopped by :meth:`WorkerProcess.close`, by garbage collection or at
-interpreter exit; if this process is killed outright, the worker sees its stdin close and its
-parent vanish and exits by itself.
+interpreter exit; if this process is killed outright, the worker exits by itself (stdin closed,
+parent gone; on Linux the kernel's parent-death signal, tied to the thread that started the
+worker: create the renderer in a thread that outlives it, as the fit does in the main thread).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class WorkerProcess:
             raise WorkerError(f"the redner worker interpreter {python!r} ({source}) does not exist", self._fix)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONSTARTUP")}
         env["PYTHONPATH"] = os.pathsep.join([str(WORKER_DIR), *map(str, pythonpath)])
+        env["NEXTFACE_REDNER_PARENT"] = str(os.getpid())
         try:
             self._proc = subprocess.Popen(
                 [exe, "-m", module, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -4,6 +4,10 @@ Python with torch and redner (see the plugin README); skipped with that reason e
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -133,3 +137,35 @@ def test_a_synthetic_face_agrees_with_the_vertex_renderer(renderer: RednerRender
     inside = (a > 0.99) & (b > 0.99)
     diff = (want.image[0][inside] - got.image[0][inside]).abs().mean(0) / want.image[0][inside].mean(0)
     assert float(diff.max()) < (0.01 if mode == RenderMode.ALBEDO else 0.06), diff
+
+
+BUSY = """
+import os, sys, torch
+from dataclasses import replace
+from nextface_core.testing.kit import synthetic_render_inputs
+from nextface_render_redner.renderer import RednerRenderer
+renderer = RednerRenderer(os.environ["NEXTFACE_REDNER_PYTHON"])
+print(renderer.worker.pid, flush=True)
+inputs = replace(synthetic_render_inputs(batch=1, image_size=256), samples=256)
+while True:
+    renderer.render(inputs)
+"""
+
+
+def test_a_fit_killed_mid_render_leaves_no_orphan_worker() -> None:
+    """SIGKILL to the parent while redner renders (pyredner holds the GIL: the worker's watchdog
+    thread cannot run): the kernel's parent-death signal ends the worker."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(3.0)  # inside a render
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the redner worker outlived its parent")

@@ -17,7 +17,7 @@ from nextface_render_redner.worker.nextface_redner_worker import check_redner_ve
 
 MODULES = sorted(WORKER_DIR.glob("*.py"))
 ALLOWED_IMPORTS = {
-    "__future__", "argparse", "collections", "importlib", "json", "os", "platform", "signal", "struct", "sys",
+    "__future__", "argparse", "collections", "ctypes", "importlib", "json", "os", "platform", "signal", "struct", "sys",
     "threading", "time", "traceback", "typing", "torch", "pyredner", "nextface_redner_wire", "nextface_redner_scene",
 }
 #: builtins that only became subscriptable at run time in Python 3.9

@@ -6,9 +6,10 @@ import) and serves the protocol of :mod:`nextface_redner_wire` on its stdin/stdo
 
 Its lifetime is tied to the process that started it: it ignores SIGINT (a Ctrl-C goes to the
 fit, which then stops the worker in order), it exits when its stdin closes, and a watchdog
-thread exits it when its parent process is gone (re-parented), so a killed fit leaves no
-orphan. The protocol owns fd 1: anything printed (pyredner's timing lines, C++ warnings) is
-sent to stderr instead, which the plugin keeps the last lines of for its error messages.
+thread and, on Linux, the kernel's parent-death signal exit it when its parent process is
+gone, so a killed fit leaves no orphan. The protocol owns fd 1: anything printed (pyredner's
+timing lines, C++ warnings) is sent to stderr instead, which the plugin keeps the last lines
+of for its error messages.
 
 :func:`run_worker` is the loop for any back end with ``name``, ``version``, ``device`` and
 ``render(arrays, image_size, samples, seed, mode) -> (image [B,H,W,3], mask [B,H,W,1])``;
@@ -218,12 +219,28 @@ def _backward(graph_id: int, arrays: Dict[str, Any], graphs: "OrderedDict") -> D
     return {name: leaf.grad for name, leaf in leaves.items() if leaf.grad is not None}
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Watchdog: exit at once when the process that started us is gone (we were re-parented)."""
+def _poll_parent(parent: int) -> None:
     while True:
         time.sleep(0.5)
         if os.getppid() != parent:
             os._exit(0)
+
+
+def _die_with_parent() -> None:
+    """Exit when the process that started us goes. On Linux the kernel sends SIGKILL
+    (``PR_SET_PDEATHSIG``), which works mid-render too, when pyredner holds the GIL; everywhere a
+    watchdog thread also polls the parent pid (``NEXTFACE_REDNER_PARENT``, set by the plugin)."""
+    parent = int(os.environ.get("NEXTFACE_REDNER_PARENT") or os.getppid())
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it went before the line above
+        os._exit(0)
+    threading.Thread(target=_poll_parent, args=(parent,), daemon=True).start()
 
 
 def run_worker(make_backend: Callable[[argparse.Namespace], Any], argv: Optional[List[str]] = None) -> int:
@@ -235,7 +252,7 @@ def run_worker(make_backend: Callable[[argparse.Namespace], Any], argv: Optional
     stream_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     stream_in = sys.stdin.buffer
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _die_with_parent()
     info = {"python": platform.python_version(), "executable": sys.executable, "pid": os.getpid()}
     try:
         import torch
