@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..config import Config, resolve_device
-from ..errors import InputError, UsageError
+from ..errors import BackendUnavailableError, InputError, UsageError
 from ..landmarks import LandmarkSet
 from ..losses import LossTerm
 from ..model import MorphableModel
@@ -108,7 +108,8 @@ class Fitter:
         stages are not run again). ``skip_stages``: stage numbers not to run.
 
         A SIGINT/SIGTERM (:class:`~nextface_core.reliability.Interrupted`, or a
-        KeyboardInterrupt) or a stage that keeps diverging raises
+        KeyboardInterrupt), a stage that keeps diverging, or a backend failing mid-stage
+        (:class:`~nextface_core.errors.BackendUnavailableError`, its exit code kept) raises
         :class:`~nextface_core.reliability.FitStopped` holding the checkpoint of the last
         completed stage.
         """
@@ -201,8 +202,9 @@ class Fitter:
 
 def _run_stage(stage: Stage, number: int, state: FitState, params: SceneParameters,
                good: Checkpoint) -> tuple[SceneParameters, StageReport]:
-    """Run one stage; an interruption or divergence becomes :class:`FitStopped` holding
-    ``good``, the checkpoint of the last completed stage."""
+    """Run one stage; an interruption, a divergence or a backend that stops mid-stage
+    (:class:`~nextface_core.errors.BackendUnavailableError`, its exit code kept) becomes
+    :class:`FitStopped` holding ``good``, the checkpoint of the last completed stage."""
     progress = state.progress
     if progress is not None:
         state = replace(state, progress=lambda _s, it, total, loss: progress(number, it, total, loss))
@@ -220,6 +222,8 @@ def _run_stage(stage: Stage, number: int, state: FitState, params: SceneParamete
         raise FitStopped(
             str(exc), "lower that stage's learning_rate in the config and resume from the checkpoint", good
         ) from None
+    except BackendUnavailableError as exc:  # a backend that stopped mid-stage (e.g. a renderer's worker process died)
+        raise FitStopped(f"stage {number} stopped: {exc.message}", exc.hint, good, exit_code=exc.exit_code) from None
 
 
 def _check_start(start: Checkpoint, initial: SceneParameters, names: list[str], texels: int) -> None:

@@ -1,87 +1,204 @@
-"""The redner renderer: :func:`~.convert.scene_dicts` → pyredner scenes → :class:`RenderOutput`.
+"""The ``redner`` renderer: RenderInputs → the worker process → RenderOutput, differentiably.
 
-Only this module touches pyredner, and only when a renderer renders. Direct lighting only
-(``max_bounces = 1``), as the core's shading model; the environment is not directly visible,
-so the background is 0 and the alpha channel is the coverage mask.
+:class:`RednerRenderer` owns one :class:`~.client.WorkerProcess` for its whole life (started
+when the renderer is made, so a bad interpreter fails before a fit starts; restarted on the
+next render if a previous request was interrupted). A render that needs gradients goes
+through :class:`_WorkerRender`, a ``torch.autograd.Function``: forward sends the RenderInputs
+arrays and gets image and mask back; backward sends the gradients of image and mask and gets
+the gradients of every input that needed one (vertices, normals, uv, textures, SH light,
+focal, principal point) back, each as the dtype and on the device of its input.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, List
+import itertools
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from nextface_core.errors import BackendUnavailableError
+from nextface_core.errors import BackendUnavailableError, ConfigError
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.sh import envmap_directions, sh_basis
 
-from .convert import scene_dicts
+from .client import WORKER_MODULE, WorkerError, WorkerProcess
 
-ALTERNATIVES = "vertex (rasteriser, any Python) or mitsuba (ray tracer, Python ≥ 3.8 incl. 3.11+)"
-
-
-def import_pyredner() -> Any:
-    """Import pyredner or raise :class:`BackendUnavailableError` naming the alternatives."""
-    try:
-        import pyredner
-    except ImportError as exc:
-        need = "" if sys.version_info < (3, 9) else f" (redner publishes wheels for Python ≤ 3.8; this is {sys.version.split()[0]})"
-        raise BackendUnavailableError(
-            f"renderer 'redner' needs the redner package, which is not importable{need}: {exc}",
-            f"use --renderer {ALTERNATIVES}, or install nextface-render-redner[redner] in a Python 3.8 environment "
-            "(see the plugin README)",
-        ) from exc
-    return pyredner
+ENV_PYTHON = "NEXTFACE_REDNER_PYTHON"
+SECTION = "render_redner"
+#: RenderInputs fields the worker receives, in this order
+ARRAY_FIELDS = ("vertices", "faces", "normals", "uv", "diffuse", "specular", "roughness", "sh", "focal", "principal_point")
+ALTERNATIVES = "--renderer vertex (rasteriser) or --renderer mitsuba (ray tracer)"
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def build_scenes(pyredner: Any, dicts: List[dict]) -> List[Any]:
-    """pyredner ``Scene`` objects from :func:`~.convert.scene_dicts` (one per image)."""
-    scenes = []
-    for d in dicts:
-        cam, mesh, mat, env = d["camera"], d["mesh"], d["material"], d["envmap"]
-        camera = pyredner.Camera(
-            cam_to_world=cam["cam_to_world"],
-            intrinsic_mat=cam["intrinsic_mat"].float().cpu(),
-            resolution=cam["resolution"],
-            clip_near=1e-3,
-        )
-        material = pyredner.Material(
-            diffuse_reflectance=pyredner.Texture(mat["diffuse"].contiguous()),
-            specular_reflectance=pyredner.Texture(mat["specular"].contiguous()),
-            roughness=pyredner.Texture(mat["roughness"].contiguous()),
-        )
-        obj = pyredner.Object(
-            vertices=mesh["vertices"].float().contiguous(), indices=mesh["indices"].contiguous(), material=material,
-            uvs=mesh["uvs"].float().contiguous(), normals=mesh["normals"].float().contiguous(),
-        )
-        envmap = pyredner.EnvironmentMap(pyredner.Texture(env["values"].contiguous()), env_to_world=env["env_to_world"],
-                                         directly_visible=False)
-        scenes.append(pyredner.Scene(camera=camera, objects=[obj], envmap=envmap))
-    return scenes
+@dataclass(frozen=True)
+class WorkerOptions:
+    """``[plugins.render_redner]``: ``python`` (the worker's interpreter; ``NEXTFACE_REDNER_PYTHON``
+    overrides it), ``device`` (``auto``: CUDA when the worker has redner-gpu and a GPU),
+    ``envmap_height`` (rows of the light's map; 32 resolves 9 SH bands), ``startup_timeout`` (s).
+    ``source`` names where ``python`` came from, for messages."""
+
+    python: str | None = None
+    source: str = ENV_PYTHON
+    device: str = "auto"
+    envmap_height: int = 32
+    startup_timeout: float = 120.0
+
+
+#: option → (allowed?, what to write instead)
+OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "python": (lambda v: isinstance(v, str) and v.strip() != "", 'a path, e.g. python = "/opt/py38/bin/python"'),
+    "device": (lambda v: v in DEVICES, 'one of "auto", "cpu", "cuda"'),
+    "envmap_height": (lambda v: type(v) is int and 8 <= v <= 1024, "an integer from 8 to 1024"),
+    "startup_timeout": (lambda v: type(v) in (int, float) and v > 0, "a number of seconds > 0"),
+}
+
+
+def worker_options(config: Any, env: Mapping[str, str] | None = None) -> WorkerOptions:
+    """Read and check the options from ``config.plugins["render_redner"]`` (config may be None) and ``env``."""
+    env = os.environ if env is None else env
+    table = dict(getattr(config, "plugins", {}).get(SECTION, {})) if config is not None else {}
+    unknown = sorted(set(table) - set(OPTION_RULES))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} in [plugins.{SECTION}]", f"its options are {', '.join(OPTION_RULES)}")
+    source = f"[plugins.{SECTION}] python"
+    if env.get(ENV_PYTHON):
+        table["python"], source = env[ENV_PYTHON], ENV_PYTHON
+    for key, value in table.items():
+        allowed, want = OPTION_RULES[key]
+        if not allowed(value):
+            raise ConfigError(f"{source if key == 'python' else f'[plugins.{SECTION}] {key}'} = {value!r} is not allowed", f"write {want}")
+    if "startup_timeout" in table:
+        table["startup_timeout"] = float(table["startup_timeout"])
+    return WorkerOptions(source=source, **table)
+
+
+@lru_cache(maxsize=8)
+def _envmap_basis(bands: int, height: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The core's SH basis at the texel directions of an ``[H, 2H]`` map, columns flipped for redner → ``[bands², H, 2H]``."""
+    return sh_basis(envmap_directions(height, device, dtype), bands).permute(2, 0, 1).flip(2).contiguous()
 
 
 class RednerRenderer:
-    """Differentiable redner path tracer behind the NextFace :class:`Renderer` protocol.
+    """redner in a worker process, behind the NextFace :class:`~nextface_core.render.Renderer` protocol.
 
-    ``envmap_height``: rows of the light's equirectangular map (columns = 2×); 32 resolves 9 SH bands.
+    ``python``: the worker's interpreter; ``module``/``pythonpath``: the worker module and extra
+    folders for it (tests run a stand-in); the other arguments as in :class:`WorkerOptions`.
+    Use it as a context manager, or call :meth:`close`, to stop the worker early; otherwise it
+    stops when the renderer is garbage-collected or the interpreter exits.
     """
 
     name = "redner"
 
-    def __init__(self, envmap_height: int = 32) -> None:
+    def __init__(
+        self,
+        python: str,
+        *,
+        source: str = ENV_PYTHON,
+        device: str = "auto",
+        envmap_height: int = 32,
+        startup_timeout: float = 120.0,
+        module: str = WORKER_MODULE,
+        pythonpath: Sequence[str | Path] = (),
+    ) -> None:
         self.envmap_height = envmap_height
-        self.pyredner = import_pyredner()
-        self.pyredner.set_print_timing(False)
+        self._spawn = dict(source=source, module=module, args=("--device", device), pythonpath=tuple(pythonpath),
+                           startup_timeout=startup_timeout)
+        self._python = python
+        self._ids = itertools.count(1)
+        self._worker: WorkerProcess | None = None
+        self.worker  # start now: a bad interpreter fails before the fit
+
+    @property
+    def worker(self) -> WorkerProcess:
+        """The running worker (a fresh one if the last one was stopped)."""
+        if self._worker is None or not self._worker.alive:
+            if self._worker is not None:
+                self._worker.close()
+            self._worker = WorkerProcess(self._python, **self._spawn)
+        return self._worker
+
+    def close(self) -> None:
+        """Stop the worker now (a later render starts a new one)."""
+        if self._worker is not None:
+            self._worker.close()
+
+    def __enter__(self) -> "RednerRenderer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def render(self, inputs: RenderInputs) -> RenderOutput:
-        """Render ``inputs`` → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``."""
-        pyredner = self.pyredner
-        pyredner.set_use_gpu(inputs.vertices.is_cuda)  # redner renders where the tensors live
-        scenes = build_scenes(pyredner, scene_dicts(inputs, self.envmap_height))
-        colour = pyredner.channels.diffuse_reflectance if inputs.mode == RenderMode.ALBEDO else pyredner.channels.radiance
-        channels = [colour, pyredner.channels.alpha]
-        images = pyredner.render_generic(
-            scenes, channels=channels, max_bounces=1, num_samples=inputs.samples, seed=[inputs.seed] * len(scenes)
+        """Render ``inputs`` in the worker → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``,
+        differentiable w.r.t. every floating-point input that requires a gradient."""
+        tensors = [getattr(inputs, name) for name in ARRAY_FIELDS]
+        bands = int(round(inputs.sh.shape[1] ** 0.5))
+        basis = _envmap_basis(bands, self.envmap_height, inputs.sh.dtype, str(inputs.sh.device))
+        fields = {"image_size": list(inputs.image_size), "samples": int(inputs.samples), "seed": int(inputs.seed),
+                  "mode": RenderMode(inputs.mode).value}
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            image, mask = _WorkerRender.apply(self, fields, basis, *tensors)
+        else:
+            image, mask = self.send_render(fields, basis, tensors, [])[:2]
+        return RenderOutput(image=image, mask=mask)
+
+    def send_render(self, fields: dict, basis: torch.Tensor, tensors: Sequence[torch.Tensor], grad: list[str]):
+        """One ``render`` request → ``(image, mask, render id, worker pid)``, as the dtype and on the device of the vertices."""
+        worker = self.worker
+        arrays = dict(zip(ARRAY_FIELDS, (t.detach() for t in tensors)))
+        arrays["envmap_basis"] = basis
+        render_id = next(self._ids)
+        _, out = worker.request("render", dict(fields, id=render_id, grad=grad), arrays, "rendered")
+        like = tensors[0]
+        return out["image"].to(like.device, like.dtype), out["mask"].to(like.device, like.dtype), render_id, worker.pid
+
+    def send_backward(self, render_id: int, pid: int, grad_image: torch.Tensor | None, grad_mask: torch.Tensor | None):
+        """One ``backward`` request for render ``render_id`` of worker ``pid`` → gradients by field name."""
+        worker = self.worker
+        if worker.pid != pid:
+            raise WorkerError(f"render {render_id} was made by redner worker {pid}, which has stopped since",
+                              "render again before calling backward")
+        grads = {k: v for k, v in (("image", grad_image), ("mask", grad_mask)) if v is not None}
+        _, out = worker.request("backward", {"id": render_id}, grads, "gradients")
+        return out
+
+
+class _WorkerRender(torch.autograd.Function):
+    """Autograd node of one worker render: inputs ``(renderer, fields, basis, *RenderInputs tensors)``."""
+
+    @staticmethod
+    def forward(ctx: Any, renderer: RednerRenderer, fields: dict, basis: torch.Tensor, *tensors: torch.Tensor):
+        needs = ctx.needs_input_grad[3:]
+        grad = [name for name, need, t in zip(ARRAY_FIELDS, needs, tensors) if need and t.is_floating_point()]
+        image, mask, render_id, pid = renderer.send_render(fields, basis, tensors, grad)
+        ctx.renderer, ctx.render_id, ctx.pid = renderer, render_id, pid
+        ctx.like = [(t.dtype, t.device) for t in tensors]
+        return image, mask
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_image: torch.Tensor | None, grad_mask: torch.Tensor | None):
+        got = ctx.renderer.send_backward(ctx.render_id, ctx.pid, grad_image, grad_mask)
+        grads = []
+        for name, need, (dtype, device) in zip(ARRAY_FIELDS, ctx.needs_input_grad[3:], ctx.like):
+            g = got.get(name) if need else None
+            grads.append(None if g is None else g.to(device, dtype))
+        return (None, None, None, *grads)
+
+
+def create_renderer(config: Any) -> RednerRenderer:
+    """Factory of renderer ``redner``: options from :func:`worker_options`; starts the worker now."""
+    options = worker_options(config)
+    if options.python is None:
+        raise BackendUnavailableError(
+            "renderer redner runs in a worker process of a Python 3.8 with redner, and none is configured",
+            f"set {ENV_PYTHON}=/path/to/py38/bin/python or [plugins.{SECTION}] python (plugin README: how to make one), "
+            f"or use {ALTERNATIVES}",
         )
-        out = torch.stack(list(images)).to(device=inputs.vertices.device, dtype=inputs.vertices.dtype)
-        return RenderOutput(image=out[..., :3], mask=out[..., 3:4])
+    return RednerRenderer(options.python, source=options.source, device=options.device,
+                          envmap_height=options.envmap_height, startup_timeout=options.startup_timeout)

@@ -1,20 +1,18 @@
-"""RenderInputs → redner conventions (pure PyTorch; runs on every Python, with or without redner)."""
+"""RenderInputs arrays → redner conventions (``worker/nextface_redner_scene.py``: pure torch, runs
+here without redner), and the envmap basis the plugin builds from the core's SH."""
 
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
 
 from nextface_core import sh as shlib
 from nextface_core.camera import project
-from nextface_core.config import load_config
-from nextface_core.errors import BackendUnavailableError
-from nextface_core.plugins import PluginRegistry
 from nextface_core.render import RenderInputs, RenderMode
-from nextface_render_redner import convert
+from nextface_render_redner.renderer import ARRAY_FIELDS, _envmap_basis
+from nextface_render_redner.worker import nextface_redner_scene as convert
 
 
 def _inputs(batch: int = 2, mode: RenderMode = RenderMode.FULL, shared: bool = True) -> RenderInputs:
@@ -34,6 +32,19 @@ def _inputs(batch: int = 2, mode: RenderMode = RenderMode.FULL, shared: bool = T
         image_size=(40, 56),
         mode=mode,
     )
+
+
+def _arrays(inputs: RenderInputs, envmap_height: int = 8) -> dict:
+    """What the worker receives: the RenderInputs tensors by name plus the plugin's envmap basis."""
+    arrays = {name: getattr(inputs, name) for name in ARRAY_FIELDS}
+    bands = int(round(inputs.sh.shape[1] ** 0.5))
+    arrays["envmap_basis"] = _envmap_basis(bands, envmap_height, inputs.sh.dtype, "cpu")
+    return arrays
+
+
+def _envmaps(sh: torch.Tensor, height: int) -> torch.Tensor:
+    bands = int(round(sh.shape[1] ** 0.5))
+    return convert.envmaps(sh, _envmap_basis(bands, height, sh.dtype, "cpu"))
 
 
 def _redner_project(points: torch.Tensor, inputs: RenderInputs) -> torch.Tensor:
@@ -90,7 +101,7 @@ def test_envmap_frame_reproduces_the_core_light() -> None:
     dirs = shlib.envmap_directions(64)
     positive = (1.0 + 0.9 * (dirs @ (d / d.norm())))[None, ..., None].expand(1, 64, 128, 3).contiguous()
     sh = shlib.envmap_to_sh(positive, 3)
-    env = convert.envmaps(sh, 64)[0]
+    env = _envmaps(sh, 64)[0]
     directions = torch.nn.functional.normalize(torch.randn(500, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
     want = shlib.radiance(directions[None], sh)[0]
     got = _redner_envmap_lookup(env, directions)
@@ -103,7 +114,7 @@ def test_envmap_frame_reproduces_the_core_light() -> None:
 def test_envmap_is_clamped_at_zero() -> None:
     sh = torch.zeros(1, 4, 3)
     sh[0, 1] = 1.0  # a pure band-1 light is negative on one side
-    env = convert.envmaps(sh, 16)
+    env = _envmaps(sh, 16)
     assert env.min() == 0.0 and env.max() > 0.1
 
 
@@ -118,7 +129,7 @@ def test_roughness_matches_the_core_lobe_width() -> None:
 @pytest.mark.parametrize("mode", list(RenderMode))
 def test_materials_per_mode(mode: RenderMode) -> None:
     inputs = _inputs(mode=mode)
-    maps = convert.materials(inputs)
+    maps = convert.materials(_arrays(inputs), mode.value)
     if mode == RenderMode.LIGHTING:
         assert torch.equal(maps["diffuse"], torch.ones(1, 4, 4, 3))
     else:
@@ -134,7 +145,7 @@ def test_materials_per_mode(mode: RenderMode) -> None:
 def test_scene_dicts_per_image(shared: bool) -> None:
     """One dict per image: its own geometry, camera and light; textures shared or per image."""
     inputs = _inputs(shared=shared)
-    scenes = convert.scene_dicts(inputs, envmap_height=8)
+    scenes = convert.scene_dicts(_arrays(inputs), inputs.image_size, inputs.mode.value)
     assert len(scenes) == 2
     for i, scene in enumerate(scenes):
         assert torch.equal(scene["mesh"]["vertices"], inputs.vertices[i])
@@ -143,7 +154,7 @@ def test_scene_dicts_per_image(shared: bool) -> None:
         assert scene["camera"]["resolution"] == (40, 56)
         torch.testing.assert_close(scene["camera"]["intrinsic_mat"], convert.intrinsic_matrices(inputs.focal, inputs.principal_point, (40, 56))[i])
         assert scene["envmap"]["values"].shape == (8, 16, 3)
-        torch.testing.assert_close(scene["envmap"]["values"], convert.envmaps(inputs.sh[i : i + 1], 8)[0])
+        torch.testing.assert_close(scene["envmap"]["values"], _envmaps(inputs.sh[i : i + 1], 8)[0])
         assert torch.equal(scene["material"]["diffuse"], inputs.diffuse[0 if shared else i])
     assert not torch.equal(scenes[0]["envmap"]["values"], scenes[1]["envmap"]["values"])
 
@@ -152,7 +163,7 @@ def test_gradients_flow_through_the_conversion() -> None:
     inputs = _inputs()
     for name in ("vertices", "diffuse", "roughness", "sh", "focal"):
         getattr(inputs, name).requires_grad_(True)
-    scenes = convert.scene_dicts(inputs, envmap_height=8)
+    scenes = convert.scene_dicts(_arrays(inputs), inputs.image_size, "full")
     total = sum(
         s["mesh"]["vertices"].sum() + s["material"]["diffuse"].sum() + s["material"]["roughness"].sum()
         + s["envmap"]["values"].sum() + s["camera"]["intrinsic_mat"].sum()
@@ -163,18 +174,13 @@ def test_gradients_flow_through_the_conversion() -> None:
         assert getattr(inputs, name).grad.abs().sum() > 0, name
 
 
-def test_plugin_registers_and_explains_itself() -> None:
-    registration = PluginRegistry(env={}).resolve("renderer", "redner")
-    availability = registration.availability()
-    try:
-        import pyredner  # noqa: F401
-    except ImportError:
-        assert not availability.ok
-        if sys.version_info >= (3, 9):
-            assert availability.detail == "redner: not importable (needs Python ≤ 3.8)"
-        with pytest.raises(BackendUnavailableError) as err:
-            registration.factory(load_config(None))
-        assert "vertex" in err.value.hint and "mitsuba" in err.value.hint
-        assert err.value.exit_code == 4
-    else:
-        assert availability.ok
+def test_envmap_basis_is_the_core_envmap_flipped() -> None:
+    """``clamp(basis · sh)`` is the core's ``sh_to_envmap`` clamped at 0 with its columns flipped."""
+    sh = torch.randn(2, 16, 3, generator=torch.Generator().manual_seed(3))
+    want = shlib.sh_to_envmap(sh, 12).clamp_min(0.0).flip(2)
+    torch.testing.assert_close(_envmaps(sh, 12), want, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="not one of"):
+        convert.materials(_arrays(_inputs()), "wireframe")
