@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from nextface_core import hookimpl
 from nextface_core.errors import NextFaceError
-from nextface_core.plugins import Availability
+from nextface_core import Availability
 
-from .renderer import ENV_PYTHON, SECTION, RednerRenderer, create_renderer, worker_options
+from .renderer import ENV_PYTHON, SECTION, RednerOptions, RednerRenderer, create_renderer, worker_options
 
-__all__ = ["RednerRenderer", "check", "create_renderer", "worker_options"]
+__all__ = ["RednerOptions", "RednerRenderer", "check", "create_renderer", "worker_options"]
 
 
 def check() -> Availability:
@@ -40,4 +40,5 @@ def nextface_register_renderers(register) -> None:
         create_renderer,
         description="redner differentiable ray tracer, in a worker process of a Python 3.8 environment.",
         check=check,
+        options=RednerOptions,
     )

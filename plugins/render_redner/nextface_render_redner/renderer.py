@@ -16,12 +16,13 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from nextface_core.errors import BackendUnavailableError, ConfigError
+from nextface_core.errors import BackendUnavailableError
+from nextface_core.options import option
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 from nextface_core.sh import envmap_directions, sh_basis
 
@@ -36,11 +37,19 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
+class RednerOptions:
+    """``[plugins.render_redner]``, declared once and checked by the core."""
+
+    python: str = option("", "the worker's interpreter: a Python 3.8 with torch and redner (NEXTFACE_REDNER_PYTHON overrides it)")
+    device: str = option("auto", "auto: CUDA when the worker has redner-gpu and a GPU", choices=DEVICES)
+    envmap_height: int = option(32, "rows of the light's environment map (32 resolves 9 SH bands)", min=8, max=1024)
+    startup_timeout: float = option(120.0, "seconds to wait for the worker to start", min=0.001)
+
+
+@dataclass(frozen=True)
 class WorkerOptions:
-    """``[plugins.render_redner]``: ``python`` (the worker's interpreter; ``NEXTFACE_REDNER_PYTHON``
-    overrides it), ``device`` (``auto``: CUDA when the worker has redner-gpu and a GPU),
-    ``envmap_height`` (rows of the light's map; 32 resolves 9 SH bands), ``startup_timeout`` (s).
-    ``source`` names where ``python`` came from, for messages."""
+    """The worker to start: ``python`` (None when none is configured) and ``source``, where it
+    came from (for messages); the rest as in :class:`RednerOptions`."""
 
     python: str | None = None
     source: str = ENV_PYTHON
@@ -49,32 +58,15 @@ class WorkerOptions:
     startup_timeout: float = 120.0
 
 
-#: option → (allowed?, what to write instead)
-OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "python": (lambda v: isinstance(v, str) and v.strip() != "", 'a path, e.g. python = "/opt/py38/bin/python"'),
-    "device": (lambda v: v in DEVICES, 'one of "auto", "cpu", "cuda"'),
-    "envmap_height": (lambda v: type(v) is int and 8 <= v <= 1024, "an integer from 8 to 1024"),
-    "startup_timeout": (lambda v: type(v) in (int, float) and v > 0, "a number of seconds > 0"),
-}
-
-
-def worker_options(config: Any, env: Mapping[str, str] | None = None) -> WorkerOptions:
-    """Read and check the options from ``config.plugins["render_redner"]`` (config may be None) and ``env``."""
+def worker_options(options: RednerOptions | None = None, env: Mapping[str, str] | None = None) -> WorkerOptions:
+    """The worker from the checked ``options`` (defaults when None) and ``env``
+    (``NEXTFACE_REDNER_PYTHON`` wins over the config's ``python``)."""
     env = os.environ if env is None else env
-    table = dict(getattr(config, "plugins", {}).get(SECTION, {})) if config is not None else {}
-    unknown = sorted(set(table) - set(OPTION_RULES))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} in [plugins.{SECTION}]", f"its options are {', '.join(OPTION_RULES)}")
-    source = f"[plugins.{SECTION}] python"
+    options = options or RednerOptions()
+    python, source = (options.python or None), f"[plugins.{SECTION}] python"
     if env.get(ENV_PYTHON):
-        table["python"], source = env[ENV_PYTHON], ENV_PYTHON
-    for key, value in table.items():
-        allowed, want = OPTION_RULES[key]
-        if not allowed(value):
-            raise ConfigError(f"{source if key == 'python' else f'[plugins.{SECTION}] {key}'} = {value!r} is not allowed", f"write {want}")
-    if "startup_timeout" in table:
-        table["startup_timeout"] = float(table["startup_timeout"])
-    return WorkerOptions(source=source, **table)
+        python, source = env[ENV_PYTHON], ENV_PYTHON
+    return WorkerOptions(python, source, options.device, options.envmap_height, float(options.startup_timeout))
 
 
 @lru_cache(maxsize=8)
@@ -191,9 +183,9 @@ class _WorkerRender(torch.autograd.Function):
         return (None, None, None, *grads)
 
 
-def create_renderer(config: Any) -> RednerRenderer:
-    """Factory of renderer ``redner``: options from :func:`worker_options`; starts the worker now."""
-    options = worker_options(config)
+def create_renderer(config: Any, options: RednerOptions | None = None) -> RednerRenderer:
+    """Factory of renderer ``redner``: the worker of :func:`worker_options`, started now."""
+    options = worker_options(options)
     if options.python is None:
         raise BackendUnavailableError(
             "renderer redner runs in a worker process of a Python 3.8 with redner, and none is configured",

@@ -191,21 +191,21 @@ def test_a_protocol_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_options_from_config_and_environment() -> None:
-    config = load_config(overrides=None).with_overrides({})
-    assert worker_options(config, env={}).python is None
-    data = config.as_dict()
-    data["plugins"] = {"render_redner": {"python": "/opt/py38/bin/python", "device": "cpu"}}
     from nextface_core.config import Config
 
-    cfg = Config(data)
-    opts = worker_options(cfg, env={})
+    registration = PluginRegistry(env={}).resolve("renderer", "redner")
+    config = load_config(overrides=None)
+    assert worker_options(registration.parse_options(config), env={}).python is None
+    data = config.as_dict()
+    data["plugins"] = {"render_redner": {"python": "/opt/py38/bin/python", "device": "cpu"}}
+    opts = worker_options(registration.parse_options(Config(data)), env={})
     assert (opts.python, opts.source, opts.device) == ("/opt/py38/bin/python", "[plugins.render_redner] python", "cpu")
-    opts = worker_options(cfg, env={ENV_PYTHON: "/other/python"})
+    opts = worker_options(registration.parse_options(Config(data)), env={ENV_PYTHON: "/other/python"})
     assert (opts.python, opts.source) == ("/other/python", ENV_PYTHON)
-    for bad in ({"device": "tpu"}, {"envmap_height": 3}, {"pyhton": "x"}, {"python": ""}):
+    for bad in ({"device": "tpu"}, {"envmap_height": 3}, {"pyhton": "x"}, {"python": 3}):
         data["plugins"] = {"render_redner": bad}
         with pytest.raises(ConfigError):
-            worker_options(Config(data), env={})
+            registration.parse_options(Config(data))
 
 
 def test_not_configured_is_exit_4_and_listed_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
