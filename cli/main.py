@@ -7,20 +7,23 @@ shows only with ``--debug``.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Optional
 
 import typer
 
-from nextface_core import __version__
+from nextface_core import __version__, logs
 from nextface_core.errors import EXIT_INTERNAL, NextFaceError
+from nextface_core.files import output_error
+from nextface_core.install import not_installed
 from nextface_core.plugins import PluginRegistry
 
 app = typer.Typer(
     help="NextFace: fit a 3D morphable face model to photographs by differentiable rendering.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 plugins_app = typer.Typer(help="List and inspect installed plugins.", no_args_is_help=True)
@@ -40,9 +43,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also show info messages and the native libraries' own logs."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Show only errors (no warnings, no progress)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["debug"] = debug
+    logs.configure(logs.QUIET if quiet else logs.VERBOSE if verbose else logs.NORMAL)
 
 
 @plugins_app.command("list")
@@ -73,8 +79,9 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         {"plugin": b.name, "distribution": b.distribution, "version": b.version, "error": b.error}
         for b in registry.broken
     ]
+    absent = not_installed(registry)
     if as_json:
-        typer.echo(json.dumps({"plugins": rows, "broken": broken}, indent=2))
+        typer.echo(json.dumps({"plugins": rows, "broken": broken, "not_installed": absent}, indent=2))
         return
     for row in rows:
         typer.echo(f"{row['plugin']}  ({row['distribution'] or 'not from a distribution'} {row['version'] or ''})".rstrip())
@@ -84,8 +91,8 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             typer.echo(f"  {reg['kind']:<9} {reg['name']:<12} [{state}] {reg['detail']}")
     for b in broken:
         typer.echo(f"{b['plugin']}  ({b['distribution'] or '?'} {b['version'] or ''})  BROKEN: {b['error']}")
-    if not rows and not broken:
-        typer.echo("no plugins installed (pip install nextface-render-vertex nextface-model-basel ...)")
+    for a in absent:
+        typer.echo(f"{a['distribution']}  NOT INSTALLED ({a['kind']} {a['name']}): {a['install']}")
 
 
 def _not_yet(command: str, issue: str) -> None:
@@ -98,6 +105,7 @@ from . import fit_cmd, landmarks_cmd, model_cmd  # noqa: E402,F401
 from . import dataset_cmd  # noqa: E402,F401
 from . import plugins_new  # noqa: E402,F401
 from . import track_cmd  # noqa: E402,F401
+from . import config_cmd  # noqa: E402,F401
 
 
 def main() -> None:
@@ -107,7 +115,12 @@ def main() -> None:
     their code; anything else is an internal error (70).
     """
     try:
-        app()
+        try:
+            app()
+        except OSError as exc:  # a writer outside nextface_core.files hit a full or read-only disk
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and not _state["debug"]:
+                raise output_error(exc.filename or "an output", exc) from exc
+            raise
     except NextFaceError as exc:
         if _state["debug"]:
             raise

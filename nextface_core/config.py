@@ -12,7 +12,7 @@ import copy
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,9 +75,16 @@ class Section:
 
 @dataclass(frozen=True)
 class Config:
-    """A validated configuration. ``data`` holds the merged tables; sections are attributes."""
+    """A validated configuration. ``data`` holds the merged tables; sections are attributes.
+    ``origins`` says where each value that is not a default came from (``"section.key"`` →
+    "file PATH", "environment NAME", "option"); see :meth:`origin`."""
 
     data: Mapping[str, Mapping[str, Any]]
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, dotted: str) -> str:
+        """Where ``"section.key"`` got its value: "default", "file PATH", "environment NAME" or "option"."""
+        return self.origins.get(dotted, "default")
 
     def __getattr__(self, section: str) -> Any:
         if section == "plugins":
@@ -89,8 +96,9 @@ class Config:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy({k: dict(v) for k, v in self.data.items()})
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
-        """A new config with ``{"section.key": value}`` overrides applied and validated."""
+    def with_overrides(self, overrides: Mapping[str, Any], origin: str = "option") -> "Config":
+        """A new config with ``{"section.key": value}`` overrides applied and validated;
+        ``origin`` is recorded as their source."""
         data = self.as_dict()
         nested: dict[str, dict[str, Any]] = {}
         for dotted, value in overrides.items():
@@ -98,7 +106,13 @@ class Config:
                 continue
             section, _, key = dotted.partition(".")
             nested.setdefault(section, {})[key] = value
-        return Config(_merge(data, nested, source="override"))
+        source = "override" if origin == "option" else origin
+        return Config(_merge(data, nested, source=source), {**self.origins, **_origins(nested, origin)})
+
+
+def _origins(tables: Mapping[str, Any], origin: str) -> dict[str, str]:
+    """``{"section.key": origin}`` for every value of ``tables`` (plugin tables: ``plugins.NAME``)."""
+    return {f"{section}.{key}": origin for section, table in tables.items() if isinstance(table, dict) for key in table}
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -169,6 +183,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     """Defaults, then the TOML file at ``path`` (if any), then ``{"section.key": value}`` overrides."""
     data = _defaults()
     data.setdefault("plugins", {})
+    origins: dict[str, str] = {}
     if path is not None:
         path = Path(path)
         text = read_user_text(path, "config file", ConfigError, "check the path given to --config")
@@ -177,7 +192,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax at that line") from None
         data = _merge(data, user, source=str(path))
-    config = Config(data)
+        origins = _origins(user, f"file {path}")
+    config = Config(data, origins)
     return config.with_overrides(overrides) if overrides else config
 
 

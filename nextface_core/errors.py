@@ -9,7 +9,8 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # bad command line, config, or unknown plugin name
 EXIT_INPUT = 3  # bad input data: images, landmark files, model files, result files
-EXIT_BACKEND = 4  # a plugin or backend that cannot run here
+EXIT_BACKEND = 4  # a plugin or backend that cannot run here (or a first-party plugin not installed)
+EXIT_IO = 74  # an output cannot be written: disk full, read-only file system, permission denied (sysexits EX_IOERR)
 EXIT_INTERNAL = 70  # a bug: anything that is not a NextFaceError
 
 
@@ -38,12 +39,21 @@ class ConfigError(UsageError):
 
 
 class PluginNotFoundError(UsageError):
-    """A renderer, detector, model or loss name that no installed plugin registered."""
+    """A renderer, detector, model or loss name that no installed plugin registered.
+
+    With ``distribution`` (a first-party name whose plugin is not installed) the hint is the
+    pip command that installs it and the exit code is :data:`EXIT_BACKEND`: the name is right,
+    this installation lacks it. Without, the name is a usage error that lists the choices.
+    """
 
     def __init__(self, kind: str, name: str, registered: list[str], distribution: str | None) -> None:
+        from .install import install_command
+
         known = ", ".join(sorted(registered)) or "none"
-        hint = f"pip install {distribution}" if distribution else f"choose one of: {known}"
+        hint = install_command(distribution) if distribution else f"choose one of: {known}"
         super().__init__(f"{kind} '{name}' is not installed (registered {kind}s: {known})", hint)
+        if distribution:
+            self.exit_code = EXIT_BACKEND
         self.kind = kind
         self.name = name
         self.registered = sorted(registered)
@@ -54,6 +64,13 @@ class InputError(NextFaceError):
     """Input data (image, landmark file, model file, result file) is missing or malformed."""
 
     exit_code = EXIT_INPUT
+
+
+class OutputError(NextFaceError):
+    """An output cannot be written: the disk is full, the file system read-only, or
+    permission is denied. Nothing half-written is left at the output's name."""
+
+    exit_code = EXIT_IO
 
 
 class BackendUnavailableError(NextFaceError):

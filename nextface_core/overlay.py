@@ -10,6 +10,7 @@ gets a red frame instead of dots. Drawing is vectorised over points (no per-poin
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping
 
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError, UsageError
+from .errors import UsageError
+from .files import write_bytes
 from .landmarks import LandmarkSet
 
 SCHEMA_COLOURS: dict[str, tuple[int, int, int]] = {"ibug68": (0, 255, 0), "mediapipe478": (0, 200, 255)}
@@ -122,9 +124,7 @@ def save_overlay(path: str | Path, image: np.ndarray, sets: Mapping[str, Landmar
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UsageError(f"overlay {path} must be a .png file", "choose a file name ending in .png")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(overlay_image(image, sets, index)).save(path)
-    except OSError as exc:
-        raise InputError(f"cannot write overlay {path}: {exc}", "choose a writable location") from None
+    buffer = io.BytesIO()
+    Image.fromarray(overlay_image(image, sets, index)).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
     return path

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.install import extra_command
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
 
@@ -69,7 +70,7 @@ def test_without_ray_the_command_says_how_to_install_it(groups, tmp_path: Path) 
                   tmp_path / "cache", pythonpath=fake)
     assert result.returncode == 4, result.stderr
     assert "error: Ray is not installed" in result.stderr
-    assert 'fix: pip install "nextface[ray]", or run the same tasks in local processes with --no-ray' in result.stderr
+    assert f"fix: {extra_command('ray')}, or run the same tasks in local processes with --no-ray" in result.stderr
     assert "Traceback" not in result.stderr
 
 

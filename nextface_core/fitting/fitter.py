@@ -36,7 +36,7 @@ from ..render import Renderer
 from .inputs import ImageBatch, make_batch
 from .pose import initial_pose
 from .result import Checkpoint, FitResult, StageReport
-from .scene import FaceScene, LandmarkRows, expand_identity
+from .scene import FaceScene, LandmarkRows
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ Layout (per image ``NAME``, or one ``identity/`` folder for a shared identity)::
     OUT/NAME/envmap.png, envmap.exr, composite.png, landmarks.png, params.npz, params.json
     OUT/loss_stage{1,2,3}.png
 
-Every file is written to a temporary name and renamed, so an interrupted save leaves no
-half-written file.
+Each image's folder is written into a temporary folder and renamed into place whole, and
+every other file to a temporary name, so an interrupted save leaves no half-written output.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..color import linear_to_srgb
 from ..exr import write_exr
-from ..files import atomic_path, write_bytes, write_text
+from ..files import atomic_folder, atomic_path, write_bytes, write_text
 from ..mesh import vertex_normals
 from ..obj import ObjMesh, obj_text
 from ..overlay import draw_landmarks
@@ -109,9 +109,16 @@ def _composite(result: FitResult) -> list[np.ndarray]:
 
 
 def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> Path:
-    """Write every output of ``result`` under ``out`` and return the summary path."""
+    """Write every output of ``result`` under ``out`` and return the summary path.
+
+    The checkpoint comes first (so any later failure leaves a resumable fit), then each
+    image's folder, written whole into a temporary folder and renamed into place (a crash,
+    a kill or a full disk leaves the complete folder or none), then the loss plots and,
+    last, ``summary.json``. A write that fails raises :class:`~nextface_core.errors.OutputError`.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if checkpoint:
+        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
     composites, full = _composite(result)
     metrics = result.metrics(full)
     params = result.params
@@ -121,26 +128,33 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
         identity = result.scene.vertices(
             type(params)(**{**params.tensors(), "expression": torch.zeros_like(params.expression)})
         )[0]
-        _write_identity(out / "identity", identity, result, 0)
+        with atomic_folder(out / "identity") as folder:
+            _write_identity(folder, identity, result, 0)
     envmaps = sh_to_envmap(params.sh, result.config.light.envmap_resolution)
     for b, name in enumerate(result.names):
-        folder = out / name
-        if not shared:
-            _write_identity(folder, vertices[b], result, b)
-        env = envmaps[b].detach().cpu().numpy().astype(np.float32)
-        write_exr(folder / "envmap.exr", env)
-        save_png(folder / "envmap.png", to_uint8(envmaps[b] / max(float(envmaps[b].max()), 1e-6)))
-        save_png(folder / "composite.png", composites[b])
-        detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
-        overlay = draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False)
-        save_png(folder / "landmarks.png", overlay)
-        _save_params(folder, result, b, metrics[b])
+        with atomic_folder(out / name) as folder:
+            if not shared:
+                _write_identity(folder, vertices[b], result, b)
+            _write_envmap(folder, envmaps[b])
+            save_png(folder / "composite.png", composites[b])
+            _write_landmarks(folder, result, b)
+            _save_params(folder, result, b, metrics[b])
     _loss_plots(out, result)
-    if checkpoint:
-        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
     summary = out / "summary.json"
     write_text(summary, json.dumps(result.summary(metrics), indent=2))
     return summary
+
+
+def _write_envmap(folder: Path, envmap: torch.Tensor) -> None:
+    """The light as an equirectangular map ``[H,2H,3]``: linear EXR and a normalised sRGB PNG."""
+    write_exr(folder / "envmap.exr", envmap.detach().cpu().numpy().astype(np.float32))
+    save_png(folder / "envmap.png", to_uint8(envmap / max(float(envmap.max()), 1e-6)))
+
+
+def _write_landmarks(folder: Path, result: FitResult, b: int) -> None:
+    """The photo with the detected (green) and fitted (red) landmarks."""
+    detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
+    save_png(folder / "landmarks.png", draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False))
 
 
 def _save_params(folder: Path, result: FitResult, b: int, metrics: dict) -> None:

@@ -25,6 +25,7 @@ import torch
 
 from nextface_core.errors import BackendUnavailableError, ConfigError, InputError
 from nextface_core.landmarks import LandmarkSet
+from nextface_core.logs import native_stderr
 
 PLUGIN_NAME = "landmarks_mediapipe"
 NUM_POINTS = 478
@@ -94,18 +95,20 @@ class MediaPipeDetector:
     def __init__(self, config: Any = None) -> None:
         self.min_detection_confidence, self.max_faces, self.tracking = _options(config)
         try:
-            from mediapipe.python.solutions import face_mesh
+            with native_stderr():  # TFLite/absl print INFO/W lines to fd 2 when they load and start
+                from mediapipe.python.solutions import face_mesh
         except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
             raise BackendUnavailableError(
                 f"mediapipe cannot be imported: {type(exc).__name__}: {exc}",
                 'pip install "mediapipe==0.10.21" "numpy<2"',
             ) from None
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=not self.tracking,
-            max_num_faces=self.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=self.min_detection_confidence,
-        )
+        with native_stderr():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=not self.tracking,
+                max_num_faces=self.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=self.min_detection_confidence,
+            )
 
     def close(self) -> None:
         """Release MediaPipe's graph."""
@@ -128,7 +131,8 @@ class MediaPipeDetector:
             )
         if self._mesh is None:
             raise RuntimeError("MediaPipeDetector.detect called after close()")
-        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        with native_stderr():  # the XNNPACK delegate and the calculators log on the first frames
+            faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
         if not faces:
             return None
         h, w = image.shape[:2]
