@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import warnings
-from typing import Iterator, TextIO
+from typing import Any, Iterator, TextIO
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 
@@ -32,8 +32,10 @@ QUIET, NORMAL, VERBOSE = -1, 0, 1
 #: NORMAL and QUIET: 2 = errors only for glog and TensorFlow (Lite)
 NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
-#: a native error line: glog/absl "E0000 …"/"F0000 …", TFLite "ERROR: …", or one saying error
-_NATIVE_ERROR = re.compile(r"^(?:[EF]\d{4}\s|ERROR\b|FATAL\b|.*\berror\b)", re.IGNORECASE)
+#: a native error line: glog/absl "E0000 …"/"F0000 …", TFLite "ERROR: …"
+_NATIVE_ERROR = re.compile(r"^(?:[EF]\d{4} |ERROR: |FATAL: )")
+#: a native library's other log lines: glog/absl "I0000 …"/"W0000 …", TFLite "INFO: …"/"WARNING: …"
+_NATIVE_LOG = re.compile(r"^(?:[IW]\d{4} |INFO: |WARNING: |VERBOSE: )")
 
 _state = {"verbosity": NORMAL}
 
@@ -93,28 +95,55 @@ def configure(level: int = NORMAL, stream: TextIO | None = None) -> None:
             os.environ.setdefault(key, value)
 
 
+class NativeStderr:
+    """File descriptor 2 redirected into a temporary file between :meth:`start` and
+    :meth:`stop`, below ``VERBOSE`` (at it, nothing happens). On stop the captured text is
+    passed on without the native libraries' log lines: glog/absl ``I…``/``W…`` lines, TFLite
+    ``INFO:`` lines and absl's preamble are dropped, their error lines go through logging,
+    and anything else (Python's own stderr writes in the meantime) is printed as it was.
+
+    MediaPipe starts its graph on worker threads that log after the constructor returns,
+    so a detector keeps the redirect from its construction to the end of its first frame.
+    """
+
+    def __init__(self) -> None:
+        self._sink: Any = None
+        self._saved = -1
+
+    def start(self) -> None:
+        if self._sink is not None or _state["verbosity"] >= VERBOSE:
+            return
+        sys.stderr.flush()
+        self._sink = tempfile.TemporaryFile(mode="w+b")
+        self._saved = os.dup(2)
+        os.dup2(self._sink.fileno(), 2)
+
+    def stop(self) -> None:
+        if self._sink is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._sink.seek(0)
+        captured = self._sink.read().decode("utf-8", "replace")
+        self._sink.close()
+        self._sink = None
+        for line in captured.splitlines():
+            if _NATIVE_ERROR.match(line):
+                logging.getLogger("nextface.native").error("%s", line.strip())
+            elif not _NATIVE_LOG.match(line):
+                print(line, file=sys.stderr)
+
+
 @contextlib.contextmanager
 def native_stderr() -> Iterator[None]:
-    """Around a call into a native library that logs to fd 2: below ``VERBOSE`` its output
-    is captured and only its error lines are printed (through logging), so the user sees
-    no foreign info or warning lines. At ``VERBOSE`` it does nothing."""
-    if _state["verbosity"] >= VERBOSE:
+    """:class:`NativeStderr` around one call into a native library."""
+    redirect = NativeStderr()
+    redirect.start()
+    try:
         yield
-        return
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured = sink.read().decode("utf-8", "replace")
-    for line in captured.splitlines():
-        if _NATIVE_ERROR.match(line.strip()):
-            logging.getLogger("nextface.native").error("%s", line.strip())
+    finally:
+        redirect.stop()
 
 
 def native_log_level() -> str:
@@ -123,4 +152,4 @@ def native_log_level() -> str:
     return "warn" if _state["verbosity"] >= VERBOSE else "error"
 
 
-__all__ = ["NORMAL", "QUIET", "VERBOSE", "configure", "native_log_level", "native_stderr", "verbosity"]
+__all__ = ["NORMAL", "QUIET", "VERBOSE", "NativeStderr", "configure", "native_log_level", "native_stderr", "verbosity"]

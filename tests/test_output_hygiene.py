@@ -113,8 +113,13 @@ def test_native_stderr_keeps_only_error_lines_of_fd_2(restore_logging, capfd) ->
     with logs.native_stderr():
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         os.write(2, b"W0000 00:00:1764600000.000 12 inference_feedback_manager.cc:114] Feedback manager\n")
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
         os.write(2, b"E0000 00:00:1764600000.000 12 graph.cc:1] graph broke\n")
-    assert capfd.readouterr().err.splitlines() == ["error: E0000 00:00:1764600000.000 12 graph.cc:1] graph broke"]
+        os.write(2, b"a line of our own, written meanwhile\n")
+    assert capfd.readouterr().err.splitlines() == [
+        "error: E0000 00:00:1764600000.000 12 graph.cc:1] graph broke",
+        "a line of our own, written meanwhile",
+    ]
     logs.configure(logs.VERBOSE)
     with logs.native_stderr():
         os.write(2, b"INFO: shown with -v\n")
