@@ -149,22 +149,56 @@ def test_mediapipe_logs_only_with_verbose(astronaut: Path, tmp_path: Path) -> No
     assert "XNNPACK" in loud.stderr or re.search(r"^[IW]\d{4} ", loud.stderr, re.M), loud.stderr  # the check can fail
 
 
-@pytest.mark.skipif(not SFM.is_dir(), reason=f"real test model folder {SFM} is absent")
-def test_a_real_fit_prints_progress_and_no_foreign_lines(astronaut: Path, tmp_path: Path) -> None:
-    pytest.importorskip("mediapipe")
+def _fit_args(astronaut: Path, tmp_path: Path) -> list[str]:
     config = tmp_path / "quick.toml"
     config.write_text("[light]\nbands = 3\n[stage1]\niterations = 100\n[stage2]\niterations = 8\n[stage3]\niterations = 4\n")
-    done = _nextface(
+    return [
         "fit", str(astronaut), "-o", str(tmp_path / "out"), "--config", str(config), "--model-path", str(SFM),
         "--landmarks", "mediapipe", "--renderer", "vertex", "--device", "cpu",
-        env={"NEXTFACE_CACHE_DIR": str(tmp_path / "cache")},
-    )  # fmt: skip
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(not SFM.is_dir(), reason=f"real test model folder {SFM} is absent")
+def test_a_real_fit_logged_to_a_file_prints_progress_lines_and_nothing_foreign(astronaut: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mediapipe")
+    done = _nextface(*_fit_args(astronaut, tmp_path), env={"NEXTFACE_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     foreign = [line for line in lines if not PROGRESS_LINE.match(line)]
     assert foreign == [], done.stderr
     assert {line.split(":")[0] for line in lines} == {"stage 1", "stage 2", "stage 3"}
     assert "astronaut: landmark error" in done.stdout  # the result stays on stdout
+
+
+@pytest.mark.skipif(not SFM.is_dir(), reason=f"real test model folder {SFM} is absent")
+def test_a_real_fit_in_a_terminal_draws_bars_and_nothing_foreign(astronaut: Path, tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal, as in an interactive shell: rich bars, no native log lines."""
+    pytest.importorskip("mediapipe")
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NEXTFACE_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "120", "TERM": "xterm"}
+    for key in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL"):
+        env.pop(key, None)
+    child = subprocess.Popen([sys.executable, "-c", CODE, *_fit_args(astronaut, tmp_path)], stdout=subprocess.PIPE,
+                             stderr=follower, env=env, text=True)  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stdout = child.stdout.read()
+    assert child.wait(timeout=600) == 0
+    os.close(leader)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert "stage 2" in screen and "8/8" in screen, screen
+    assert not re.search(r"XNNPACK|absl|^[IWE]\d{4} |inference_feedback|landmark_projection", screen, re.M), screen
+    assert "astronaut: landmark error" in stdout
 
 
 def _mitsuba_render(verbosity: int, samples: int) -> subprocess.CompletedProcess[str]:
