@@ -126,7 +126,8 @@ def test_landmarks_json_output(tmp_path: Path) -> None:
 
     ds = write_synthetic_dataset(tmp_path / "ds", count=2, size=64)
     by_file_name = {  # `nextface landmarks` names images by file name
-        s: LandmarkSet(s, v.points, v.confidence, v.found, [f"{n}.png" for n in v.names]) for s, v in read_landmarks(ds.landmarks).items()
+        s: LandmarkSet(s, v.points, v.confidence, v.found, [f"{n}.png" for n in v.names])
+        for s, v in read_landmarks(ds.landmarks).items()
     }
     write_landmarks(tmp_path / "given.json", by_file_name)
     env = _clean_env(tmp_path)
