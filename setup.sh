@@ -1,21 +1,61 @@
 #!/usr/bin/env bash
-# Set up NextFace in ./.venv: the core, the CLI, all six first-party plugins and the FLAME example.
-#   ./setup.sh          runtime only
-#   ./setup.sh --test   plus the test dependencies
-# Environment: PYTHON (default python3), VENV (default .venv),
-# TORCH_SPEC (default torch==2.13.0; installed first so no other package picks a torch build).
+# Set up NextFace in ./.venv: the core, the CLI (with the extras of `track` and `fit-dataset`),
+# all six first-party plugins and the FLAME example.
+#   ./setup.sh          the whole tool: every command of the README runs afterwards
+#   ./setup.sh --test   the same plus the test tools (pytest, hypothesis, scikit-image, ruff, build)
+#   ./setup.sh --help   this text
+# Environment: PYTHON (default: the first of python3.12, python3.11, python3.10, python3 that is
+# supported), VENV (default .venv), TORCH_SPEC (default torch==2.13.0; installed first so no
+# other package picks a torch build).
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+test_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test_tools=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "setup: error: unknown option $arg" >&2; echo "fix: run ./setup.sh --help for the options" >&2; exit 2 ;;
+  esac
+done
+
+# Supported interpreters: mediapipe 0.10.21 (the only release whose wheel ships the face-mesh
+# models) has wheels for Python 3.9-3.12 only, and the core needs 3.10 or newer.
+MIN_MINOR=10
+MAX_MINOR=12
+supported() { "$1" -c "import sys; sys.exit(not ((3, $MIN_MINOR) <= sys.version_info[:2] <= (3, $MAX_MINOR)))" 2>/dev/null; }
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "not runnable"; }
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test,ray,video]"
+if [ -x "$VENV/bin/python" ]; then
+  PYTHON="$VENV/bin/python"
+  supported "$PYTHON" || {
+    echo "setup: error: $VENV uses Python $(version_of "$PYTHON"); NextFace supports 3.$MIN_MINOR-3.$MAX_MINOR" >&2
+    echo "fix: rm -rf $VENV and rerun ./setup.sh (set PYTHON=python3.12, 3.11 or 3.10)" >&2
+    exit 2
+  }
+elif [ -n "${PYTHON:-}" ]; then
+  supported "$PYTHON" || {
+    echo "setup: error: PYTHON=$PYTHON is Python $(version_of "$PYTHON"); NextFace supports 3.$MIN_MINOR-3.$MAX_MINOR" >&2
+    echo "fix: set PYTHON to a python3.12, python3.11 or python3.10 (mediapipe 0.10.21 has no wheel for 3.13)" >&2
+    exit 2
+  }
+else
+  for candidate in python3.12 python3.11 python3.10 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && supported "$candidate"; then PYTHON=$candidate; break; fi
+  done
+  [ -n "${PYTHON:-}" ] || {
+    echo "setup: error: no supported Python found (python3 is $(version_of python3))" >&2
+    echo "fix: install Python 3.12, 3.11 or 3.10 (e.g. apt-get install python3.11-venv, or pyenv install 3.12) and rerun, or set PYTHON" >&2
+    exit 2
+  }
+fi
 
 # Mitsuba's CPU (LLVM) backend needs a shared libLLVM; Debian's libllvm19 works (DESIGN.md §6).
 if ! ls /usr/lib/x86_64-linux-gnu/libLLVM.so.19* >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libllvm19 >/dev/null) \
-    || echo "setup: could not install libllvm19; the mitsuba renderer will not run on the CPU" >&2
+    || echo "setup: warning: could not install libllvm19; the mitsuba renderer will not run on the CPU" >&2
 fi
 
 # The report's 3D viewer: @google/model-viewer (Apache-2.0; it bundles three.js, MIT, and lit, BSD-3-Clause),
@@ -39,7 +79,9 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "$TORCH_SPEC"
-pip install -e ".$extras" \
+extras="ray,video"
+[ "$test_tools" = 1 ] && extras="$extras,test"
+pip install -e ".[$extras]" \
   -e plugins/model_basel \
   -e plugins/render_vertex \
   -e plugins/render_mitsuba \

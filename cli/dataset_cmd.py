@@ -12,7 +12,7 @@ import typer
 from nextface_core.errors import InputError, UsageError
 
 from .app import app
-from .options import check_stages, command_config
+from .options import check_stages, command_config, require_plugins
 
 
 @app.command("fit-dataset")
@@ -46,6 +46,7 @@ def fit_dataset_cmd(
         landmarks_file=landmarks_file,
     )
     check_stages(skip_stage)
+    require_plugins(cfg)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers} is not a worker count", "pass 1 or more")
     bar, update = rich_progress()

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from nextface_core.errors import InputError, UsageError
+from nextface_core.errors import InputError, OutputError, UsageError
 
 from .app import app
-from .options import check_stages, command_config
-
-def _progress():
-    """A rich progress bar per stage, driven by the fit's progress callback; when stderr is
-    not a terminal (logs, pipes), one plain line as each stage starts and ends instead."""
-    if not sys.stderr.isatty():
-
-        def plain(stage: int, it: int, total: int, loss: float) -> None:
-            if it in (1, total):
-                typer.echo(f"stage {stage}: {it}/{total}, loss {loss:.4g}", err=True)
-
-        return contextlib.nullcontext(), plain
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("stage {task.fields[stage]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4g}"),
-        TimeRemainingColumn(),
-        transient=False,
-    )
-    tasks: dict[int, int] = {}
-
-    def update(stage: int, it: int, total: int, loss: float) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task("", total=total, stage=stage, loss=loss)
-        if it == total or it % 10 == 0:
-            bar.update(tasks[stage], completed=it, loss=loss)
-
-    return bar, update
+from .options import check_stages, command_config, require_plugins
+from .progress import progress
 
 
 def _collect_inputs(path: Path) -> list[Path]:
@@ -103,6 +72,7 @@ def fit(
     skip_stage: List[int] = typer.Option([], "--skip-stage", help="Stage number not to run (repeatable)."),
     skip_no_face: bool = typer.Option(False, "--skip-no-face", help="Skip images without a detectable face."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first unreadable image, before writing anything."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (metrics per image, stages, failures) as JSON."),
 ) -> None:
     """Fit the morphable model to one image, a folder, or several photos of one person.
 
@@ -118,6 +88,7 @@ def fit(
         landmarks_file=landmarks_file, skip_no_face=skip_no_face or None,
     )
     check_stages(skip_stage)
+    require_plugins(cfg)
     check_output_folder(out)
     files = _collect_inputs(input)
     images, names, failed = _load_images(files, fail_fast)
@@ -126,10 +97,12 @@ def fit(
         # in a batch, a photo without a face costs only itself: fit the others, report it at the end
         cfg = cfg.with_overrides({"run.skip_no_face": True})
     fitter = Fitter(cfg)
-    bar, update = _progress()
     try:
-        with signals_interrupt(), bar:
-            result = fitter.fit(images, names, shared_identity=shared_identity, start=start, skip_stages=skip_stage, progress=update)
+        with signals_interrupt(), progress() as update:
+            result = fitter.fit(
+                images, names, shared_identity=shared_identity, start=start, skip_stages=skip_stage,
+                progress=lambda stage, it, total, loss: update(f"stage {stage}", it, total, loss),
+            )
     except FitStopped as stop:
         path = out / f"checkpoint_stage{stop.checkpoint.completed_stage}.npz"
         stop.checkpoint.save(path)
@@ -141,15 +114,26 @@ def fit(
         ) from None
     faceless = [n for n in names if n not in result.names]
     failed += [(Path(n), "no face found") for n in faceless if not skip_no_face]
-    summary = save_result(result, out)
-    for row in json.loads(summary.read_text())["images"]:  # the metrics save_result computed
-        iod = row["landmark_error_iod_percent"]
-        typer.echo(
-            f"{row['name']}: landmark error {row['landmark_error_px']:.2f} px"
-            + (f" ({iod:.2f} % IOD)" if iod is not None else "")
-            + (f", PSNR {row['psnr_db']:.2f} dB" if row["psnr_db"] is not None else "")
-        )
-    typer.echo(f"results in {out} (summary: {summary})")
+    try:
+        summary = save_result(result, out)
+    except OutputError as exc:
+        saved = out / f"checkpoint_stage{result.completed_stage}.npz"
+        if saved.exists():
+            exc.hint += f"; the fit itself is saved: rerun the same command with --resume {saved}"
+        raise
+    report = json.loads(summary.read_text())  # the metrics save_result computed
+    if as_json:
+        failures = [{"image": str(f), "error": why} for f, why in failed]
+        typer.echo(json.dumps({"out": str(out), "summary_file": str(summary), **report, "failed": failures}, indent=2))
+    else:
+        for row in report["images"]:
+            iod = row["landmark_error_iod_percent"]
+            typer.echo(
+                f"{row['name']}: landmark error {row['landmark_error_px']:.2f} px"
+                + (f" ({iod:.2f} % IOD)" if iod is not None else "")
+                + (f", PSNR {row['psnr_db']:.2f} dB" if row["psnr_db"] is not None else "")
+            )
+        typer.echo(f"results in {out} (summary: {summary})")
     if failed:
         raise InputError(
             f"{len(failed)} of {len(files)} images failed: " + "; ".join(f"{f.name}: {why}" for f, why in failed),
@@ -164,8 +148,9 @@ def demo(
     size: str = typer.Option("small", "--size", help="Synthetic model size: small or full."),
 ) -> None:
     """Fit a face rendered from the built-in synthetic model and print recovered-vs-true errors."""
-    from nextface_core.demo import run_demo
+    from nextface_core.demo import demo_config, run_demo
 
+    require_plugins(demo_config(config), ("renderer",))
     report = run_demo(out, config, size=size)
     for key, value in report.items():
         typer.echo(f"{key:>32}: {value}")

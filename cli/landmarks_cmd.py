@@ -6,6 +6,7 @@ The written file can be inspected or corrected by hand and fed back with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,6 @@ import numpy as np
 import torch
 import typer
 
-from nextface_core.config import load_config
 from nextface_core.errors import InputError, UsageError
 from nextface_core.images import list_images, load_image
 from nextface_core.landmark_files import write_landmarks
@@ -22,6 +22,7 @@ from nextface_core.overlay import save_overlay
 from nextface_core.plugins import PluginRegistry
 
 from .app import app
+from .options import command_config
 
 #: images loaded and detected at a time, so a large folder does not fill the memory
 CHUNK = 16
@@ -54,16 +55,10 @@ def landmarks(
     skip_no_face: bool = typer.Option(
         False, "--skip-no-face", help="Leave out images without a face instead of stopping (or set config run.skip_no_face)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written (file, schemas, images with and without a face) as JSON."),
 ) -> None:
     """Detect landmarks on an image or a folder and write them to a file the 'file' detector reads."""
-    config = load_config(
-        config_path,
-        {
-            "run.landmarks": detector,
-            "landmarks.file": str(landmarks_file) if landmarks_file is not None else None,
-            "run.skip_no_face": True if skip_no_face else None,
-        },
-    )
+    config = command_config(config_path, landmarks=detector, landmarks_file=landmarks_file, skip_no_face=skip_no_face or None)
     if output.suffix.lower() not in (".json", ".csv"):
         raise UsageError(f"-o {output} must end in .json or .csv", "e.g. -o landmarks.json")
     folder_input = input_path.is_dir()
@@ -103,6 +98,11 @@ def landmarks(
     if missing:
         typer.echo(f"warning: skipping {len(missing)} image(s) without a face: {_names(missing)}", err=True)
     write_landmarks(output, sets, sizes)
-    counts = ", ".join(f"{s.points.shape[1]} {name}" for name, s in sets.items())
     found = int(np.count_nonzero(found_any.numpy()))
+    if as_json:
+        schemas = {name: s.points.shape[1] for name, s in sets.items()}
+        typer.echo(json.dumps({"output": str(output), "schemas": schemas, "images": len(paths), "found": found,
+                               "no_face": [str(p) for p in missing]}, indent=2))
+        return
+    counts = ", ".join(f"{s.points.shape[1]} {name}" for name, s in sets.items())
     typer.echo(f"wrote landmarks ({counts}) of {found} image(s) to {output}")

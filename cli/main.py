@@ -8,17 +8,19 @@ code; anything else is an internal error (exit 70) whose traceback shows only wi
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
 
 from nextface_core.errors import EXIT_INTERNAL, NextFaceError
+from nextface_core.files import output_error
 
-from . import dataset_cmd, fit_cmd, landmarks_cmd, model_cmd, plugins_cmd, report_cmd, track_cmd
+from . import config_cmd, dataset_cmd, fit_cmd, landmarks_cmd, model_cmd, plugins_cmd, report_cmd, track_cmd
 from .app import app, state
 
 #: the command modules, each attaching its commands to the app on import
-COMMANDS = (fit_cmd, landmarks_cmd, model_cmd, dataset_cmd, plugins_cmd, report_cmd, track_cmd)
+COMMANDS = (fit_cmd, landmarks_cmd, model_cmd, dataset_cmd, plugins_cmd, report_cmd, track_cmd, config_cmd)
 
 
 def main() -> None:
@@ -28,7 +30,12 @@ def main() -> None:
     their code; anything else is an internal error (70).
     """
     try:
-        app()
+        try:
+            app()
+        except OSError as exc:  # a writer outside nextface_core.files hit a full or read-only disk
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and not state["debug"]:
+                raise output_error(exc.filename or "an output", exc) from exc
+            raise
     except NextFaceError as exc:
         if state["debug"]:
             raise

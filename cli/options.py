@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from nextface_core.config import Config, load_config
+from nextface_core.config import Config
+from nextface_core.config_sources import effective_config
 from nextface_core.errors import UsageError
 from nextface_core.plugins import PluginRegistry
 
@@ -25,13 +26,23 @@ OPTION_KEYS = {
 
 
 def command_config(config: Path | None, **options: Any) -> Config:
-    """The config file (or the defaults) with the options given on the command line as
-    overrides (None: not given); paths become absolute strings. The options tables of the
-    installed plugins are checked here too, before any work starts."""
+    """The effective config (defaults, the discovered config file, ``NEXTFACE_*`` variables)
+    with the options given on the command line as overrides (None: not given); paths become
+    absolute strings. The options tables of the installed plugins are checked here too,
+    before any work starts."""
     overrides = {OPTION_KEYS[k]: str(v.resolve()) if isinstance(v, Path) else v for k, v in options.items() if v is not None}
-    loaded = load_config(config, overrides)
+    loaded = effective_config(config, overrides)
     PluginRegistry().check_options(loaded)
     return loaded
+
+
+def require_plugins(cfg: Config, kinds: Iterable[str] = ("renderer", "detector", "model")) -> None:
+    """Stop before any work when a plugin the command will use is not installed (one error,
+    one pip command for all of them)."""
+    from nextface_core.install import require_plugins as require
+
+    names = {"renderer": cfg.run.renderer, "detector": cfg.run.landmarks, "model": cfg.run.model}
+    require(PluginRegistry(), [(kind, names[kind]) for kind in kinds])
 
 
 def check_stages(stages: Iterable[int]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from nextface_core.install import not_installed
 from nextface_core.plugins import PluginRegistry
 
 from .app import plugins_app
@@ -46,8 +47,9 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         {"plugin": b.name, "distribution": b.distribution, "version": b.version, "error": b.error}
         for b in registry.broken
     ]
+    absent = not_installed(registry)
     if as_json:
-        typer.echo(json.dumps({"plugins": rows, "broken": broken}, indent=2))
+        typer.echo(json.dumps({"plugins": rows, "broken": broken, "not_installed": absent}, indent=2))
         return
     for row in rows:
         typer.echo(f"{row['plugin']}  ({row['distribution'] or 'not from a distribution'} {row['version'] or ''})".rstrip())
@@ -61,6 +63,8 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Print JSON 
                 typer.echo(f"      {opt['text']}")
     for b in broken:
         typer.echo(f"{b['plugin']}  ({b['distribution'] or '?'} {b['version'] or ''})  BROKEN: {b['error']}")
+    for a in absent:
+        typer.echo(f"{a['distribution']}  NOT INSTALLED ({a['kind']} {a['name']}): {a['install']}")
     if not rows and not broken:
         typer.echo("no plugins installed (pip install nextface-render-vertex nextface-model-basel ...)")
 

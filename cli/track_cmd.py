@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .app import app
-from .options import command_config
+from .options import command_config, require_plugins
+from .progress import progress
 
 
 @app.command()
@@ -28,6 +30,7 @@ def track(
     mesh_units: Optional[str] = typer.Option(None, "--mesh-units", help="Units of track.glb and the --obj meshes: m (default) or mm."),
     obj: bool = typer.Option(False, "--obj", help="Also write one OBJ mesh per frame (OUT/obj/)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay.mp4."),
+    as_json: bool = typer.Option(False, "--json", help="Print the track's summary as JSON."),
 ) -> None:
     """Track head pose, expression and light through a video, the identity fixed."""
     from nextface_core.tracking import Identity, probe, read_frames, save_track, track_frames
@@ -36,23 +39,17 @@ def track(
         config, renderer=renderer, landmarks=landmarks, model=model, device=device, keyframes=keyframes,
         resolution=resolution, model_path=model_path, mesh_units=mesh_units, landmarks_file=landmarks_file,
     )
+    require_plugins(cfg)
     info = probe(video)
     known = Identity.load(identity) if identity is not None else None
     frames = lambda: read_frames(video)  # noqa: E731  (each pass decodes the video again)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=False)
-    tasks: dict[str, int] = {}
-
-    def update(name: str, i: int, total: int) -> None:
-        if name not in tasks:
-            tasks[name] = bar.add_task(name, total=total or None)
-        bar.update(tasks[name], completed=i)
-
-    with bar:
+    with progress() as update:
         result = track_frames(frames, cfg, identity=known, fps=info.fps, progress=update)
     summary = save_track(result, frames, out, video=str(video), overlay=not no_overlay, obj=obj)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "summary_file": str(summary), **json.loads(summary.read_text())}, indent=2))
+        return
     counts = result.counts()
     typer.echo(
         f"{result.frame_count} frames: {counts['tracked']} tracked, {counts['interpolated']} interpolated, "

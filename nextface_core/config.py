@@ -83,11 +83,21 @@ class Section:
 @dataclass(frozen=True)
 class Config:
     """A validated configuration. ``data`` holds the merged tables; sections are attributes.
-    ``sources``: where each ``[plugins.<name>]`` table came from (a file path or "override"),
-    for the messages of plugin-option errors."""
+    ``origins`` says where each value that is not a default came from (``"section.key"`` →
+    "file PATH", "environment NAME", "option"); see :meth:`origin`."""
 
     data: Mapping[str, Mapping[str, Any]]
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, dotted: str) -> str:
+        """Where ``"section.key"`` got its value: "default", "file PATH", "environment NAME" or "option"."""
+        return self.origins.get(dotted, "default")
+
+    def plugin_source(self, name: str) -> str:
+        """Where the ``[plugins.<name>]`` table came from, as error messages name it: a file
+        path, an environment variable, "override" (an option) or "config"."""
+        origin = self.origins.get(f"plugins.{name}", "config")
+        return {"option": "override"}.get(origin, origin.split(" ", 1)[-1])
 
     def __getattr__(self, section: str) -> Any:
         if section == "plugins":
@@ -99,12 +109,9 @@ class Config:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy({k: dict(v) for k, v in self.data.items()})
 
-    def plugin_source(self, name: str) -> str:
-        """Where the ``[plugins.<name>]`` table came from: a file path, "override" or "config"."""
-        return self.sources.get(name, "config")
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
-        """A new config with ``{"section.key": value}`` overrides applied and validated."""
+    def with_overrides(self, overrides: Mapping[str, Any], origin: str = "option") -> "Config":
+        """A new config with ``{"section.key": value}`` overrides applied and validated;
+        ``origin`` is recorded as their source."""
         data = self.as_dict()
         nested: dict[str, dict[str, Any]] = {}
         for dotted, value in overrides.items():
@@ -112,8 +119,13 @@ class Config:
                 continue
             section, _, key = dotted.partition(".")
             nested.setdefault(section, {})[key] = value
-        overridden = {name: "override" for name in nested.get("plugins", {})}
-        return Config(_merge(data, nested, source="override"), {**self.sources, **overridden})
+        source = "override" if origin == "option" else origin
+        return Config(_merge(data, nested, source=source), {**self.origins, **_origins(nested, origin)})
+
+
+def _origins(tables: Mapping[str, Any], origin: str) -> dict[str, str]:
+    """``{"section.key": origin}`` for every value of ``tables`` (plugin tables: ``plugins.NAME``)."""
+    return {f"{section}.{key}": origin for section, table in tables.items() if isinstance(table, dict) for key in table}
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -186,7 +198,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     """Defaults, then the TOML file at ``path`` (if any), then ``{"section.key": value}`` overrides."""
     data = _defaults()
     data.setdefault("plugins", {})
-    sources: dict[str, str] = {}
+    origins: dict[str, str] = {}
     if path is not None:
         path = Path(path)
         text = read_user_text(path, "config file", ConfigError, "check the path given to --config")
@@ -195,8 +207,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax at that line") from None
         data = _merge(data, user, source=str(path))
-        sources = {name: str(path) for name in user.get("plugins", {})}
-    config = Config(data, sources)
+        origins = _origins(user, f"file {path}")
+    config = Config(data, origins)
     return config.with_overrides(overrides) if overrides else config
 
 

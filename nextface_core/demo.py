@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .camera import axis_angle_to_matrix
-from .config import load_config
+from .config import Config, load_config
 from .fitting import Fitter, save_result
 from .params import SceneParameters
 from .plugins import PluginRegistry
@@ -56,10 +56,15 @@ def compare(result, model, truth: SceneParameters) -> dict[str, Any]:
     return report
 
 
+def demo_config(config_path: str | Path | None = None) -> Config:
+    """The user's config file, or the defaults with the demo's quicker settings."""
+    return load_config(config_path) if config_path else load_config(overrides=DEMO_OVERRIDES)
+
+
 def run_demo(out: str | Path | None, config_path: str | Path | None = None, size: str = "small",
              registry: PluginRegistry | None = None) -> dict[str, Any]:
     """Render, fit and compare; write the fit's outputs to ``out`` when given."""
-    config = load_config(config_path) if config_path else load_config(overrides=DEMO_OVERRIDES)
+    config = demo_config(config_path)
     registry = registry or PluginRegistry()
     model = synthetic_model(size)
     renderer = registry.create("renderer", config.run.renderer, config)

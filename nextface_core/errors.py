@@ -9,7 +9,8 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # bad command line, config, or unknown plugin name
 EXIT_INPUT = 3  # bad input data: images, landmark files, model files, result files
-EXIT_BACKEND = 4  # a plugin or backend that cannot run here
+EXIT_BACKEND = 4  # a plugin or backend that cannot run here (or a first-party plugin not installed)
+EXIT_IO = 74  # an output cannot be written: disk full, read-only file system, permission denied (sysexits EX_IOERR)
 EXIT_INTERNAL = 70  # a bug: anything that is not a NextFaceError
 
 
@@ -38,22 +39,38 @@ class ConfigError(UsageError):
 
 
 class PluginNotFoundError(UsageError):
-    """A renderer, detector, model or loss name that no installed plugin registered."""
+    """A renderer, detector, model or loss name that no installed plugin registered.
 
-    def __init__(self, kind: str, name: str, registered: list[str], distribution: str | None) -> None:
+    ``distribution``: the one NextFace's naming convention gives the name; ``hint``: how to
+    install it. When that distribution is ``installable`` here (a plugin of this source
+    checkout) the exit code is :data:`EXIT_BACKEND`: the name is right, this installation
+    lacks it; otherwise the name is a usage error and ``hint`` also lists the choices.
+    """
+
+    def __init__(self, kind: str, name: str, registered: list[str], distribution: str, hint: str,
+                 installable: bool = False) -> None:
         known = ", ".join(sorted(registered)) or "none"
-        hint = f"pip install {distribution}" if distribution else f"choose one of: {known}"
         super().__init__(f"{kind} '{name}' is not installed (registered {kind}s: {known})", hint)
+        if installable:
+            self.exit_code = EXIT_BACKEND
         self.kind = kind
         self.name = name
         self.registered = sorted(registered)
         self.distribution = distribution
+        self.installable = installable
 
 
 class InputError(NextFaceError):
     """Input data (image, landmark file, model file, result file) is missing or malformed."""
 
     exit_code = EXIT_INPUT
+
+
+class OutputError(NextFaceError):
+    """An output cannot be written: the disk is full, the file system read-only, or
+    permission is denied. Nothing half-written is left at the output's name."""
+
+    exit_code = EXIT_IO
 
 
 class BackendUnavailableError(NextFaceError):

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, UsageError
-from .files import read_user_text
+from .files import read_user_text, write_text
 from .landmark_schemas import point_count
 from .landmarks import LandmarkSet
 
@@ -335,11 +335,7 @@ def write_landmarks(path: str | Path, sets: Mapping[str, LandmarkSet], sizes: Ma
         raise UsageError(f"landmark output {path} must end in .json or .csv", "choose a .json or .csv file name")
     names = _checked_sets(sets)
     text = (_json_text if suffix == ".json" else _csv_text)(names, _rows(sets), dict(sizes or {}))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write landmark file {path}: {exc}", "choose a writable location") from None
+    write_text(path, text)
     return path
 
 

@@ -14,12 +14,12 @@ PREFIXES: dict[str, str] = {"renderer": "render", "detector": "landmarks", "mode
 
 def distribution_name(kind: str, name: str) -> str:
     """The conventional distribution of ``kind`` ``name`` (``renderer``, ``mitsuba`` → ``nextface-render-mitsuba``)."""
-    return f"nextface-{PREFIXES[kind]}-{name.replace('_', '-')}"
+    return f"nextface-{PREFIXES.get(kind, kind)}-{name.replace('_', '-')}"
 
 
 def entry_point_name(kind: str, name: str) -> str:
     """The conventional entry point and config table of ``kind`` ``name`` (→ ``render_mitsuba``)."""
-    return f"{PREFIXES[kind]}_{name}"
+    return f"{PREFIXES.get(kind, kind)}_{name}"
 
 
 def module_name(kind: str, name: str) -> str:

@@ -11,6 +11,7 @@ gets a red frame instead of dots. Drawing is vectorised over points (no per-poin
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping
 
@@ -20,6 +21,7 @@ from PIL import Image
 
 from . import landmark_schemas
 from .errors import InputError, UsageError
+from .files import write_bytes
 from .landmarks import LandmarkSet
 
 LOW_CONFIDENCE = 0.5
@@ -120,9 +122,7 @@ def save_overlay(path: str | Path, image: np.ndarray, sets: Mapping[str, Landmar
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UsageError(f"overlay {path} must be a .png file", "choose a file name ending in .png")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(overlay_image(image, sets, index)).save(path)
-    except OSError as exc:
-        raise InputError(f"cannot write overlay {path}: {exc}", "choose a writable location") from None
+    buffer = io.BytesIO()
+    Image.fromarray(overlay_image(image, sets, index)).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
     return path

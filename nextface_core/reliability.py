@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from typing import Any, Iterator
 import torch
 
 from .errors import EXIT_INTERNAL, NextFaceError, UsageError
+from .files import output_error
 
 #: non-finite losses or gradients tolerated per stage before the run stops
 MAX_NUMERIC_FAILURES = 5
@@ -52,7 +54,8 @@ class FitStopped(NextFaceError):
 
 
 def check_output_folder(path: str | Path) -> None:
-    """Raise :class:`UsageError` unless ``path`` is, or can be created as, a writable folder.
+    """Raise :class:`UsageError` unless ``path`` is, or can be created as, a folder, and an
+    :class:`~nextface_core.errors.OutputError` (exit 74) when it cannot be written.
 
     Checked before a fit starts, so a bad ``--out`` costs nothing and creates nothing.
     """
@@ -65,7 +68,8 @@ def check_output_folder(path: str | Path) -> None:
     if not probe.is_dir():
         raise UsageError(f"cannot write to {path}: {probe} is a file, not a folder", "choose another --out folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {path}: {probe} is not writable", "choose another --out folder, or fix its permissions")
+        code = errno.EROFS if os.statvfs(probe).f_flag & os.ST_RDONLY else errno.EACCES
+        raise output_error(path, OSError(code, f"{probe} is not writable: {os.strerror(code)}"))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from .color import srgb_to_linear
 from .config import load_config
 from .errors import InputError, UsageError
 from .files import atomic_path
+from .install import extra_command
 from .obj import read_obj
 from .plugins import PluginRegistry
 from .render import RenderInputs
@@ -89,6 +90,6 @@ def turntable(result: str | Path, out: str | Path | None = None, frames: int = 3
                 import imageio.v2 as imageio
                 import imageio_ffmpeg  # noqa: F401
             except ImportError:
-                raise UsageError("writing MP4 needs imageio-ffmpeg", "pip install imageio imageio-ffmpeg, or use .gif") from None
+                raise UsageError("writing MP4 needs imageio-ffmpeg", f"{extra_command('video')}, or use .gif") from None
             imageio.mimwrite(tmp, [np.asarray(i) for i in images], fps=12, format="FFMPEG")
     return out

@@ -14,6 +14,7 @@ import pytest
 
 from nextface_core.synthetic.dataset import write_synthetic_dataset
 from nextface_model_basel.testing import write_synthetic_basel
+from nextface_core.install import extra_command
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
 
@@ -74,7 +75,7 @@ def test_without_ray_the_command_says_how_to_install_it(groups, tmp_path: Path) 
                   tmp_path / "cache", pythonpath=fake)
     assert result.returncode == 4, result.stderr
     assert "error: Ray is not installed" in result.stderr
-    assert 'fix: pip install "nextface[ray]", or run the same tasks in local processes with --no-ray' in result.stderr
+    assert f"fix: {extra_command('ray')}, or run the same tasks in local processes with --no-ray" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -40,6 +40,7 @@ from nextface_core.dataset import (
 from nextface_core.dataset.manifest import parquet_module
 from nextface_core.synthetic.dataset import write_synthetic_dataset
 from nextface_model_basel.testing import write_synthetic_basel
+from nextface_core.install import extra_command
 from nextface_core.errors import BackendUnavailableError, InputError, UsageError
 from nextface_core.fitting import Fitter
 from nextface_core.images import load_image
@@ -339,7 +340,7 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(BackendUnavailableError) as info:
         import_ray()
-    assert 'pip install "nextface[ray]"' in info.value.hint and "--no-ray" in info.value.hint
+    assert extra_command("ray") in info.value.hint and "--no-ray" in info.value.hint
 
 
 def test_gpu_request_per_task() -> None:

@@ -86,8 +86,8 @@ def test_unknown_renderer_gives_typed_error_with_install_hint(empty_registry: Pl
     assert err.registered == ["vertex"]
     assert err.distribution == "nextface-render-mitsuba"
     assert "renderer 'mitsuba' is not installed" in err.message
-    assert err.hint == "pip install nextface-render-mitsuba"
-    assert err.exit_code == 2
+    assert err.hint.startswith("pip install -e ") and err.hint.endswith("plugins/render_mitsuba")  # from the checkout
+    assert err.exit_code == 4  # the name is right; this installation lacks the plugin
 
 
 def test_unknown_third_party_name_lists_choices(empty_registry: PluginRegistry) -> None:
@@ -187,3 +187,19 @@ def test_an_unregistered_name_names_the_conventional_distribution(empty_registry
     with pytest.raises(PluginNotFoundError) as info:
         empty_registry.resolve("detector", "my_fan")
     assert info.value.hint == "pip install nextface-landmarks-my-fan"
+def test_install_hints_name_the_checkout_folder_or_say_where_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from nextface_core import install
+
+    root = install.checkout_root()
+    assert root is not None and (root / "plugins" / "render_vertex" / "pyproject.toml").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert install.install_command("nextface-render-vertex", "s3fs") == f"pip install -e {root / 'plugins/render_vertex'} s3fs"
+    assert install.extra_command("ray") == f'pip install -e "{root}[ray]"'
+    monkeypatch.chdir(root)
+    assert install.install_command("nextface-model-basel") == "pip install -e plugins/model_basel"
+    assert install.extra_command("video") == 'pip install -e ".[video]"'
+    monkeypatch.setattr(install, "checkout_root", lambda: None)  # as from a wheel
+    assert install.install_command("nextface-render-mitsuba") == (
+        "pip install nextface-render-mitsuba (or, in a NextFace source checkout: pip install -e plugins/render_mitsuba)"
+    )
+    assert install.extra_command("ray") == 'pip install "nextface[ray]"'

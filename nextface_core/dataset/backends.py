@@ -13,11 +13,12 @@ import multiprocessing
 from typing import Any, Protocol
 
 from ..errors import BackendUnavailableError, UsageError
+from ..install import extra_command
 from .task import TaskOutcome, TaskSpec, run_task
 
 log = logging.getLogger(__name__)
 
-RAY_HINT = 'pip install "nextface[ray]", or run the same tasks in local processes with --no-ray'
+RAY_HINT = f"{extra_command('ray')}, or run the same tasks in local processes with --no-ray"
 #: object store of the in-process runtime: results are small dicts, inputs are paths
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import InputError, UsageError
 from ..images import IMAGE_SUFFIXES
+from ..install import extra_command
 from .storage import Location
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -93,7 +94,7 @@ def _table_rows(src: Location) -> list[dict[str, Any]]:
     if suffix == ".parquet":
         pq = parquet_module()
         if pq is None:
-            raise UsageError(f"{src.url} is Parquet but pyarrow is not installed", 'pip install "nextface[ray]" (or pyarrow)')
+            raise UsageError(f"{src.url} is Parquet but pyarrow is not installed", f"{extra_command('ray')} (or pyarrow)")
         return pq.read_table(io.BytesIO(data)).to_pylist()
     text = data.decode("utf-8-sig")
     if suffix == ".csv":
@@ -210,7 +211,7 @@ def manifest_name(fmt: str) -> str:
     if fmt not in MANIFEST_FORMATS:
         raise UsageError(f"manifest format '{fmt}' is not known", f"use one of {', '.join(MANIFEST_FORMATS)}")
     if fmt == "parquet" and parquet_module() is None:
-        raise UsageError("a Parquet manifest needs pyarrow", 'pip install "nextface[ray]" (or pyarrow), or use --manifest-format jsonl')
+        raise UsageError("a Parquet manifest needs pyarrow", f"{extra_command('ray')} (or pyarrow), or use --manifest-format jsonl")
     return f"manifest.{fmt}"
 
 
@@ -241,7 +242,7 @@ def read_manifest(out: Location) -> list[ImageRecord]:
         if fmt == "parquet":
             pq = parquet_module()
             if pq is None:
-                raise UsageError(f"{out.url}/{name} is Parquet but pyarrow is not installed", 'pip install "nextface[ray]"')
+                raise UsageError(f"{out.url}/{name} is Parquet but pyarrow is not installed", extra_command("ray"))
             rows = pq.read_table(io.BytesIO(out.read_bytes(name))).to_pylist()
             for row in rows:
                 row["metrics"] = json.loads(row["metrics"] or "{}")

@@ -11,8 +11,8 @@ Layout (per image ``NAME``, or one ``identity/`` folder for a shared identity)::
 
 Meshes are in ``output.mesh_units`` (metres by default, :mod:`nextface_core.exports`).
 
-Every file is written to a temporary name and renamed, so an interrupted save leaves no
-half-written file.
+Each image's folder is written into a temporary folder and renamed into place whole, and
+every other file to a temporary name, so an interrupted save leaves no half-written output.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 
 from ..color import linear_to_srgb
 from ..exr import write_exr
-from ..files import atomic_path, write_bytes, write_text
+from ..files import atomic_folder, atomic_path, write_bytes, write_text
 from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world_to_camera
 from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
 from ..obj import obj_text
@@ -164,9 +164,16 @@ def _composite(result: FitResult) -> list[np.ndarray]:
 
 
 def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> Path:
-    """Write every output of ``result`` under ``out`` and return the summary path."""
+    """Write every output of ``result`` under ``out`` and return the summary path.
+
+    The checkpoint comes first (so any later failure leaves a resumable fit), then each
+    image's folder, written whole into a temporary folder and renamed into place (a crash,
+    a kill or a full disk leaves the complete folder or none), then the loss plots and,
+    last, ``summary.json``. A write that fails raises :class:`~nextface_core.errors.OutputError`.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if checkpoint:
+        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
     composites, full = _composite(result)
     metrics = result.metrics(full)
     params = result.params
@@ -177,33 +184,40 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
         identity = result.scene.vertices(
             type(params)(**{**params.tensors(), "expression": torch.zeros_like(params.expression)})
         )[0]
-        write_obj(out / "identity", identity, result)
-        write_maps(out / "identity", maps[0])
-        write_glb(out / "identity" / "mesh.glb", identity, result, maps[0])
+        with atomic_folder(out / "identity") as folder:
+            write_obj(folder, identity, result)
+            write_maps(folder, maps[0])
+            write_glb(folder / "mesh.glb", identity, result, maps[0])
     envmaps = sh_to_envmap(params.sh, result.config.light.envmap_resolution)
     for b, name in enumerate(result.names):
-        folder = out / name
-        s = 0 if shared else b
-        if not shared:
-            write_obj(folder, vertices[b], result)
-            write_maps(folder, maps[s])
-        write_glb(folder / "mesh.glb", vertices[b], result, maps[s], image=b)
-        write_camera(folder / "camera.json", result, b, ["mesh.glb"] if shared else ["mesh.glb", "mesh.obj"])
-        env = envmaps[b].detach().cpu().numpy().astype(np.float32)
-        write_exr(folder / "envmap.exr", env)
-        save_png(folder / "envmap.png", to_uint8(envmaps[b] / max(float(envmaps[b].max()), 1e-6)))
-        save_png(folder / "composite.png", composites[b])
-        detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
-        overlay = draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False)
-        save_png(folder / "landmarks.png", overlay)
-        _save_params(folder, result, b, metrics[b])
+        with atomic_folder(out / name) as folder:
+            s = 0 if shared else b
+            if not shared:
+                write_obj(folder, vertices[b], result)
+                write_maps(folder, maps[s])
+            write_glb(folder / "mesh.glb", vertices[b], result, maps[s], image=b)
+            write_camera(folder / "camera.json", result, b, ["mesh.glb"] if shared else ["mesh.glb", "mesh.obj"])
+            _write_envmap(folder, envmaps[b])
+            save_png(folder / "composite.png", composites[b])
+            _write_landmarks(folder, result, b)
+            _save_params(folder, result, b, metrics[b])
     _loss_plots(out, result)
-    if checkpoint:
-        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
     summary = out / "summary.json"
     write_text(summary, json.dumps(result.summary(metrics), indent=2))
     write_fit_report(out)
     return summary
+
+
+def _write_envmap(folder: Path, envmap: torch.Tensor) -> None:
+    """The light as an equirectangular map ``[H,2H,3]``: linear EXR and a normalised sRGB PNG."""
+    write_exr(folder / "envmap.exr", envmap.detach().cpu().numpy().astype(np.float32))
+    save_png(folder / "envmap.png", to_uint8(envmap / max(float(envmap.max()), 1e-6)))
+
+
+def _write_landmarks(folder: Path, result: FitResult, b: int) -> None:
+    """The photo with the detected (green) and fitted (red) landmarks."""
+    detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
+    save_png(folder / "landmarks.png", draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False))
 
 
 def _save_params(folder: Path, result: FitResult, b: int, metrics: dict) -> None:

@@ -67,7 +67,16 @@ class PluginNames:
             "entry_point": self.entry_point,
             "Class": self.class_prefix,
             "hook": KIND_HOOKS[self.kind],
+            "core_requirement": core_requirement(),
         }
+
+
+def core_requirement() -> str:
+    """The core versions a new plugin admits: this minor release line (0.x breaks between minors)."""
+    from .. import __version__
+
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return f"nextface>={major}.{minor},<{major}.{minor + 1}"
 
 
 def _templates(kind: str) -> list[tuple[str, str]]:

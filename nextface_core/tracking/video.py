@@ -1,6 +1,6 @@
 """Video decoding and encoding through imageio-ffmpeg, whose wheel carries its own ffmpeg.
 
-No system ffmpeg is needed: ``pip install "nextface[video]"`` brings the binary. Frames are
+No system ffmpeg is needed: the ``video`` extra (``pip install "nextface[video]"``) brings the binary. Frames are
 ``[H,W,3]`` uint8 sRGB arrays, decoded one at a time (a long video is never held in memory).
 A file ffmpeg cannot open or decode raises :class:`~nextface_core.errors.InputError`
 naming the file and ffmpeg's reason.
@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputError
 from ..files import atomic_path
+from ..install import extra_command
 
-INSTALL_HINT = 'pip install "nextface[video]" (imageio-ffmpeg, which ships its own ffmpeg)'
+INSTALL_HINT = f"{extra_command('video')} (imageio-ffmpeg, which ships its own ffmpeg)"
 
 
 def _ffmpeg() -> Any:

@@ -26,6 +26,7 @@ import torch
 
 from nextface_core.errors import BackendUnavailableError, InputError
 from nextface_core.landmarks import LandmarkSet
+from nextface_core.logs import NativeStderr, native_stderr
 from nextface_core.options import option
 
 NUM_POINTS = 478
@@ -82,19 +83,28 @@ class MediaPipeDetector:
 
     def __init__(self, options: MediaPipeOptions = MediaPipeOptions()) -> None:
         self.options = options
+        # TFLite and absl log INFO/W lines to fd 2 from the graph's threads while it starts,
+        # until the first frame is through: keep them out of the user's output (nextface -v shows them)
+        self._quiet = NativeStderr()
+        self._quiet.start()
         try:
             from mediapipe.python.solutions import face_mesh
         except Exception as exc:  # ImportError, or numpy-2 ABI errors raised at import
+            self._quiet.stop()
             raise BackendUnavailableError(
                 f"mediapipe cannot be imported: {type(exc).__name__}: {exc}",
                 'pip install "mediapipe==0.10.21" "numpy<2"',
             ) from None
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=not options.tracking,
-            max_num_faces=options.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=options.min_detection_confidence,
-        )
+        try:
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=not options.tracking,
+                max_num_faces=options.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=options.min_detection_confidence,
+            )
+        except BaseException:
+            self._quiet.stop()
+            raise
 
     def for_video(self) -> "MediaPipeDetector":
         """The detector contract's video hook: this detector in MediaPipe's tracking mode (a
@@ -106,6 +116,7 @@ class MediaPipeDetector:
 
     def close(self) -> None:
         """Release MediaPipe's graph."""
+        self._quiet.stop()
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
@@ -125,7 +136,8 @@ class MediaPipeDetector:
             )
         if self._mesh is None:
             raise RuntimeError("MediaPipeDetector.detect called after close()")
-        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        with native_stderr():  # the calculators log on later frames too
+            faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
         if not faces:
             return None
         h, w = image.shape[:2]
@@ -149,11 +161,14 @@ class MediaPipeDetector:
             raise ValueError(f"detect got {len(images)} images but {len(names)} names")
         points = torch.zeros(len(images), NUM_POINTS, 2)
         found = torch.zeros(len(images), dtype=torch.bool)
-        for b, (image, name) in enumerate(zip(images, names)):
-            face = self._face(image, name)
-            if face is not None:
-                points[b] = torch.from_numpy(face).float()
-                found[b] = True
+        try:
+            for b, (image, name) in enumerate(zip(images, names)):
+                face = self._face(image, name)
+                if face is not None:
+                    points[b] = torch.from_numpy(face).float()
+                    found[b] = True
+        finally:
+            self._quiet.stop()  # the graph is up: the start-up logging is over
         confidence = found[:, None].float().expand(-1, NUM_POINTS).contiguous()
         ibug_points, ibug_conf = ibug68_from_mediapipe(points, confidence)
         names = list(names)

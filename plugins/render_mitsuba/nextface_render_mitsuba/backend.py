@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from nextface_core.errors import BackendUnavailableError
+from nextface_core.logs import native_log_level
 from nextface_core.plugins import Availability
 
 ENV_LIBLLVM = "DRJIT_LIBLLVM_PATH"
@@ -110,6 +111,9 @@ def import_mitsuba(variant: str) -> tuple[Any, Any]:
         raise BackendUnavailableError(f"Dr.Jit cannot start its {backend.name} backend for {variant}", hint)
     if mi.variant() != variant:
         mi.set_variant(variant)
+    level = native_log_level()  # "error" unless -v: no sampler/JIT warnings in a user's log
+    mi.set_log_level(mi.LogLevel.Warn if level == "warn" else mi.LogLevel.Error)
+    dr.set_log_level(dr.LogLevel.Warn if level == "warn" else dr.LogLevel.Error)
     return mi, dr
 
 

@@ -1,0 +1,106 @@
+"""Progress on stderr, so stdout stays the command's result: a rich bar in a terminal,
+otherwise (a log file, a pipe, a job scheduler) a plain line at least every 10 seconds.
+
+Both report through ``update(label, done, total, loss=None)``; ``label`` names the phase
+("stage 2", "tracking"), each label gets its own bar or its own timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, TextIO
+
+from nextface_core import logs
+
+#: seconds between two plain progress lines of one phase (at most)
+LINE_INTERVAL = 10.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+@dataclass
+class _Phase:
+    start: float
+    last_line: float
+    start_done: int
+
+
+@dataclass
+class LineProgress:
+    """Plain progress lines: a phase's first update, then one at least every ``interval``
+    seconds (when updates keep coming), and its last one; each with done/total, loss,
+    iterations per second and the estimated time left."""
+
+    stream: TextIO
+    interval: float = LINE_INTERVAL
+    clock: Callable[[], float] = time.monotonic
+    _phases: dict[str, _Phase] = field(default_factory=dict)
+
+    def update(self, label: str, done: int, total: int, loss: float | None = None) -> None:
+        now = self.clock()
+        phase = self._phases.get(label)
+        if phase is None:
+            phase = self._phases[label] = _Phase(now, now, done)
+            self._line(label, done, total, loss, phase, now)
+        elif done >= total or now - phase.last_line >= self.interval:
+            self._line(label, done, total, loss, phase, now)
+
+    def _line(self, label: str, done: int, total: int, loss: float | None, phase: _Phase, now: float) -> None:
+        phase.last_line = now
+        elapsed = now - phase.start
+        rate = (done - phase.start_done) / elapsed if elapsed > 0 else 0.0
+        parts = [f"{label}: {done}/{total}" if total else f"{label}: {done}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4g}")
+        if rate > 0:
+            parts.append(f"{rate:.1f} it/s")
+            if total and done < total:
+                parts.append(f"ETA {_duration((total - done) / rate)}")
+        if total and done >= total:
+            parts.append(f"done in {_duration(elapsed)}")
+        print(", ".join(parts), file=self.stream, flush=True)
+
+
+class _RichProgress:
+    """One rich bar per phase on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def update(self, label: str, done: int, total: int, loss: float | None = None) -> None:
+        shown = f"loss {loss:.4g}" if loss is not None else ""
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(label, total=total or None, loss=shown)
+        self.bar.update(self.tasks[label], completed=done, total=total or None, loss=shown)
+
+
+@contextlib.contextmanager
+def progress(stream: TextIO | None = None) -> Iterator[Callable[..., None]]:
+    """``update(label, done, total, loss=None)`` for the duration of a command: a rich bar
+    when ``stream`` (stderr) is a terminal, plain lines otherwise, nothing with ``-q``."""
+    stream = stream or sys.stderr
+    if logs.verbosity() <= logs.QUIET:
+        yield lambda *args, **kwargs: None
+    elif stream.isatty():
+        rich = _RichProgress()
+        with rich.bar:
+            yield rich.update
+    else:
+        yield LineProgress(stream).update

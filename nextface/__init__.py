@@ -1,0 +1,1 @@
+"""``python -m nextface``: the same as the ``nextface`` command (the code lives in ``nextface_cli``)."""

@@ -1,0 +1,5 @@
+"""``python -m nextface``: run the ``nextface`` command."""
+
+from nextface_cli.main import main
+
+main()
