@@ -10,7 +10,7 @@ import os
 
 from setuptools import Extension, setup
 
-flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-pthread"]
+flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-pthread", "-Wno-psabi"]
 if os.environ.get("NEXTFACE_PORTABLE_BUILD") != "1":
     flags.append("-march=native")
 

@@ -9,8 +9,7 @@ Three kernels, each with an analytic backward, called through ctypes on CPU tens
    interpolation of position / normal / uv, bilinear lookups of the three maps and the
    SH shading of :mod:`nextface_core.shading`, all in one pass over the pixels; its
    backward returns gradients for screen positions, depths, vertices, normals, maps and
-   the light (on the monomial basis of :mod:`nextface_core.shading`; torch maps them back
-   to the SH coefficients);
+   the SH light (evaluated on the monomial basis of :mod:`nextface_core.shading`);
 3. :class:`_Antialias` — the silhouette blending of :func:`nextface_core.raster.antialias`.
 
 The library is built when the plugin is installed (``setup.py``: a C++17 shared library
@@ -50,8 +49,9 @@ class _ShadeArgs(ctypes.Structure):
         ("covered", _P), ("face_index", _P), ("faces", _P), ("pixels", _P), ("depth", _P), ("positions", _P),
         ("normals", _P), ("uv", _P), ("tex", _Texture * 3), ("rows", _I), ("diffuse_rows", _I * 2),
         ("band_rows", _I * 9), ("band_start", _I * 9), ("gen", _P), ("deriv", _P), ("deriv_power", _P),
-        ("wd", _P), ("wg", _P), ("image", _P), ("depth_image", _P), ("grad_image", _P), ("grad_pixels", _P),
-        ("grad_depth", _P), ("grad_positions", _P), ("grad_normals", _P), ("grad_wd", _P), ("grad_wg", _P),
+        ("sh", _P), ("conv", _P), ("lambert", _P), ("image", _P), ("depth_image", _P), ("grad_image", _P),
+        ("grad_pixels", _P), ("grad_depth", _P), ("grad_positions", _P), ("grad_normals", _P), ("grad_sh", _P),
+        ("wd", _P), ("wg", _P),
     ]
 
 
@@ -71,6 +71,9 @@ def _library() -> tuple[Any, str]:
     path = override or (spec.origin if spec is not None else None)
     if not path:
         return None, "compiled kernels: not built (reinstall the plugin: pip install -e plugins/render_vertex)"
+    source = os.path.join(os.path.dirname(__file__), "csrc", "kernels.cpp")
+    if not override and os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(path):
+        return None, "compiled kernels: csrc/kernels.cpp is newer than its build (rebuild: pip install -e plugins/render_vertex)"
     try:
         lib = ctypes.CDLL(path)
         if lib.nf_abi_version() != _ABI:
@@ -180,18 +183,11 @@ def _basis_tables(bands: int) -> dict[str, Any]:
     }
 
 
-def light_weights(sh: Tensor) -> tuple[Tensor, Tensor]:
-    """SH light ``[B,bands²,3]`` on the kernel's monomial rows (differentiable):
-    irradiance weights ``[B,rows,3]`` (Lambert kernel applied) and per-band glossy weights ``[B,bands,rows,3]``."""
-    bands = _bands_of(sh)
-    tables = _basis_tables(bands)
-    conv = tables["conv"].to(sh.dtype)
-    band = torch.arange(bands).repeat_interleave(torch.arange(bands) * 2 + 1)
-    kernel = sh.new_tensor(lambert_kernel(bands))[band]
-    wd = torch.einsum("jk,bkc->bjc", conv, sh * kernel[:, None])
-    onehot = (band[None, :] == torch.arange(bands)[:, None]).to(sh.dtype)  # [bands, bands²]
-    wg = torch.einsum("jk,lk,bkc->bljc", conv, onehot, sh)
-    return wd.contiguous(), wg.contiguous()
+@lru_cache(maxsize=None)
+def _light_tables(bands: int, dtype: torch.dtype) -> dict[str, Tensor]:
+    """The SH basis on the monomial rows ``conv [rows, bands²]`` and the Lambert kernel ``[bands]`` in ``dtype``."""
+    return {"conv": _basis_tables(bands)["conv"].to(dtype).contiguous(),
+            "lambert": torch.tensor(lambert_kernel(bands), dtype=dtype)}
 
 
 _MODES = {RenderMode.FULL: 0, RenderMode.ALBEDO: 1, RenderMode.LIGHTING: 2}
@@ -206,9 +202,9 @@ def _shade_args(static: dict[str, Any], tensors: dict[str, Tensor | None]) -> _S
     a.diffuse_rows[:] = tables["diffuse_rows"]
     a.band_rows[: static["bands"]] = tables["band_rows"]
     a.band_start[: static["bands"]] = tables["band_start"]
-    for name in ("covered", "face_index", "faces", "pixels", "depth", "positions", "normals", "uv", "wd", "wg",
-                 "image", "depth_image", "grad_image", "grad_pixels", "grad_depth", "grad_positions", "grad_normals",
-                 "grad_wd", "grad_wg"):
+    for name in ("covered", "face_index", "faces", "pixels", "depth", "positions", "normals", "uv", "sh", "conv",
+                 "lambert", "image", "depth_image", "grad_image", "grad_pixels", "grad_depth", "grad_positions",
+                 "grad_normals", "grad_sh"):
         setattr(a, name, _ptr(tensors.get(name)))
     a.gen, a.deriv, a.deriv_power = (_ptr(tables[k]) for k in ("gen", "deriv", "power"))
     for k, (tex, grad) in enumerate(zip(tensors["textures"], tensors.get("grad_textures") or (None,) * 3)):
@@ -220,35 +216,35 @@ class _ShadePixels(torch.autograd.Function):
     """Covered pixels → shaded image ``[B,H,W,4]`` (rgb, coverage 1) and depth image (no gradient)."""
 
     @staticmethod
-    def forward(ctx, pixels, depth, positions, normals, diffuse, specular, roughness, wd, wg, static):  # type: ignore[override]
+    def forward(ctx, pixels, depth, positions, normals, diffuse, specular, roughness, sh, static):  # type: ignore[override]
         b, h, w = static["B"], static["H"], static["W"]
         image = pixels.new_zeros(b, h, w, 4)
         depth_image = pixels.new_zeros(b, h, w)
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=(diffuse, specular, roughness), wd=wd, wg=wg, image=image, depth_image=depth_image)
+                       textures=(diffuse, specular, roughness), sh=sh, image=image, depth_image=depth_image)
         _fn("nf_shade_forward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
-        ctx.save_for_backward(pixels, depth, positions, normals, diffuse, specular, roughness, wd, wg)
+        ctx.save_for_backward(pixels, depth, positions, normals, diffuse, specular, roughness, sh)
         ctx.static = static
         ctx.mark_non_differentiable(depth_image)
         return image, depth_image
 
     @staticmethod
     def backward(ctx, grad_image, _grad_depth):  # type: ignore[override]
-        pixels, depth, positions, normals, diffuse, specular, roughness, wd, wg = ctx.saved_tensors
+        pixels, depth, positions, normals, diffuse, specular, roughness, sh = ctx.saved_tensors
         static = ctx.static
         textures = (diffuse, specular, roughness)
         grads = {
             "grad_pixels": torch.zeros_like(pixels), "grad_depth": torch.zeros_like(depth),
             "grad_positions": torch.zeros_like(positions), "grad_normals": torch.zeros_like(normals),
-            "grad_wd": torch.zeros_like(wd), "grad_wg": torch.zeros_like(wg),
+            "grad_sh": torch.zeros_like(sh),
         }
         grad_textures = tuple(torch.zeros_like(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=textures, wd=wd, wg=wg, grad_image=grad_image.contiguous(),
+                       textures=textures, sh=sh, grad_image=grad_image.contiguous(),
                        grad_textures=grad_textures, **grads)
         _fn("nf_shade_backward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
         return (grads["grad_pixels"], grads["grad_depth"], grads["grad_positions"], grads["grad_normals"],
-                *grad_textures, grads["grad_wd"], grads["grad_wg"], None)
+                *grad_textures, grads["grad_sh"], None)
 
 
 class _Antialias(torch.autograd.Function):
@@ -314,17 +310,16 @@ def render(inputs: RenderInputs, neighbors: Tensor) -> RenderOutput:
         covered = torch.nonzero(face_index >= 0).squeeze(1).to(torch.int32)
     with record_function("vertex.shade"):
         bands = _bands_of(inputs.sh)
-        wd, wg = light_weights(inputs.sh.to(dtype))
         textures = [t.to(dtype).contiguous() for t in (inputs.diffuse, inputs.specular, inputs.roughness)]
         static = {
             "B": batch, "N": n_verts, "H": height, "W": width, "F": faces.shape[0], "mode": _MODES[mode],
             "bands": bands, "covered_count": int(covered.numel()), "threads": torch.get_num_threads(),
             "tables": _basis_tables(bands),
             "tensors": {"covered": covered, "face_index": face_index, "faces": faces,
-                        "uv": inputs.uv.to(dtype).contiguous()},
+                        "uv": inputs.uv.to(dtype).contiguous(), **_light_tables(bands, dtype)},
         }
         image, depth_image = _ShadePixels.apply(
-            pixels, depth, vertices.contiguous(), inputs.normals.to(dtype).contiguous(), *textures, wd, wg, static
+            pixels, depth, vertices.contiguous(), inputs.normals.to(dtype).contiguous(), *textures, inputs.sh.to(dtype).contiguous(), static
         )
     with record_function("vertex.antialias"):
         aa_static = {"B": batch, "N": n_verts, "H": height, "W": width, "F": faces.shape[0], "face_index": face_index,

@@ -155,8 +155,9 @@ struct ShadeArgs {
   const int32_t* gen;          // [rows-1, 3]: (row, parent row, axis): row = parent · d[axis]
   const int32_t* deriv;        // [rows, 3]: lower row of ∂/∂axis, or -1 (power in deriv_power)
   const int32_t* deriv_power;  // [rows, 3]
-  const void* wd;              // [B, rows, 3] irradiance weights
-  const void* wg;              // [B, bands, rows, 3] glossy weights per band
+  const void* sh;              // [B, bands², 3] SH light
+  const void* conv;            // [rows, bands²] the SH basis on the monomial rows
+  const void* lambert;         // [bands] clamped-cosine kernel per band
   // outputs (forward)
   void* image;                 // [B·H·W, 4] rgb + coverage 1 (zeros elsewhere)
   void* depth_image;           // [B·H·W]
@@ -166,8 +167,11 @@ struct ShadeArgs {
   void* grad_depth;            // [B·N]
   void* grad_positions;        // [B·N,3]
   void* grad_normals;          // [B·N,3]
-  void* grad_wd;               // [B, rows, 3]
-  void* grad_wg;               // [B, bands, rows, 3]
+  void* grad_sh;               // [B, bands², 3]
+  // set inside: the light on the monomial rows, irradiance [B, rows, 3] (Lambert kernel
+  // applied) and glossy per band [B, bands, rows, 3]
+  const void* wd;
+  const void* wg;
 };
 
 enum Mode { kFull = 0, kAlbedo = 1, kLighting = 2 };
@@ -319,230 +323,229 @@ void load_surface(const ShadeArgs& a, int32_t flat, Surface<T>& s) {
   }
 }
 
-// Packet of up to kPacket pixels of one image, shaded together (structure of arrays).
+// Packet of up to kPacket pixels of one image, shaded together: every per-pixel quantity is
+// one GCC vector of kPacket lanes (structure of arrays), so the SH contractions run as
+// SIMD multiply-adds. Lanes past `count` repeat the last pixel and get zero gradients.
 template <class T>
-struct Packet {
-  int count;
-  T n[3][kPacket], sn[kPacket];        // unit normal, 1/|n|
-  T v[3][kPacket], sp[kPacket];        // unit view vector, 1/|p|
-  T r[3][kPacket], ndv[kPacket];       // mirror direction, n·v
-  T mono_n[kMaxRows][kPacket], mono_r[kMaxRows][kPacket];
-  T irr[3][kPacket];                   // E(n)
-  T band[kMaxBands][3][kPacket];       // per-band glossy radiance s_lc(R)
-  T gl[kMaxBands][kPacket];            // lobe weights g_l(r)
-  T rate_scale[kPacket], r2[kPacket], rough[kPacket], rough_pass[kPacket], denom_free[kPacket];
-  T glossy[3][kPacket];
+struct Lanes {
+  typedef T type __attribute__((vector_size(kPacket * sizeof(T))));
 };
 
 template <class T>
-void monomials(const ShadeArgs& a, const T (*d)[kPacket], T (*mono)[kPacket], int count) {
-  for (int p = 0; p < kPacket; ++p) mono[0][p] = T(1);
-  for (int g = 0; g < a.rows - 1; ++g) {
-    int row = a.gen[3 * g], parent = a.gen[3 * g + 1], axis = a.gen[3 * g + 2];
-    for (int p = 0; p < kPacket; ++p) mono[row][p] = mono[parent][p] * d[axis][p];
-  }
-  (void)count;
-}
+struct Packet {
+  using V = typename Lanes<T>::type;
+  int count;
+  V normal[3], position[3], material[7];  // interpolated inputs
+  V n[3], sn;                             // unit normal, 1/|normal|
+  V v[3], sp;                             // unit view vector, 1/|position|
+  V r[3], ndv;                            // mirror direction, n·v
+  V mono_n[kMaxRows], mono_r[kMaxRows];
+  V irr[3];                               // E(n)
+  V band[kMaxBands][3];                   // per-band glossy radiance s_lc(R)
+  V gl[kMaxBands];                        // lobe weights g_l(r)
+  V rate_scale, rough_pass, rough_clamped;
+  V glossy[3];
+};
+
+// light-gradient accumulators of one chunk, lane-wise (summed over lanes at the chunk's end)
+template <class T>
+struct LightGrad {
+  using V = typename Lanes<T>::type;
+  V wd[kMaxRows][3];
+  V wg[kMaxBands][kMaxRows][3];
+};
 
 template <class T>
-T unit_scale(T x, T y, T z) {
-  T sq = x * x + y * y + z * z;
-  return T(1) / std::sqrt(std::max(sq, T(1e-24)));
-}
-
-// forward shading of a packet whose surfaces are loaded; colour → out[3][kPacket]
-template <class T>
-void shade_packet(const ShadeArgs& a, const Surface<T>* s, Packet<T>& k, T (*out)[kPacket]) {
-  const int image = s[0].image;
+void load_packet(const Surface<T>* s, Packet<T>& k) {
   for (int p = 0; p < kPacket; ++p) {
     const Surface<T>& q = s[std::min(p, k.count - 1)];
-    k.sn[p] = unit_scale(q.normal[0], q.normal[1], q.normal[2]);
-    for (int c = 0; c < 3; ++c) k.n[c][p] = q.normal[c] * k.sn[p];
+    for (int c = 0; c < 3; ++c) { k.normal[c][p] = q.normal[c]; k.position[c][p] = q.position[c]; }
+    for (int c = 0; c < 7; ++c) k.material[c][p] = q.material[c];
   }
+}
+
+template <class V>
+void monomials(const ShadeArgs& a, const V* d, V* mono) {
+  mono[0] = mono[0] * 0 + 1;
+  for (int g = 0; g < a.rows - 1; ++g) mono[a.gen[3 * g]] = mono[a.gen[3 * g + 1]] * d[a.gen[3 * g + 2]];
+}
+
+// u = x / |x| per lane (|x|² clamped at 1e-24, as nextface_core.shading._unit); returns 1/|x|
+template <class T, class V>
+V unit(const V* x, V* u) {
+  V sq = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
+  V s;
+  for (int p = 0; p < kPacket; ++p) s[p] = T(1) / std::sqrt(std::max(sq[p], T(1e-24)));
+  for (int c = 0; c < 3; ++c) u[c] = x[c] * s;
+  return s;
+}
+
+// gradient g of u = x·s (s = 1/|x|) → gradient of x (no radial part unless |x| was clamped)
+template <class T, class V>
+void unit_backward(const V* x, const V* u, V s, const V* g, V* gx) {
+  V sq = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
+  V dot = u[0] * g[0] + u[1] * g[1] + u[2] * g[2];
+  V live = sq >= T(1e-24) ? V{} + 1 : V{};
+  for (int c = 0; c < 3; ++c) gx[c] = s * (g[c] - live * u[c] * dot);
+}
+
+// forward shading of a loaded packet → colour out[3]
+template <class T>
+void shade_packet(const ShadeArgs& a, Packet<T>& k, typename Packet<T>::V* out) {
+  using V = typename Packet<T>::V;
+  const V zero = {};
   if (a.mode == kAlbedo) {
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) out[c][p] = s[std::min(p, k.count - 1)].material[c];
+    for (int c = 0; c < 3; ++c) out[c] = k.material[c];
     return;
   }
-  monomials(a, k.n, k.mono_n, k.count);
-  const T* wd = static_cast<const T*>(a.wd) + int64_t(image) * a.rows * 3;
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) k.irr[c][p] = 0;
+  k.sn = unit<T>(k.normal, k.n);
+  monomials(a, k.n, k.mono_n);
+  const T* wd = static_cast<const T*>(a.wd);  // already offset to the packet's image
+  for (int c = 0; c < 3; ++c) k.irr[c] = zero;
   for (int blk = 0; blk < 2; ++blk) {
     int lo = blk == 0 ? 0 : a.band_start[1], hi = lo + a.diffuse_rows[blk];
     for (int j = lo; j < hi; ++j)
-      for (int c = 0; c < 3; ++c) {
-        T w = wd[3 * j + c];
-        for (int p = 0; p < kPacket; ++p) k.irr[c][p] += k.mono_n[j][p] * w;
-      }
+      for (int c = 0; c < 3; ++c) k.irr[c] += k.mono_n[j] * wd[3 * j + c];
   }
   if (a.mode == kLighting) {
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) out[c][p] = k.irr[c][p] * T(kInvPi);
+    for (int c = 0; c < 3; ++c) out[c] = k.irr[c] * T(kInvPi);
     return;
   }
+  V u[3];
+  k.sp = unit<T>(k.position, u);
+  for (int c = 0; c < 3; ++c) k.v[c] = -u[c];
+  k.ndv = k.n[0] * k.v[0] + k.n[1] * k.v[1] + k.n[2] * k.v[2];
+  for (int c = 0; c < 3; ++c) k.r[c] = T(2) * k.ndv * k.n[c] - k.v[c];
+  // lobe weights g_l = max(exp(−l² rate), 1e-30), rate = r²/max(4(1−r²), 1e-6):
+  // g_l = q^(l²) with q = exp(−rate), by g_l = g_{l−1} · q^(2l−1)
+  V q, step, q2;
   for (int p = 0; p < kPacket; ++p) {
-    const Surface<T>& q = s[std::min(p, k.count - 1)];
-    k.sp[p] = unit_scale(q.position[0], q.position[1], q.position[2]);
-    for (int c = 0; c < 3; ++c) k.v[c][p] = -q.position[c] * k.sp[p];
-    k.ndv[p] = k.n[0][p] * k.v[0][p] + k.n[1][p] * k.v[1][p] + k.n[2][p] * k.v[2][p];
-    for (int c = 0; c < 3; ++c) k.r[c][p] = T(2) * k.ndv[p] * k.n[c][p] - k.v[c][p];
-    // lobe weights g_l = max(exp(-l² rate), 1e-30), rate = r²/max(4(1-r²), 1e-6)
-    T r = q.material[6];
-    k.rough[p] = r;
+    T r = k.material[6][p];
     k.rough_pass[p] = (r >= 0 && r <= 1) ? T(1) : T(0);
     T rc = std::min(std::max(r, T(0)), T(1));
-    k.r2[p] = rc * rc;
-    T denom = T(4) * (T(1) - k.r2[p]);
-    k.denom_free[p] = denom >= T(1e-6) ? T(1) : T(0);
+    k.rough_clamped[p] = rc;
+    T r2 = rc * rc, denom = T(4) * (T(1) - r2);
+    T free = denom >= T(1e-6) ? T(1) : T(0);
     denom = std::max(denom, T(1e-6));
-    T rate = k.r2[p] / denom;
-    k.rate_scale[p] = T(1) / denom + k.denom_free[p] * T(4) * k.r2[p] / (denom * denom);  // d rate / d r²
-    for (int l = 0; l < a.bands; ++l) k.gl[l][p] = std::max(std::exp(-T(l * l) * rate), T(1e-30));
+    k.rate_scale[p] = T(1) / denom + free * T(4) * r2 / (denom * denom);  // d rate / d r²
+    q[p] = std::exp(-r2 / denom);
   }
-  monomials(a, k.r, k.mono_r, k.count);
-  const T* wg = static_cast<const T*>(a.wg) + int64_t(image) * a.bands * a.rows * 3;
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) k.glossy[c][p] = 0;
+  q2 = q * q;
+  step = q;
+  V g = zero + 1;
+  for (int l = 0; l < a.bands; ++l) {
+    if (l > 0) { g = g * step; step = step * q2; }
+    for (int p = 0; p < kPacket; ++p) k.gl[l][p] = std::max(g[p], T(1e-30));
+  }
+  monomials(a, k.r, k.mono_r);
+  const T* wg = static_cast<const T*>(a.wg);
+  for (int c = 0; c < 3; ++c) k.glossy[c] = zero;
   for (int l = 0; l < a.bands; ++l) {
     const T* w = wg + int64_t(l) * a.rows * 3;
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) k.band[l][c][p] = 0;
-    for (int j = a.band_start[l]; j < a.band_start[l] + a.band_rows[l]; ++j)
-      for (int c = 0; c < 3; ++c) {
-        T wj = w[3 * j + c];
-        for (int p = 0; p < kPacket; ++p) k.band[l][c][p] += k.mono_r[j][p] * wj;
-      }
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) k.glossy[c][p] += k.gl[l][p] * k.band[l][c][p];
-  }
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) {
-      const Surface<T>& q = s[std::min(p, k.count - 1)];
-      out[c][p] = q.material[c] * k.irr[c][p] * T(kInvPi) + q.material[3 + c] * k.glossy[c][p];
+    V b0 = zero, b1 = zero, b2 = zero;
+    for (int j = a.band_start[l]; j < a.band_start[l] + a.band_rows[l]; ++j) {
+      b0 += k.mono_r[j] * w[3 * j];
+      b1 += k.mono_r[j] * w[3 * j + 1];
+      b2 += k.mono_r[j] * w[3 * j + 2];
     }
+    k.band[l][0] = b0; k.band[l][1] = b1; k.band[l][2] = b2;
+    for (int c = 0; c < 3; ++c) k.glossy[c] += k.gl[l] * k.band[l][c];
+  }
+  for (int c = 0; c < 3; ++c) out[c] = k.material[c] * k.irr[c] * T(kInvPi) + k.material[3 + c] * k.glossy[c];
 }
 
 // gradient of Σ_j h_j mono_j(d) w.r.t. the direction d (rows of the derivative table)
-template <class T>
-void direction_grad(const ShadeArgs& a, const T (*h)[kPacket], const T (*mono)[kPacket], int rows_lo, int rows_hi,
-                    T (*gd)[kPacket]) {
-  for (int j = rows_lo; j < rows_hi; ++j)
+template <class T, class V>
+void direction_grad(const ShadeArgs& a, const V* h, const V* mono, int lo, int hi, V* gd) {
+  for (int j = lo; j < hi; ++j)
     for (int axis = 0; axis < 3; ++axis) {
       int lower = a.deriv[3 * j + axis];
-      if (lower < 0) continue;
-      T power = T(a.deriv_power[3 * j + axis]);
-      for (int p = 0; p < kPacket; ++p) gd[axis][p] += h[j][p] * power * mono[lower][p];
+      if (lower >= 0) gd[axis] += h[j] * mono[lower] * T(a.deriv_power[3 * j + axis]);
     }
 }
 
-// x · s with s = 1/|x| (clamped): gradient g of the unit vector u → gradient of x
+// backward of shade_packet (forward state in k): colour gradient gout[3] → material
+// gradients gmat[7], normal and position gradients, lane-wise light gradients in lg
 template <class T>
-void unit_backward(const T (*u)[kPacket], const T* s, const T (*g)[kPacket], T (*gx)[kPacket], int p, bool clamped) {
-  T dot = u[0][p] * g[0][p] + u[1][p] * g[1][p] + u[2][p] * g[2][p];
-  for (int c = 0; c < 3; ++c) gx[c][p] = clamped ? s[p] * g[c][p] : s[p] * (g[c][p] - u[c][p] * dot);
-}
-
-// backward of shade_packet (forward state in k): gradient of the colour gout[3][kPacket]
-// → material gradients gmat[7][kPacket], normal / position gradients, light partial sums.
-template <class T>
-void shade_packet_backward(const ShadeArgs& a, const Surface<T>* s, Packet<T>& k, const T (*gout)[kPacket],
-                           T (*gmat)[kPacket], T (*gnormal)[kPacket], T (*gposition)[kPacket], T* gwd, T* gwg) {
-  for (int c = 0; c < 7; ++c)
-    for (int p = 0; p < kPacket; ++p) gmat[c][p] = 0;
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) gnormal[c][p] = gposition[c][p] = 0;
+void shade_packet_backward(const ShadeArgs& a, Packet<T>& k, const typename Packet<T>::V* gout,
+                           typename Packet<T>::V* gmat, typename Packet<T>::V* gnormal,
+                           typename Packet<T>::V* gposition, LightGrad<T>& lg) {
+  using V = typename Packet<T>::V;
+  const V zero = {};
+  for (int c = 0; c < 7; ++c) gmat[c] = zero;
+  for (int c = 0; c < 3; ++c) gnormal[c] = gposition[c] = zero;
   if (a.mode == kAlbedo) {
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) gmat[c][p] = gout[c][p];
+    for (int c = 0; c < 3; ++c) gmat[c] = gout[c];
     return;
   }
-  static thread_local T gE[3][kPacket], gS[3][kPacket], h[kMaxRows][kPacket], gn[3][kPacket], gr[3][kPacket], gv[3][kPacket];
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) {
-      const Surface<T>& q = s[std::min(p, k.count - 1)];
-      if (a.mode == kLighting) {
-        gE[c][p] = gout[c][p] * T(kInvPi);
-      } else {
-        gE[c][p] = gout[c][p] * q.material[c] * T(kInvPi);
-        gS[c][p] = gout[c][p] * q.material[3 + c];
-        gmat[c][p] = gout[c][p] * k.irr[c][p] * T(kInvPi);
-        gmat[3 + c][p] = gout[c][p] * k.glossy[c][p];
-      }
+  V gE[3], gS[3], gn[3], h[kMaxRows];
+  for (int c = 0; c < 3; ++c) {
+    if (a.mode == kLighting) {
+      gE[c] = gout[c] * T(kInvPi);
+    } else {
+      gE[c] = gout[c] * k.material[c] * T(kInvPi);
+      gS[c] = gout[c] * k.material[3 + c];
+      gmat[c] = gout[c] * k.irr[c] * T(kInvPi);
+      gmat[3 + c] = gout[c] * k.glossy[c];
     }
+    gn[c] = zero;
+  }
   // irradiance: light weights and normal
-  const T* wd = static_cast<const T*>(a.wd) + int64_t(s[0].image) * a.rows * 3;
-  for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < kPacket; ++p) gn[c][p] = 0;
+  const T* wd = static_cast<const T*>(a.wd);
   for (int blk = 0; blk < 2; ++blk) {
     int lo = blk == 0 ? 0 : a.band_start[1], hi = lo + a.diffuse_rows[blk];
     for (int j = lo; j < hi; ++j) {
-      for (int p = 0; p < kPacket; ++p) h[j][p] = 0;
-      for (int c = 0; c < 3; ++c) {
-        T w = wd[3 * j + c], acc = 0;
-        for (int p = 0; p < kPacket; ++p) {
-          acc += k.mono_n[j][p] * gE[c][p];
-          h[j][p] += w * gE[c][p];
-        }
-        gwd[3 * j + c] += acc;
-      }
+      for (int c = 0; c < 3; ++c) lg.wd[j][c] += k.mono_n[j] * gE[c];
+      h[j] = wd[3 * j] * gE[0] + wd[3 * j + 1] * gE[1] + wd[3 * j + 2] * gE[2];
     }
-    direction_grad(a, h, k.mono_n, lo, hi, gn);
+    direction_grad<T>(a, h, k.mono_n, lo, hi, gn);
   }
   if (a.mode == kFull) {
     // glossy: per-band weights, light weights, mirror direction, roughness
-    const T* wg = static_cast<const T*>(a.wg) + int64_t(s[0].image) * a.bands * a.rows * 3;
-    for (int j = 0; j < a.rows; ++j)
-      for (int p = 0; p < kPacket; ++p) h[j][p] = 0;
-    T grate[kPacket];
-    for (int p = 0; p < kPacket; ++p) grate[p] = 0;
+    const T* wg = static_cast<const T*>(a.wg);
+    for (int j = 0; j < a.rows; ++j) h[j] = zero;
+    V grate = zero;
     for (int l = 0; l < a.bands; ++l) {
       const T* w = wg + int64_t(l) * a.rows * 3;
-      T* gw = gwg + int64_t(l) * a.rows * 3;
-      T ggs[3][kPacket];
-      for (int c = 0; c < 3; ++c)
-        for (int p = 0; p < kPacket; ++p) ggs[c][p] = k.gl[l][p] * gS[c][p];
-      for (int p = 0; p < kPacket; ++p) {
-        T ggl = gS[0][p] * k.band[l][0][p] + gS[1][p] * k.band[l][1][p] + gS[2][p] * k.band[l][2][p];
-        T live = k.gl[l][p] > T(1e-30) ? T(1) : T(0);
-        grate[p] += ggl * k.gl[l][p] * live * -T(l * l);
+      V ggs[3];
+      for (int c = 0; c < 3; ++c) ggs[c] = k.gl[l] * gS[c];
+      V ggl = gS[0] * k.band[l][0] + gS[1] * k.band[l][1] + gS[2] * k.band[l][2];
+      V live = k.gl[l] > T(1e-30) ? zero + 1 : zero;
+      grate -= ggl * k.gl[l] * live * T(l * l);
+      for (int j = a.band_start[l]; j < a.band_start[l] + a.band_rows[l]; ++j) {
+        for (int c = 0; c < 3; ++c) lg.wg[l][j][c] += k.mono_r[j] * ggs[c];
+        h[j] += w[3 * j] * ggs[0] + w[3 * j + 1] * ggs[1] + w[3 * j + 2] * ggs[2];
       }
-      for (int j = a.band_start[l]; j < a.band_start[l] + a.band_rows[l]; ++j)
-        for (int c = 0; c < 3; ++c) {
-          T wj = w[3 * j + c], acc = 0;
-          for (int p = 0; p < kPacket; ++p) {
-            acc += k.mono_r[j][p] * ggs[c][p];
-            h[j][p] += wj * ggs[c][p];
-          }
-          gw[3 * j + c] += acc;
-        }
     }
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < kPacket; ++p) gr[c][p] = 0;
-    direction_grad(a, h, k.mono_r, 0, a.rows, gr);
-    for (int p = 0; p < kPacket; ++p) {
-      T grr = grate[p] * k.rate_scale[p];                       // d/d r²
-      gmat[6][p] = grr * T(2) * std::min(std::max(k.rough[p], T(0)), T(1)) * k.rough_pass[p];
-      // R = 2 (n·v) n − v
-      T gdotn = gr[0][p] * k.n[0][p] + gr[1][p] * k.n[1][p] + gr[2][p] * k.n[2][p];
-      for (int c = 0; c < 3; ++c) {
-        gn[c][p] += T(2) * k.ndv[p] * gr[c][p] + T(2) * gdotn * k.v[c][p];
-        gv[c][p] = T(2) * gdotn * k.n[c][p] - gr[c][p];
-      }
-      // v = −p/|p|
-      const Surface<T>& q = s[std::min(p, k.count - 1)];
-      T sq = q.position[0] * q.position[0] + q.position[1] * q.position[1] + q.position[2] * q.position[2];
-      T gu[3][kPacket];
-      T u[3][kPacket];
-      for (int c = 0; c < 3; ++c) { gu[c][p] = -gv[c][p]; u[c][p] = -k.v[c][p]; }
-      unit_backward(u, k.sp, gu, gposition, p, sq < T(1e-24));
+    V gr[3] = {zero, zero, zero}, gv[3], gu[3], u[3];
+    direction_grad<T>(a, h, k.mono_r, 0, a.rows, gr);
+    gmat[6] = grate * k.rate_scale * T(2) * k.rough_clamped * k.rough_pass;
+    // R = 2 (n·v) n − v
+    V gdotn = gr[0] * k.n[0] + gr[1] * k.n[1] + gr[2] * k.n[2];
+    for (int c = 0; c < 3; ++c) {
+      gn[c] += T(2) * k.ndv * gr[c] + T(2) * gdotn * k.v[c];
+      gv[c] = T(2) * gdotn * k.n[c] - gr[c];
+      gu[c] = -gv[c];  // v = −u, u = p/|p|
+      u[c] = -k.v[c];
     }
+    unit_backward<T>(k.position, u, k.sp, gu, gposition);
   }
-  for (int p = 0; p < kPacket; ++p) {
-    const Surface<T>& q = s[std::min(p, k.count - 1)];
-    T sq = q.normal[0] * q.normal[0] + q.normal[1] * q.normal[1] + q.normal[2] * q.normal[2];
-    unit_backward(k.n, k.sn, gn, gnormal, p, sq < T(1e-24));
-  }
+  unit_backward<T>(k.normal, k.n, k.sn, gn, gnormal);
+}
+
+// add a chunk's lane-wise light gradients (lanes in order) to its partial sums
+template <class T>
+void flush_light(const ShadeArgs& a, const LightGrad<T>& lg, T* gwd, T* gwg) {
+  auto lanes = [](const typename Lanes<T>::type& v) {
+    T s = 0;
+    for (int p = 0; p < kPacket; ++p) s += v[p];
+    return s;
+  };
+  for (int j = 0; j < a.rows; ++j)
+    for (int c = 0; c < 3; ++c) gwd[3 * j + c] = lanes(lg.wd[j][c]);
+  for (int l = 0; l < a.bands; ++l)
+    for (int j = 0; j < a.rows; ++j)
+      for (int c = 0; c < 3; ++c) gwg[(int64_t(l) * a.rows + j) * 3 + c] = lanes(lg.wg[l][j][c]);
 }
 
 // chunks of covered pixels: [start, end) of the covered list, never across images
@@ -562,19 +565,76 @@ std::vector<int64_t> chunk_starts(const ShadeArgs& a) {
   return starts;
 }
 
+// the light on the monomial rows (ShadeArgs::wd, wg), and the adjoint of that map
 template <class T>
-void shade_forward(const ShadeArgs& a) {
+void light_weights(const ShadeArgs& a, std::vector<T>& wd, std::vector<T>& wg) {
+  const T* sh = static_cast<const T*>(a.sh);
+  const T* conv = static_cast<const T*>(a.conv);
+  const T* lambert = static_cast<const T*>(a.lambert);
+  const int K = a.bands * a.bands;
+  wd.assign(size_t(a.B) * a.rows * 3, T(0));
+  wg.assign(size_t(a.B) * a.bands * a.rows * 3, T(0));
+  for (int b = 0; b < a.B; ++b)
+    for (int j = 0; j < a.rows; ++j)
+      for (int k = 0; k < K; ++k) {
+        T cv = conv[j * K + k];
+        if (cv == 0) continue;
+        int l = int(std::sqrt(double(k)) + 1e-9);
+        for (int c = 0; c < 3; ++c) {
+          T light = sh[(int64_t(b) * K + k) * 3 + c];
+          wd[(int64_t(b) * a.rows + j) * 3 + c] += cv * lambert[l] * light;
+          wg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c] += cv * light;
+        }
+      }
+}
+
+template <class T>
+void light_weights_backward(const ShadeArgs& a, const std::vector<T>& gwd, const std::vector<T>& gwg) {
+  const T* conv = static_cast<const T*>(a.conv);
+  const T* lambert = static_cast<const T*>(a.lambert);
+  T* gsh = static_cast<T*>(a.grad_sh);
+  const int K = a.bands * a.bands;
+  for (int b = 0; b < a.B; ++b)
+    for (int j = 0; j < a.rows; ++j)
+      for (int k = 0; k < K; ++k) {
+        T cv = conv[j * K + k];
+        if (cv == 0) continue;
+        int l = int(std::sqrt(double(k)) + 1e-9);
+        for (int c = 0; c < 3; ++c)
+          gsh[(int64_t(b) * K + k) * 3 + c] += cv * (lambert[l] * gwd[(int64_t(b) * a.rows + j) * 3 + c] +
+                                                      gwg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c]);
+      }
+}
+
+// the packet's image's light weights
+template <class T>
+ShadeArgs for_image(const ShadeArgs& a, int image) {
+  ShadeArgs b = a;
+  b.wd = static_cast<const T*>(a.wd) + int64_t(image) * a.rows * 3;
+  b.wg = static_cast<const T*>(a.wg) + int64_t(image) * a.bands * a.rows * 3;
+  return b;
+}
+
+template <class T>
+void shade_forward(const ShadeArgs& args) {
+  using V = typename Packet<T>::V;
+  std::vector<T> wd, wg;
+  light_weights(args, wd, wg);
+  ShadeArgs a = args;
+  a.wd = wd.data();
+  a.wg = wg.data();
   auto starts = chunk_starts(a);
   T* image = static_cast<T*>(a.image);
   T* depth_image = static_cast<T*>(a.depth_image);
   parallel_for(int64_t(starts.size()) - 1, a.threads, [&](int64_t chunk) {
     std::vector<Surface<T>> s(kPacket);
     auto k = std::make_unique<Packet<T>>();
-    T out[3][kPacket];
+    V out[3];
     for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket) {
       k->count = int(std::min<int64_t>(kPacket, starts[chunk + 1] - m0));
       for (int p = 0; p < k->count; ++p) load_surface(a, a.covered[m0 + p], s[p]);
-      shade_packet(a, s.data(), *k, out);
+      load_packet(s.data(), *k);
+      shade_packet(for_image<T>(a, s[0].image), *k, out);
       for (int p = 0; p < k->count; ++p) {
         int64_t flat = a.covered[m0 + p];
         for (int c = 0; c < 3; ++c) image[4 * flat + c] = out[c][p];
@@ -586,7 +646,12 @@ void shade_forward(const ShadeArgs& a) {
 }
 
 template <class T>
-void shade_backward(const ShadeArgs& a) {
+void shade_backward(const ShadeArgs& args) {
+  std::vector<T> wd, wg;
+  light_weights(args, wd, wg);
+  ShadeArgs a = args;
+  a.wd = wd.data();
+  a.wg = wg.data();
   auto starts = chunk_starts(a);
   const int64_t chunks = int64_t(starts.size()) - 1;
   const int64_t M = a.covered_count;
@@ -595,19 +660,21 @@ void shade_backward(const ShadeArgs& a) {
   std::vector<T> corner(M * 27);         // per pixel and corner: gx, gy, gz, gposition[3], gnormal[3]
   std::vector<T> texel(M * 7);           // per pixel: gradient of the 7 sampled material values
   const T* gimage = static_cast<const T*>(a.grad_image);
+  using V = typename Packet<T>::V;
   parallel_for(chunks, a.threads, [&](int64_t chunk) {
     std::vector<Surface<T>> s(kPacket);
     auto k = std::make_unique<Packet<T>>();
-    T out[3][kPacket], gout[3][kPacket], gmat[7][kPacket], gnormal[3][kPacket], gposition[3][kPacket];
-    T* gwd = partial.data() + chunk * light;
-    T* gwg = gwd + int64_t(a.rows) * 3;
+    auto lg = std::make_unique<LightGrad<T>>();  // zero-initialised
+    V out[3], gout[3], gmat[7], gnormal[3], gposition[3];
+    const ShadeArgs ai = for_image<T>(a, int(a.covered[starts[chunk]] / (int64_t(a.H) * a.W)));
     for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket) {
       k->count = int(std::min<int64_t>(kPacket, starts[chunk + 1] - m0));
       for (int p = 0; p < k->count; ++p) load_surface(a, a.covered[m0 + p], s[p]);
-      shade_packet(a, s.data(), *k, out);
+      load_packet(s.data(), *k);
+      shade_packet(ai, *k, out);
       for (int p = 0; p < kPacket; ++p)
         for (int c = 0; c < 3; ++c) gout[c][p] = p < k->count ? gimage[4 * int64_t(a.covered[m0 + p]) + c] : T(0);
-      shade_packet_backward(a, s.data(), *k, gout, gmat, gnormal, gposition, gwd, gwg);
+      shade_packet_backward(ai, *k, gout, gmat, gnormal, gposition, *lg);
       for (int p = 0; p < k->count; ++p) {
         const Surface<T>& q = s[p];
         int64_t m = m0 + p;
@@ -646,20 +713,22 @@ void shade_backward(const ShadeArgs& a) {
         for (int i = 0; i < 3; ++i) { cg[9 * i] = gx[i]; cg[9 * i + 1] = gy[i]; cg[9 * i + 2] = gz[i]; }
       }
     }
+    T* gwd = partial.data() + chunk * light;
+    flush_light(a, *lg, gwd, gwd + int64_t(a.rows) * 3);
   });
   // fixed-order reductions: light by chunk, vertices and texels by pixel (one thread per output)
   auto reduce_light = [&] {
-    T* gwd = static_cast<T*>(a.grad_wd);
-    T* gwg = static_cast<T*>(a.grad_wg);
+    std::vector<T> gwd(wd.size(), T(0)), gwg(wg.size(), T(0));
     const int64_t hw = int64_t(a.H) * a.W;
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       int image = int(a.covered[starts[chunk]] / hw);
       const T* src = partial.data() + chunk * light;
-      T* dd = gwd + int64_t(image) * a.rows * 3;
+      T* dd = gwd.data() + int64_t(image) * a.rows * 3;
       for (int64_t i = 0; i < int64_t(a.rows) * 3; ++i) dd[i] += src[i];
-      T* dg = gwg + int64_t(image) * a.bands * a.rows * 3;
+      T* dg = gwg.data() + int64_t(image) * a.bands * a.rows * 3;
       for (int64_t i = 0; i < int64_t(a.bands) * a.rows * 3; ++i) dg[i] += src[a.rows * 3 + i];
     }
+    light_weights_backward(a, gwd, gwg);
   };
   auto reduce_vertices = [&] {
     T* gp = static_cast<T*>(a.grad_pixels);
