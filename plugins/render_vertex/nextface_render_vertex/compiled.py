@@ -37,7 +37,7 @@ from nextface_core.shading import _bands_of, _block_size, _monomial_tables
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int
-_ABI = 1
+_ABI = 2
 
 
 class _Texture(ctypes.Structure):
@@ -51,7 +51,7 @@ class _ShadeArgs(ctypes.Structure):
         ("band_rows", _I * 9), ("band_start", _I * 9), ("gen", _P), ("deriv", _P), ("deriv_power", _P),
         ("sh", _P), ("conv", _P), ("lambert", _P), ("image", _P), ("depth_image", _P), ("grad_image", _P),
         ("grad_pixels", _P), ("grad_depth", _P), ("grad_positions", _P), ("grad_normals", _P), ("grad_sh", _P),
-        ("wd", _P), ("wg", _P),
+        ("wd", _P), ("wg", _P), ("surfaces", _P),
     ]
 
 
@@ -76,6 +76,7 @@ def _library() -> tuple[Any, str]:
         return None, "compiled kernels: csrc/kernels.cpp is newer than its build (rebuild: pip install -e plugins/render_vertex)"
     try:
         lib = ctypes.CDLL(path)
+        lib.nf_surface_bytes_f32.restype = lib.nf_surface_bytes_f64.restype = ctypes.c_int64
         if lib.nf_abi_version() != _ABI:
             return None, f"compiled kernels: {path} is an old build (reinstall the plugin)"
     except OSError as exc:
@@ -204,7 +205,7 @@ def _shade_args(static: dict[str, Any], tensors: dict[str, Tensor | None]) -> _S
     a.band_start[: static["bands"]] = tables["band_start"]
     for name in ("covered", "face_index", "faces", "pixels", "depth", "positions", "normals", "uv", "sh", "conv",
                  "lambert", "image", "depth_image", "grad_image", "grad_pixels", "grad_depth", "grad_positions",
-                 "grad_normals", "grad_sh"):
+                 "grad_normals", "grad_sh", "surfaces"):
         setattr(a, name, _ptr(tensors.get(name)))
     a.gen, a.deriv, a.deriv_power = (_ptr(tables[k]) for k in ("gen", "deriv", "power"))
     for k, (tex, grad) in enumerate(zip(tensors["textures"], tensors.get("grad_textures") or (None,) * 3)):
@@ -220,10 +221,16 @@ class _ShadePixels(torch.autograd.Function):
         b, h, w = static["B"], static["H"], static["W"]
         image = pixels.new_zeros(b, h, w, 4)
         depth_image = pixels.new_zeros(b, h, w)
+        # the backward reuses each pixel's barycentrics, attributes and texture lookups
+        lib = _library()[0]
+        size = (lib.nf_surface_bytes_f64 if pixels.dtype == torch.float64 else lib.nf_surface_bytes_f32)()
+        surfaces = torch.empty(static["covered_count"] * size, dtype=torch.uint8) if any(ctx.needs_input_grad) else None
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=(diffuse, specular, roughness), sh=sh, image=image, depth_image=depth_image)
+                       textures=(diffuse, specular, roughness), sh=sh, image=image, depth_image=depth_image,
+                       surfaces=surfaces)
         _fn("nf_shade_forward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
         ctx.save_for_backward(pixels, depth, positions, normals, diffuse, specular, roughness, sh)
+        ctx.surfaces = surfaces
         ctx.static = static
         ctx.mark_non_differentiable(depth_image)
         return image, depth_image
@@ -240,7 +247,7 @@ class _ShadePixels(torch.autograd.Function):
         }
         grad_textures = tuple(torch.zeros_like(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=textures, sh=sh, grad_image=grad_image.contiguous(),
+                       textures=textures, sh=sh, grad_image=grad_image.contiguous(), surfaces=ctx.surfaces,
                        grad_textures=grad_textures, **grads)
         _fn("nf_shade_backward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
         return (grads["grad_pixels"], grads["grad_depth"], grads["grad_positions"], grads["grad_normals"],

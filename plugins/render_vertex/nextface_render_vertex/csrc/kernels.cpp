@@ -25,7 +25,9 @@ namespace {
 
 constexpr int kMaxRows = 81;   // monomials of degree <= 8 with z power 0 or 1 (= 9² SH coefficients)
 constexpr int kMaxBands = 9;
-constexpr int kPacket = 16;    // pixels shaded together (SoA: the inner loops vectorise)
+// pixels shaded together: one 256-bit register of lanes (8 float32, 4 float64)
+template <class T>
+constexpr int kPacket = 32 / int(sizeof(T));
 constexpr int kChunk = 1024;   // covered pixels per chunk of the light-gradient reduction
 
 // Run body(i) for i in [0, n) on up to `threads` threads; each thread takes a contiguous
@@ -172,6 +174,9 @@ struct ShadeArgs {
   // applied) and glossy per band [B, bands, rows, 3]
   const void* wd;
   const void* wg;
+  // per covered pixel, the forward's Surface (barycentrics, attributes, lookups): written by
+  // the forward when not null, read by the backward (which then does no lookups again)
+  void* surfaces;
 };
 
 enum Mode { kFull = 0, kAlbedo = 1, kLighting = 2 };
@@ -323,12 +328,12 @@ void load_surface(const ShadeArgs& a, int32_t flat, Surface<T>& s) {
   }
 }
 
-// Packet of up to kPacket pixels of one image, shaded together: every per-pixel quantity is
-// one GCC vector of kPacket lanes (structure of arrays), so the SH contractions run as
+// Packet of up to kPacket<T> pixels of one image, shaded together: every per-pixel quantity is
+// one GCC vector of kPacket<T> lanes (structure of arrays), so the SH contractions run as
 // SIMD multiply-adds. Lanes past `count` repeat the last pixel and get zero gradients.
 template <class T>
 struct Lanes {
-  typedef T type __attribute__((vector_size(kPacket * sizeof(T))));
+  typedef T type __attribute__((vector_size(kPacket<T> * sizeof(T))));
 };
 
 template <class T>
@@ -357,7 +362,7 @@ struct LightGrad {
 
 template <class T>
 void load_packet(const Surface<T>* s, Packet<T>& k) {
-  for (int p = 0; p < kPacket; ++p) {
+  for (int p = 0; p < kPacket<T>; ++p) {
     const Surface<T>& q = s[std::min(p, k.count - 1)];
     for (int c = 0; c < 3; ++c) { k.normal[c][p] = q.normal[c]; k.position[c][p] = q.position[c]; }
     for (int c = 0; c < 7; ++c) k.material[c][p] = q.material[c];
@@ -375,7 +380,7 @@ template <class T, class V>
 V unit(const V* x, V* u) {
   V sq = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
   V s;
-  for (int p = 0; p < kPacket; ++p) s[p] = T(1) / std::sqrt(std::max(sq[p], T(1e-24)));
+  for (int p = 0; p < kPacket<T>; ++p) s[p] = T(1) / std::sqrt(std::max(sq[p], T(1e-24)));
   for (int c = 0; c < 3; ++c) u[c] = x[c] * s;
   return s;
 }
@@ -401,12 +406,16 @@ void shade_packet(const ShadeArgs& a, Packet<T>& k, typename Packet<T>::V* out) 
   k.sn = unit<T>(k.normal, k.n);
   monomials(a, k.n, k.mono_n);
   const T* wd = static_cast<const T*>(a.wd);  // already offset to the packet's image
-  for (int c = 0; c < 3; ++c) k.irr[c] = zero;
+  V e0 = zero, e1 = zero, e2 = zero;
   for (int blk = 0; blk < 2; ++blk) {
     int lo = blk == 0 ? 0 : a.band_start[1], hi = lo + a.diffuse_rows[blk];
-    for (int j = lo; j < hi; ++j)
-      for (int c = 0; c < 3; ++c) k.irr[c] += k.mono_n[j] * wd[3 * j + c];
+    for (int j = lo; j < hi; ++j) {
+      e0 += k.mono_n[j] * wd[3 * j];
+      e1 += k.mono_n[j] * wd[3 * j + 1];
+      e2 += k.mono_n[j] * wd[3 * j + 2];
+    }
   }
+  k.irr[0] = e0; k.irr[1] = e1; k.irr[2] = e2;
   if (a.mode == kLighting) {
     for (int c = 0; c < 3; ++c) out[c] = k.irr[c] * T(kInvPi);
     return;
@@ -419,7 +428,7 @@ void shade_packet(const ShadeArgs& a, Packet<T>& k, typename Packet<T>::V* out) 
   // lobe weights g_l = max(exp(−l² rate), 1e-30), rate = r²/max(4(1−r²), 1e-6):
   // g_l = q^(l²) with q = exp(−rate), by g_l = g_{l−1} · q^(2l−1)
   V q, step, q2;
-  for (int p = 0; p < kPacket; ++p) {
+  for (int p = 0; p < kPacket<T>; ++p) {
     T r = k.material[6][p];
     k.rough_pass[p] = (r >= 0 && r <= 1) ? T(1) : T(0);
     T rc = std::min(std::max(r, T(0)), T(1));
@@ -435,7 +444,7 @@ void shade_packet(const ShadeArgs& a, Packet<T>& k, typename Packet<T>::V* out) 
   V g = zero + 1;
   for (int l = 0; l < a.bands; ++l) {
     if (l > 0) { g = g * step; step = step * q2; }
-    for (int p = 0; p < kPacket; ++p) k.gl[l][p] = std::max(g[p], T(1e-30));
+    for (int p = 0; p < kPacket<T>; ++p) k.gl[l][p] = std::max(g[p], T(1e-30));
   }
   monomials(a, k.r, k.mono_r);
   const T* wg = static_cast<const T*>(a.wg);
@@ -538,7 +547,7 @@ template <class T>
 void flush_light(const ShadeArgs& a, const LightGrad<T>& lg, T* gwd, T* gwg) {
   auto lanes = [](const typename Lanes<T>::type& v) {
     T s = 0;
-    for (int p = 0; p < kPacket; ++p) s += v[p];
+    for (int p = 0; p < kPacket<T>; ++p) s += v[p];
     return s;
   };
   for (int j = 0; j < a.rows; ++j)
@@ -627,13 +636,15 @@ void shade_forward(const ShadeArgs& args) {
   T* image = static_cast<T*>(a.image);
   T* depth_image = static_cast<T*>(a.depth_image);
   parallel_for(int64_t(starts.size()) - 1, a.threads, [&](int64_t chunk) {
-    std::vector<Surface<T>> s(kPacket);
+    std::vector<Surface<T>> local(kPacket<T>);
+    Surface<T>* saved = static_cast<Surface<T>*>(a.surfaces);
     auto k = std::make_unique<Packet<T>>();
     V out[3];
-    for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket) {
-      k->count = int(std::min<int64_t>(kPacket, starts[chunk + 1] - m0));
+    for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket<T>) {
+      k->count = int(std::min<int64_t>(kPacket<T>, starts[chunk + 1] - m0));
+      Surface<T>* s = saved ? saved + m0 : local.data();
       for (int p = 0; p < k->count; ++p) load_surface(a, a.covered[m0 + p], s[p]);
-      load_packet(s.data(), *k);
+      load_packet(s, *k);
       shade_packet(for_image<T>(a, s[0].image), *k, out);
       for (int p = 0; p < k->count; ++p) {
         int64_t flat = a.covered[m0 + p];
@@ -662,17 +673,17 @@ void shade_backward(const ShadeArgs& args) {
   const T* gimage = static_cast<const T*>(a.grad_image);
   using V = typename Packet<T>::V;
   parallel_for(chunks, a.threads, [&](int64_t chunk) {
-    std::vector<Surface<T>> s(kPacket);
+    const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
     auto k = std::make_unique<Packet<T>>();
     auto lg = std::make_unique<LightGrad<T>>();  // zero-initialised
     V out[3], gout[3], gmat[7], gnormal[3], gposition[3];
     const ShadeArgs ai = for_image<T>(a, int(a.covered[starts[chunk]] / (int64_t(a.H) * a.W)));
-    for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket) {
-      k->count = int(std::min<int64_t>(kPacket, starts[chunk + 1] - m0));
-      for (int p = 0; p < k->count; ++p) load_surface(a, a.covered[m0 + p], s[p]);
-      load_packet(s.data(), *k);
+    for (int64_t m0 = starts[chunk]; m0 < starts[chunk + 1]; m0 += kPacket<T>) {
+      k->count = int(std::min<int64_t>(kPacket<T>, starts[chunk + 1] - m0));
+      const Surface<T>* s = saved + m0;
+      load_packet(s, *k);
       shade_packet(ai, *k, out);
-      for (int p = 0; p < kPacket; ++p)
+      for (int p = 0; p < kPacket<T>; ++p)
         for (int c = 0; c < 3; ++c) gout[c][p] = p < k->count ? gimage[4 * int64_t(a.covered[m0 + p]) + c] : T(0);
       shade_packet_backward(ai, *k, gout, gmat, gnormal, gposition, *lg);
       for (int p = 0; p < k->count; ++p) {
@@ -756,17 +767,8 @@ void shade_backward(const ShadeArgs& args) {
     if (!a.tex[t].grad) return;
     int offset = 0;
     for (int u = 0; u < t; ++u) offset += a.tex[u].channels;
-    for (int64_t m = 0; m < M; ++m) {
-      // the lookup is recomputed from the interpolated uv
-      Bary<T> b;
-      int64_t rows[3];
-      int image = load_bary(a, a.covered[m], b, rows);
-      T uv[2];
-      interpolate_uv(a, rows, image, b.w, uv);
-      Lookup<T> look;
-      look.locate(a.tex[t], image, uv[0], uv[1]);
-      look.scatter(a.tex[t], texel.data() + m * 7 + offset);
-    }
+    const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
+    for (int64_t m = 0; m < M; ++m) saved[m].look[t].scatter(a.tex[t], texel.data() + m * 7 + offset);
   };
   std::thread t1(reduce_texture, 0), t2([&] { reduce_texture(1); reduce_texture(2); });
   reduce_vertices();
@@ -937,7 +939,7 @@ void antialias_backward(const AntialiasArgs& a) {
 
 extern "C" {
 
-int nf_abi_version() { return 1; }
+int nf_abi_version() { return 2; }
 
 void nf_zbuffer_f32(const float* pixels, const float* depth, const int32_t* faces, int B, int N, int F, int H, int W,
                     int threads, int32_t* face_out, float* orient) {
@@ -949,6 +951,8 @@ void nf_zbuffer_f64(const double* pixels, const double* depth, const int32_t* fa
 }
 void nf_barycentrics_f32(const ShadeArgs* a, float* w, float* d) { barycentrics<float>(*a, w, d); }
 void nf_barycentrics_f64(const ShadeArgs* a, double* w, double* d) { barycentrics<double>(*a, w, d); }
+int64_t nf_surface_bytes_f32() { return sizeof(Surface<float>); }
+int64_t nf_surface_bytes_f64() { return sizeof(Surface<double>); }
 void nf_shade_forward_f32(const ShadeArgs* a) { shade_forward<float>(*a); }
 void nf_shade_forward_f64(const ShadeArgs* a) { shade_forward<double>(*a); }
 void nf_shade_backward_f32(const ShadeArgs* a) { shade_backward<float>(*a); }
