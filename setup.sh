@@ -18,6 +18,12 @@ if ! ls /usr/lib/x86_64-linux-gnu/libLLVM.so.19* >/dev/null 2>&1 && command -v a
     || echo "setup: could not install libllvm19; the mitsuba renderer will not run on the CPU" >&2
 fi
 
+# The vertex renderer's compiled kernels are built at install with a C++17 compiler.
+if ! command -v c++ >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null) \
+    || echo "setup: could not install g++; the vertex renderer will use its PyTorch path" >&2
+fi
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "$TORCH_SPEC"

@@ -22,6 +22,7 @@ setup(
             language="c++",
             extra_compile_args=flags,
             extra_link_args=["-pthread"],
+            optional=True,  # without a compiler the plugin installs and renders with its PyTorch path
         )
     ]
 )
