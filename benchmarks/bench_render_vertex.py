@@ -17,8 +17,9 @@ other. Per resolution:
   texture at every pixel, forward + backward, and ``<res>px_over_grid_sample``;
 - ``<res>px_<stage>_ms``: where the compiled path's time goes (one profiled iteration:
   raster = z-buffer, shade = the per-pixel pass, antialias, and their backward passes);
-- ``<res>px_1thread_cpu_ms``: process CPU time of one compiled iteration on one thread
-  (fastest run): the work itself, robust to other processes on the cores;
+- ``<res>px_1thread_cpu_ms`` and ``torch_<res>px_1thread_cpu_ms``: process CPU time of one
+  iteration on one thread (fastest run), and their ratio: the work itself, robust to other
+  processes on the cores (wall times on a loaded 2-core machine are not);
 - ``peak_rss_mb``: peak RSS of the measuring process (a fresh one that loads only the
   mesh; the model generation runs in the parent), ``rss_before_render_mb`` its RSS after
   importing torch and loading the mesh; ``load_average`` (1 min) at the start and end,
@@ -187,7 +188,10 @@ def _bench_resolution(mesh: dict[str, torch.Tensor], resolution: int, repeats: i
     torch.set_num_threads(1)
     try:
         cpu = _time(_step(fast, inputs, weights), repeats, "cpu", clock=time.process_time)
+        torch_cpu = _time(_step(slow, inputs, weights), repeats, "cpu", clock=time.process_time)
         figures[f"{tag}_1thread_cpu_ms"] = round(min(cpu), 1)
+        figures[f"torch_{tag}_1thread_cpu_ms"] = round(min(torch_cpu), 1)
+        figures[f"{tag}_1thread_cpu_speedup_over_torch"] = round(min(torch_cpu) / min(cpu), 2)
     finally:
         torch.set_num_threads(threads)
     return figures

@@ -25,19 +25,19 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.profiler import record_function
 
 from nextface_core.camera import project
-from nextface_core.raster import silhouette_edges
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 from nextface_core.sh import lambert_kernel
 from nextface_core.shading import _bands_of, _block_size, _monomial_tables
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int
-_ABI = 2
+_ABI = 3
 
 
 class _Texture(ctypes.Structure):
@@ -213,6 +213,23 @@ def _shade_args(static: dict[str, Any], tensors: dict[str, Tensor | None]) -> _S
     return a
 
 
+#: gradients of maps larger than this (elements) come from fresh zero pages (see _zeros_like_lazily)
+_LAZY_ZEROS = 1 << 20
+
+
+def _zeros_like_lazily(t: Tensor) -> Tensor:
+    """``zeros_like(t)`` whose memory the OS zeroes on first touch (calloc → fresh mmap pages).
+
+    A map gradient is dense but the backward writes only the texels the pixels sampled:
+    with 2048² maps ``torch.zeros_like`` would write (and fault in) ~117 MB per iteration,
+    more than the whole render at 256². Small maps take the ordinary path.
+    """
+    if t.numel() < _LAZY_ZEROS:
+        return torch.zeros_like(t)
+    dtype = np.float64 if t.dtype == torch.float64 else np.float32
+    return torch.from_numpy(np.zeros(tuple(t.shape), dtype=dtype))
+
+
 class _ShadePixels(torch.autograd.Function):
     """Covered pixels → shaded image ``[B,H,W,4]`` (rgb, coverage 1) and depth image (no gradient)."""
 
@@ -245,7 +262,7 @@ class _ShadePixels(torch.autograd.Function):
             "grad_positions": torch.zeros_like(positions), "grad_normals": torch.zeros_like(normals),
             "grad_sh": torch.zeros_like(sh),
         }
-        grad_textures = tuple(torch.zeros_like(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
+        grad_textures = tuple(_zeros_like_lazily(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
                        textures=textures, sh=sh, grad_image=grad_image.contiguous(), surfaces=ctx.surfaces,
                        grad_textures=grad_textures, **grads)
@@ -295,11 +312,15 @@ class _Antialias(torch.autograd.Function):
 
 
 def silhouette_bits(orientation: Tensor, neighbors: Tensor) -> Tensor:
-    """:func:`nextface_core.raster.silhouette_edges` packed for the kernel: per image and face,
+    """:func:`nextface_core.raster.silhouette_edges` packed by the kernel: per image and face,
     bit i set when edge i (opposite vertex i) is a silhouette edge → ``[B·F]`` uint8."""
-    sil = silhouette_edges(orientation, neighbors)  # [B,F,3]
-    bits = sil[..., 0].to(torch.uint8) | (sil[..., 1].to(torch.uint8) << 1) | (sil[..., 2].to(torch.uint8) << 2)
-    return bits.reshape(-1).contiguous()
+    orientation = orientation.contiguous()
+    neighbors = neighbors.to(torch.int64).contiguous()
+    bits = torch.empty(orientation.numel(), dtype=torch.uint8)
+    _fn("nf_silhouettes", orientation.dtype)(
+        _P(orientation.data_ptr()), _P(neighbors.data_ptr()), orientation.shape[0], orientation.shape[1], _P(bits.data_ptr())
+    )
+    return bits
 
 
 def render(inputs: RenderInputs, neighbors: Tensor) -> RenderOutput:

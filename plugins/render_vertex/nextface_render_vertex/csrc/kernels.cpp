@@ -129,6 +129,21 @@ void zbuffer(const T* pixels, const T* depth, const int32_t* faces, int B, int N
   }
 }
 
+// silhouette edges per image and face (nextface_core.raster.silhouette_edges): bit i set when
+// no face is across edge i (neighbors < 0) or the face across faces the other way on screen
+template <class T>
+void silhouettes(const T* orient, const int64_t* neighbors, int B, int F, uint8_t* bits) {
+  for (int b = 0; b < B; ++b)
+    for (int f = 0; f < F; ++f) {
+      uint8_t v = 0;
+      for (int i = 0; i < 3; ++i) {
+        int64_t n = neighbors[3 * f + i];
+        if (n < 0 || orient[int64_t(b) * F + n] != orient[int64_t(b) * F + f]) v |= uint8_t(1 << i);
+      }
+      bits[int64_t(b) * F + f] = v;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. The per-pixel pass.
 
@@ -764,7 +779,8 @@ void shade_backward(const ShadeArgs& args) {
     }
   };
   auto reduce_texture = [&](int t) {
-    if (!a.tex[t].grad) return;
+    int used = a.mode == kFull ? 3 : (a.mode == kAlbedo ? 1 : 0);  // the mode's maps: the others get zeros
+    if (!a.tex[t].grad || t >= used) return;
     int offset = 0;
     for (int u = 0; u < t; ++u) offset += a.tex[u].channels;
     const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
@@ -939,7 +955,7 @@ void antialias_backward(const AntialiasArgs& a) {
 
 extern "C" {
 
-int nf_abi_version() { return 2; }
+int nf_abi_version() { return 3; }
 
 void nf_zbuffer_f32(const float* pixels, const float* depth, const int32_t* faces, int B, int N, int F, int H, int W,
                     int threads, int32_t* face_out, float* orient) {
@@ -953,6 +969,8 @@ void nf_barycentrics_f32(const ShadeArgs* a, float* w, float* d) { barycentrics<
 void nf_barycentrics_f64(const ShadeArgs* a, double* w, double* d) { barycentrics<double>(*a, w, d); }
 int64_t nf_surface_bytes_f32() { return sizeof(Surface<float>); }
 int64_t nf_surface_bytes_f64() { return sizeof(Surface<double>); }
+void nf_silhouettes_f32(const float* o, const int64_t* n, int B, int F, uint8_t* bits) { silhouettes<float>(o, n, B, F, bits); }
+void nf_silhouettes_f64(const double* o, const int64_t* n, int B, int F, uint8_t* bits) { silhouettes<double>(o, n, B, F, bits); }
 void nf_shade_forward_f32(const ShadeArgs* a) { shade_forward<float>(*a); }
 void nf_shade_forward_f64(const ShadeArgs* a) { shade_forward<double>(*a); }
 void nf_shade_backward_f32(const ShadeArgs* a) { shade_backward<float>(*a); }
