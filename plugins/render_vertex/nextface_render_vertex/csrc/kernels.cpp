@@ -285,7 +285,7 @@ struct Lookup {
 // Per covered pixel: geometry and material at the pixel centre.
 template <class T>
 struct Surface {
-  int image, face;
+  int image;
   int64_t rows[3];
   Bary<T> bary;
   T position[3], normal[3], uv[2];
@@ -322,7 +322,6 @@ void interpolate_uv(const ShadeArgs& a, const int64_t rows[3], int image, const 
 template <class T>
 void load_surface(const ShadeArgs& a, int32_t flat, Surface<T>& s) {
   s.image = load_bary(a, flat, s.bary, s.rows);
-  s.face = a.face_index[flat];
   const T* w = s.bary.w;
   const T* pos = static_cast<const T*>(a.positions);
   const T* nrm = static_cast<const T*>(a.normals);
