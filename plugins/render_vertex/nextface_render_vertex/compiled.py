@@ -25,7 +25,6 @@ import os
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.profiler import record_function
@@ -213,23 +212,6 @@ def _shade_args(static: dict[str, Any], tensors: dict[str, Tensor | None]) -> _S
     return a
 
 
-#: gradients of maps larger than this (elements) come from fresh zero pages (see _zeros_like_lazily)
-_LAZY_ZEROS = 1 << 20
-
-
-def _zeros_like_lazily(t: Tensor) -> Tensor:
-    """``zeros_like(t)`` whose memory the OS zeroes on first touch (calloc → fresh mmap pages).
-
-    A map gradient is dense but the backward writes only the texels the pixels sampled:
-    with 2048² maps ``torch.zeros_like`` would write (and fault in) ~117 MB per iteration,
-    more than the whole render at 256². Small maps take the ordinary path.
-    """
-    if t.numel() < _LAZY_ZEROS:
-        return torch.zeros_like(t)
-    dtype = np.float64 if t.dtype == torch.float64 else np.float32
-    return torch.from_numpy(np.zeros(tuple(t.shape), dtype=dtype))
-
-
 class _ShadePixels(torch.autograd.Function):
     """Covered pixels → shaded image ``[B,H,W,4]`` (rgb, coverage 1) and depth image (no gradient)."""
 
@@ -262,7 +244,7 @@ class _ShadePixels(torch.autograd.Function):
             "grad_positions": torch.zeros_like(positions), "grad_normals": torch.zeros_like(normals),
             "grad_sh": torch.zeros_like(sh),
         }
-        grad_textures = tuple(_zeros_like_lazily(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
+        grad_textures = tuple(torch.zeros_like(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
                        textures=textures, sh=sh, grad_image=grad_image.contiguous(), surfaces=ctx.surfaces,
                        grad_textures=grad_textures, **grads)

@@ -785,11 +785,18 @@ void shade_backward(const ShadeArgs& args) {
     const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
     for (int64_t m = 0; m < M; ++m) saved[m].look[t].scatter(a.tex[t], texel.data() + m * 7 + offset);
   };
-  std::thread t1(reduce_texture, 0), t2([&] { reduce_texture(1); reduce_texture(2); });
-  reduce_vertices();
-  reduce_light();
-  t1.join();
-  t2.join();
+  // independent outputs: one thread each when threads are allowed (the result is the same)
+  if (a.threads > 1) {
+    std::thread t1(reduce_texture, 0), t2([&] { reduce_texture(1); reduce_texture(2); });
+    reduce_vertices();
+    reduce_light();
+    t1.join();
+    t2.join();
+  } else {
+    for (int t = 0; t < 3; ++t) reduce_texture(t);
+    reduce_vertices();
+    reduce_light();
+  }
 }
 
 // barycentric weights [M,3] and depth [M] of the covered pixels (what the pass above uses)
