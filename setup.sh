@@ -76,6 +76,12 @@ if ! echo "$MODEL_VIEWER_SHA256  $vendor/model-viewer.min.js" | sha256sum -c --s
   fi
 fi
 
+# The vertex renderer's compiled kernels are built at install with a C++17 compiler.
+if ! command -v c++ >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null) \
+    || echo "setup: could not install g++; the vertex renderer will use its PyTorch path" >&2
+fi
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "$TORCH_SPEC"

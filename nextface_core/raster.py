@@ -131,29 +131,33 @@ def _edge_functions(px: Tensor, py: Tensor, tri: Tensor) -> Tensor:
 BLOCK_SIDES = (1, 2, 3, 4)
 
 
-@torch.no_grad()
-def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64
-    (−1: none), and each face's screen orientation ``[B,F]`` (sign of its area).
+@dataclass
+class _FaceTable:
+    """Per face of every image (rows ``b·F + f``), what the z-buffer tests candidates with.
 
-    Per face (all images at once) a table of inward edge functions ``w_i = A_i x + B_i y + C_i``
-    (inside ⇔ all w_i > 0, ties by the owner rule), ``1/(z_i · 2·area)`` for the depth, and the
-    bounding box of the covered pixel centres. Candidates (face, pixel) are then tested in
-    bins by box size: faces whose box fits in s×s pixels (s in :data:`BLOCK_SIDES`; nearly
-    all faces of a dense face mesh) as a fixed ``[F_s, s², …]`` block, the others enumerated
-    with ``repeat_interleave``. Every candidate inside writes ``(1/z bits) << 32 | face`` with
-    one ``scatter_reduce(amax)``.
+    ``table [B·F,15]``: inward edge functions ``w_i = A_i x + B_i y + C_i`` in coordinates
+    relative to the image centre (A0..2 | B0..2 | C0..2), ``1/(z_i · 2·area)`` (1/z at a point
+    is ``Σ w_i · inv_z_i``) and the owner flags of the tie rule; the box of covered pixel
+    centres as ``origin [B·F,2]`` and ``span [B·F,2]`` (0 for skipped faces);
+    ``orientation [B,F]`` the sign of each face's screen area.
     """
+
+    table: Tensor
+    origin: Tensor
+    span: Tensor
+    orientation: Tensor
+
+
+def _face_table(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int, dtype: torch.dtype) -> _FaceTable:
+    """Step 1 of the z-buffer: the edge-function table and pixel box of every face (see :class:`_FaceTable`)."""
     batch = pixels.shape[0]
     n_faces = faces.shape[0]
-    dtype = torch.float64 if pixels.dtype == torch.float64 else torch.float32
     device = pixels.device
-    f64 = faces.long()
     # coordinates relative to the image centre: halves the magnitudes in the edge constants
     centre = torch.tensor([width / 2.0, height / 2.0], dtype=dtype, device=device)
     # channel-major corners [B, x/y/z, corner, F]: every row below is one contiguous vector
     xyz = torch.cat([pixels.detach().to(dtype) - centre, depth.detach().to(dtype)[..., None]], -1).transpose(1, 2)
-    xyz = xyz.reshape(batch * 3, -1).index_select(1, f64.t().reshape(-1))  # 2-D: index_select's fast path
+    xyz = xyz.reshape(batch * 3, -1).index_select(1, faces.long().t().reshape(-1))  # 2-D: index_select's fast path
     x, y, z = xyz.view(batch, 3, 3, n_faces).unbind(1)  # [B,3,F] each
 
     # edge i runs v_{i+1} → v_{i+2}: w = A x + B y + C with A = y_j − y_k, B = x_k − x_j,
@@ -180,7 +184,36 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     lo = torch.maximum(lo, torch.zeros_like(lo)).minimum(lim + 1)
     hi = torch.minimum(hi, lim).maximum(lo - 1)
     span = torch.where(valid[..., None], hi - lo + 1, torch.zeros_like(hi)).reshape(-1, 2).to(torch.int64)
-    origin = lo.reshape(-1, 2).to(torch.int64)
+    return _FaceTable(table, lo.reshape(-1, 2).to(torch.int64), span, orient)
+
+
+def _splat(keys: Tensor, params: Tensor, low: Tensor, gx: Tensor, gy: Tensor, pix: Tensor) -> None:
+    """Test candidates at centres ``gx, gy`` (their faces' table rows ``params``, key bits ``low``)
+    and z-buffer the inside ones into ``keys`` at ``pix`` (``(1/z bits) << 32 | face``, amax)."""
+    w = params[..., 0:3] * gx[..., None] + params[..., 3:6] * gy[..., None] + params[..., 6:9]
+    inside = torch.where(params[..., 12:15] > 0, w >= 0, w > 0).all(-1)
+    depth_key = (w * params[..., 9:12]).sum(-1).float()
+    inside &= depth_key > 0
+    key = (depth_key.view(torch.int32).to(torch.int64) << 32) | low  # monotone in 1/z for positive floats
+    keys.scatter_reduce_(0, pix.reshape(-1), torch.where(inside, key, -1).reshape(-1), reduce="amax", include_self=True)
+
+
+@torch.no_grad()
+def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """The z-buffer: index of the nearest face covering each pixel centre → ``[B*H*W]`` int64
+    (−1: none), and each face's screen orientation ``[B,F]`` (sign of its area).
+
+    Step 1 (:func:`_face_table`) tabulates every face; candidates (face, pixel) are then
+    tested in bins by box size (:func:`_splat`): faces whose box fits in s×s pixels (s in
+    :data:`BLOCK_SIDES`; nearly all faces of a dense face mesh) as a fixed ``[F_s, s², …]``
+    block, the others enumerated with ``repeat_interleave``. Every candidate inside writes
+    ``(1/z bits) << 32 | face`` with one ``scatter_reduce(amax)``.
+    """
+    batch, n_faces = pixels.shape[0], faces.shape[0]
+    dtype = torch.float64 if pixels.dtype == torch.float64 else torch.float32
+    device = pixels.device
+    faces_of = _face_table(pixels, depth, faces, height, width, dtype)
+    span, origin, table = faces_of.span, faces_of.origin, faces_of.table
     counts = span[:, 0] * span[:, 1]
     side = torch.where(counts > 0, span.amax(-1), torch.zeros_like(counts))  # 0: nothing to test
     # per face: flat index of its box origin, the origin's centre relative to the image
@@ -192,15 +225,6 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
     origin_f = origin.to(dtype) + torch.tensor([0.5 - width / 2.0, 0.5 - height / 2.0], dtype=dtype, device=device)
     face_low = face_row - image * n_faces
     keys = torch.full((total + 1,), -1, dtype=torch.int64, device=device)  # last: a bin for masked-off candidates
-
-    def splat(params: Tensor, low: Tensor, gx: Tensor, gy: Tensor, pix: Tensor) -> None:
-        """Test candidates at centres ``gx, gy`` (their faces' table rows ``params``, key bits ``low``) and z-buffer them at ``pix``."""
-        w = params[..., 0:3] * gx[..., None] + params[..., 3:6] * gy[..., None] + params[..., 6:9]
-        inside = torch.where(params[..., 12:15] > 0, w >= 0, w > 0).all(-1)
-        depth_key = (w * params[..., 9:12]).sum(-1).float()
-        inside &= depth_key > 0
-        key = (depth_key.view(torch.int32).to(torch.int64) << 32) | low  # monotone in 1/z for positive floats
-        keys.scatter_reduce_(0, pix.reshape(-1), torch.where(inside, key, -1).reshape(-1), reduce="amax", include_self=True)
 
     # fast paths: faces whose box fits in s×s pixels test a fixed s×s block, broadcast
     # (no enumeration); one bin per s in BLOCK_SIDES; candidates outside a face's box
@@ -217,7 +241,7 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
         ok = (dx < sp[:, 0:1]) & (dy < sp[:, 1:2])
         pix = torch.where(ok, base[rows][:, None] + (dy * width + dx), total)
         o = origin_f[rows]
-        splat(table[rows][:, None, :], face_low[rows][:, None], o[:, 0:1] + dx.to(dtype), o[:, 1:2] + dy.to(dtype), pix)
+        _splat(keys, table[rows][:, None, :], face_low[rows][:, None], o[:, 0:1] + dx.to(dtype), o[:, 1:2] + dy.to(dtype), pix)
     # general path: enumerate every bounding-box pixel of the larger faces
     rows = torch.nonzero(side > BLOCK_SIDES[-1]).squeeze(1)
     if rows.numel():
@@ -229,9 +253,9 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
         dy = torch.div(local, sx, rounding_mode="floor")
         dx = local - dy * sx
         o = origin_f[which]
-        splat(table[which], face_low[which], o[:, 0] + dx.to(dtype), o[:, 1] + dy.to(dtype), base[which] + dy * width + dx)
+        _splat(keys, table[which], face_low[which], o[:, 0] + dx.to(dtype), o[:, 1] + dy.to(dtype), base[which] + dy * width + dx)
     keys = keys[:total]
-    return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys), orient
+    return torch.where(keys >= 0, keys & 0xFFFFFFFF, keys), faces_of.orientation
 
 
 def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> Fragments:
@@ -325,61 +349,75 @@ def face_neighbors(faces: Tensor) -> Tensor:
     return out.view(n_faces, 3)
 
 
-def antialias(
-    values: Tensor, fragments: Fragments, pixels: Tensor, faces: Tensor, neighbors: Tensor | None = None
-) -> Tensor:
-    """Analytic silhouette anti-aliasing of a shaded ``values [B,H,W,C]`` batch → ``[B,H,W,C]``.
+def silhouette_edges(orientation: Tensor, neighbors: Tensor) -> Tensor:
+    """Which edges are silhouettes → ``[B,F,3]`` bool: no face across the edge, or the face
+    across it faces the other way on screen (``orientation [B,F]`` signs, ``neighbors`` of
+    :func:`face_neighbors`)."""
+    nb = neighbors.clamp(min=0)
+    return (neighbors[None] < 0) | (orientation[:, nb] != orientation[..., None])
 
-    ``pixels [B,N,2]`` the screen positions the fragments came from (gradients flow to
-    them), ``faces [F,3]``, ``neighbors`` from :func:`face_neighbors` (computed if None).
-    See the module docstring for the blending rule. Include the coverage mask as a
-    channel of ``values`` to get an anti-aliased, differentiable mask.
-    """
-    if neighbors is None:
-        neighbors = face_neighbors(faces)
+
+@dataclass
+class _SilhouettePairs:
+    """Neighbour pixel pairs across a silhouette: flat pixel indices ``inside`` (nearer face's
+    side) and ``outside`` [K], ``axis`` (0 horizontal, 1 vertical), the inside pixel's
+    ``image`` and ``face`` and that face's silhouette edges ``edges [K,3]``."""
+
+    inside: Tensor
+    outside: Tensor
+    axis: Tensor
+    image: Tensor
+    face: Tensor
+    edges: Tensor
+
+
+@torch.no_grad()
+def _silhouette_pairs(fragments: Fragments, silhouette: Tensor) -> _SilhouettePairs:
+    """Step 1 of :func:`antialias`: horizontal and vertical neighbour pairs that see different
+    faces, the nearer of which has a silhouette edge."""
     batch, height, width = fragments.face_index.shape
-    n_faces = faces.shape[0]
-    n_verts = pixels.shape[1]
-    f64 = faces.long()
-    with torch.no_grad():
-        orient = fragments.face_orientation  # [B,F]
-        nb = neighbors.clamp(min=0)
-        silhouette = (neighbors[None] < 0) | (orient[:, nb] != orient[..., None])  # [B,F,3]
-        has_silhouette = silhouette.any(-1).reshape(-1)
-        face = fragments.face_index
-        depth = fragments.depth.detach()
-        hw = height * width
-        image_of = torch.arange(batch, device=face.device)[:, None, None] * n_faces
-        on_silhouette = (face >= 0) & has_silhouette[(image_of + face).clamp(min=0)]  # [B,H,W]
-        # pair kinds: 0/1 horizontal with the left/right pixel nearer, 2/3 vertical with the
-        # upper/lower one nearer; a pair counts when the nearer face has a silhouette edge
-        kinds = torch.zeros(4, batch, height, width, dtype=torch.bool, device=face.device)
-        for axis, (sl_p, sl_q) in enumerate((
-            ((slice(None), slice(None), slice(None, -1)), (slice(None), slice(None), slice(1, None))),
-            ((slice(None), slice(None, -1), slice(None)), (slice(None), slice(1, None), slice(None))),
-        )):
-            fp, fq = face[sl_p], face[sl_q]
-            differ = fp != fq
-            p_near = (fp >= 0) & ((fq < 0) | (depth[sl_p] <= depth[sl_q]))
-            kinds[(2 * axis,) + sl_p] = differ & p_near & on_silhouette[sl_p]
-            kinds[(2 * axis + 1,) + sl_p] = differ & ~p_near & (fq >= 0) & on_silhouette[sl_q]
-        kind, first = kinds.view(4, -1).nonzero().unbind(1)
-        axis = torch.div(kind, 2, rounding_mode="floor")
-        step = torch.where(axis == 0, 1, width)
-        q_near = kind % 2
-        inside_px = first + step * q_near
-        outside_px = first + step * (1 - q_near)
-        img = torch.div(inside_px, hw, rounding_mode="floor")
-        tri_face = face.reshape(-1)[inside_px]
-        sil = silhouette.reshape(-1, 3)[img * n_faces + tri_face]  # [K,3]
+    n_faces = silhouette.shape[1]
+    face = fragments.face_index
+    depth = fragments.depth.detach()
+    has_silhouette = silhouette.any(-1).reshape(-1)
+    image_of = torch.arange(batch, device=face.device)[:, None, None] * n_faces
+    on_silhouette = (face >= 0) & has_silhouette[(image_of + face).clamp(min=0)]  # [B,H,W]
+    # pair kinds: 0/1 horizontal with the left/right pixel nearer, 2/3 vertical with the
+    # upper/lower one nearer; a pair counts when the nearer face has a silhouette edge
+    kinds = torch.zeros(4, batch, height, width, dtype=torch.bool, device=face.device)
+    for axis, (sl_p, sl_q) in enumerate((
+        ((slice(None), slice(None), slice(None, -1)), (slice(None), slice(None), slice(1, None))),
+        ((slice(None), slice(None, -1), slice(None)), (slice(None), slice(1, None), slice(None))),
+    )):
+        fp, fq = face[sl_p], face[sl_q]
+        differ = fp != fq
+        p_near = (fp >= 0) & ((fq < 0) | (depth[sl_p] <= depth[sl_q]))
+        kinds[(2 * axis,) + sl_p] = differ & p_near & on_silhouette[sl_p]
+        kinds[(2 * axis + 1,) + sl_p] = differ & ~p_near & (fq >= 0) & on_silhouette[sl_q]
+    kind, first = kinds.view(4, -1).nonzero().unbind(1)
+    axis = torch.div(kind, 2, rounding_mode="floor")
+    step = torch.where(axis == 0, 1, width)
+    q_near = kind % 2
+    inside = first + step * q_near
+    image = torch.div(inside, height * width, rounding_mode="floor")
+    tri_face = face.reshape(-1)[inside]
+    return _SilhouettePairs(inside, first + step * (1 - q_near), axis, image, tri_face,
+                            silhouette.reshape(-1, 3)[image * n_faces + tri_face])
+
+
+def _crossings(pairs: _SilhouettePairs, pixels: Tensor, faces: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """Step 2 of :func:`antialias`: where the silhouette edge crosses the segment between each
+    pair's centres, ``t [K]`` ∈ [0, 1] from the inside centre (> 1: no crossing);
+    differentiable w.r.t. ``pixels``."""
+    height, width = image_size
 
     def centre(flat: Tensor) -> tuple[Tensor, Tensor]:
         pix = flat % (height * width)
         return (pix % width).to(pixels.dtype) + 0.5, (pix // width).to(pixels.dtype) + 0.5
 
-    tri = pixels.reshape(-1, 2)[img[:, None] * n_verts + f64[tri_face]]  # [K,3,2] differentiable
-    wa = _edge_functions(*centre(inside_px), tri)
-    wo = _edge_functions(*centre(outside_px), tri)
+    tri = pixels.reshape(-1, 2)[pairs.image[:, None] * pixels.shape[1] + faces.long()[pairs.face]]  # [K,3,2]
+    wa = _edge_functions(*centre(pairs.inside), tri)
+    wo = _edge_functions(*centre(pairs.outside), tri)
     orient_k = torch.sign(wa.detach().sum(-1, keepdim=True))
     wa, wo = wa * orient_k, wo * orient_k
     # each edge is handled along one axis only, the one closer to its normal (horizontal
@@ -388,12 +426,29 @@ def antialias(
     with torch.no_grad():
         d = (tri[:, [2, 0, 1]] - tri[:, [1, 2, 0]]).abs()  # [K,3,2] edge vectors
         steep = d[..., 1] >= d[..., 0]
-        eligible = torch.where(axis[:, None] == 0, steep, ~steep)
-    crossing = sil & eligible & (wo < 0) & (wa >= 0)
+        eligible = torch.where(pairs.axis[:, None] == 0, steep, ~steep)
+    crossing = pairs.edges & eligible & (wo < 0) & (wa >= 0)
     t = torch.where(crossing, wa / torch.where(crossing, wa - wo, torch.ones_like(wa)), torch.full_like(wa, 2.0))
-    t = t.amin(-1)
+    return t.amin(-1)
+
+
+def antialias(
+    values: Tensor, fragments: Fragments, pixels: Tensor, faces: Tensor, neighbors: Tensor | None = None
+) -> Tensor:
+    """Analytic silhouette anti-aliasing of a shaded ``values [B,H,W,C]`` batch → ``[B,H,W,C]``.
+
+    ``pixels [B,N,2]`` the screen positions the fragments came from (gradients flow to
+    them), ``faces [F,3]``, ``neighbors`` from :func:`face_neighbors` (computed if None).
+    See the module docstring for the blending rule. Include the coverage mask as a
+    channel of ``values`` to get an anti-aliased, differentiable mask. Steps: the pixel
+    pairs across silhouettes, where the edge crosses each pair, the blend.
+    """
+    if neighbors is None:
+        neighbors = face_neighbors(faces)
+    pairs = _silhouette_pairs(fragments, silhouette_edges(fragments.face_orientation, neighbors))
+    t = _crossings(pairs, pixels, faces, fragments.image_size)
     hit = t <= 1.0
-    t, inside_px, outside_px = t[hit], inside_px[hit], outside_px[hit]
+    t, inside_px, outside_px = t[hit], pairs.inside[hit], pairs.outside[hit]
     flat = values.reshape(-1, values.shape[-1])
     diff = flat[inside_px] - flat[outside_px]  # [K,C]
     to_outside = (t - 0.5).clamp(min=0)[:, None] * diff

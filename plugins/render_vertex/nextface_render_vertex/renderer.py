@@ -1,14 +1,18 @@
 """The ``vertex`` renderer: rasterise → interpolate → sample textures → shade → antialias.
 
-Two back ends behind one :class:`VertexRenderer`:
+Three back ends behind one :class:`VertexRenderer`:
 
+- the compiled C++ kernels of :mod:`.compiled` (CPU tensors; the default where they are
+  built), which fuse barycentrics, interpolation, texture lookups and shading in one pass
+  over the covered pixels;
 - the PyTorch rasteriser of :mod:`nextface_core.raster` (CPU and CUDA tensors), which
   shades only the covered pixels (a flat list of M points) and scatters them into the
   image at the end;
 - nvdiffrast (:mod:`.nvdiffrast_backend`) when it imports and the inputs are on CUDA.
 
-Both use :func:`nextface_core.shading.shade`, so they differ only in rasterisation
-details (tie rules on shared edges, float precision of the depth test).
+All three compute :mod:`nextface_core.shading`'s model; the compiled and PyTorch paths
+agree to rounding (same visibility and barycentrics bit for bit), nvdiffrast up to its
+rasterisation tie rules.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from nextface_core.raster import antialias, face_neighbors, interpolate_channels
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput
 from nextface_core.shading import shade_channels
 
-from . import nvdiffrast_backend
+from . import compiled, nvdiffrast_backend
+
+KERNELS = ("auto", "compiled", "torch")
 
 #: values of the ``nvdiffrast`` option (and of ``VertexRenderer(use_nvdiffrast=...)``)
 NVDIFFRAST_CHOICES = ("auto", "never", "always")
@@ -67,22 +73,27 @@ class VertexRenderer:
     """Differentiable rasterising renderer (the ``vertex`` renderer of NextFace).
 
     ``use_nvdiffrast``: ``"auto"`` (nvdiffrast when importable and inputs are on CUDA),
-    ``"never"``, or ``"always"`` (error when it cannot be used).
+    ``"never"``, or ``"always"`` (error when it cannot be used). ``kernels`` for the
+    other inputs: ``"auto"`` (compiled kernels where built and the inputs are float CPU
+    tensors, else PyTorch), ``"compiled"`` (error when they cannot be used) or ``"torch"``.
     """
 
     name = "vertex"
 
-    def __init__(self, use_nvdiffrast: str = "auto") -> None:
+    def __init__(self, use_nvdiffrast: str = "auto", kernels: str = "auto") -> None:
         if use_nvdiffrast not in NVDIFFRAST_CHOICES:
             raise ValueError(f"use_nvdiffrast must be 'auto', 'never' or 'always', got {use_nvdiffrast!r}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be 'auto', 'compiled' or 'torch', got {kernels!r}")
         self.use_nvdiffrast = use_nvdiffrast
+        self.kernels = kernels
         self._topology: tuple[Tensor, Tensor] | None = None  # faces, face_neighbors(faces)
         self._nvdiffrast: nvdiffrast_backend.NvdiffrastBackend | None = None
 
     def backend_for(self, inputs: RenderInputs) -> str:
-        """``"nvdiffrast"`` or ``"torch"``: which back end :meth:`render` uses for these inputs."""
+        """``"nvdiffrast"``, ``"compiled"`` or ``"torch"``: which back end :meth:`render` uses for these inputs."""
         if self.use_nvdiffrast == "never":
-            return "torch"
+            return self._cpu_backend(inputs)
         usable = inputs.vertices.is_cuda and nvdiffrast_backend.available()
         if self.use_nvdiffrast == "always" and not usable:
             raise BackendUnavailableError(
@@ -91,14 +102,31 @@ class VertexRenderer:
                 "install nvdiffrast from its git repository and move the inputs to a CUDA device, "
                 "or use use_nvdiffrast='auto'",
             )
-        return "nvdiffrast" if usable else "torch"
+        return "nvdiffrast" if usable else self._cpu_backend(inputs)
+
+    def _cpu_backend(self, inputs: RenderInputs) -> str:
+        if self.kernels == "torch":
+            return "torch"
+        if compiled.supports(inputs):
+            return "compiled"
+        if self.kernels == "compiled":
+            raise BackendUnavailableError(
+                f"the compiled kernels cannot render these inputs ({compiled.status()}; "
+                f"tensors {inputs.vertices.dtype} on {inputs.vertices.device})",
+                "rebuild them (pip install -e plugins/render_vertex) and pass float CPU tensors, "
+                "or use kernels = \"auto\"",
+            )
+        return "torch"
 
     def render(self, inputs: RenderInputs) -> RenderOutput:
         """Render ``inputs`` → linear ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]``."""
-        if self.backend_for(inputs) == "nvdiffrast":
+        backend = self.backend_for(inputs)
+        if backend == "nvdiffrast":
             if self._nvdiffrast is None:
                 self._nvdiffrast = nvdiffrast_backend.NvdiffrastBackend()
             return self._nvdiffrast.render(inputs)
+        if backend == "compiled":
+            return compiled.render(inputs, self._neighbors(inputs.faces))
         return self._render_torch(inputs)
 
     def _neighbors(self, faces: Tensor) -> Tensor:
@@ -154,8 +182,10 @@ class VertexOptions:
     """``[plugins.render_vertex]``: which rasteriser back end to use."""
 
     nvdiffrast: str = option("auto", "nvdiffrast on CUDA inputs when installed (auto), never, or always", choices=NVDIFFRAST_CHOICES)
+    kernels: str = option("auto", "the compiled CPU kernels where they apply (auto), always (compiled), or the PyTorch path (torch)",
+                          choices=KERNELS)
 
 
 def create(config: Any, options: VertexOptions) -> VertexRenderer:
     """Factory for the registry, with the checked ``[plugins.render_vertex]`` options."""
-    return VertexRenderer(use_nvdiffrast=options.nvdiffrast)
+    return VertexRenderer(use_nvdiffrast=options.nvdiffrast, kernels=options.kernels)

@@ -16,45 +16,15 @@ from nextface_core.render import RenderInputs, RenderMode
 from nextface_core.sh import irradiance
 from nextface_render_vertex import VertexRenderer, check, sample_textures
 from nextface_render_vertex import nvdiffrast_backend
+from nextface_render_vertex.testing import sphere as _sphere
+from nextface_render_vertex.testing import sphere_inputs as _inputs
+
+#: the two CPU paths: every end-to-end property holds for both
+KERNELS = ["compiled", "torch"]
 
 
-def _sphere(rings: int, segments: int, radius: float, centre: tuple[float, float, float], dtype=torch.float64):
-    """UV sphere: vertices [1,N,3] (camera space), exact normals, uv [N,2], faces [F,3] int32."""
-    theta = torch.linspace(0, math.pi, rings + 1, dtype=dtype)
-    phi = torch.linspace(0, 2 * math.pi, segments + 1, dtype=dtype)
-    t, p = torch.meshgrid(theta, phi, indexing="ij")
-    normals = torch.stack([torch.sin(t) * torch.cos(p), -torch.cos(t), torch.sin(t) * torch.sin(p)], -1).reshape(-1, 3)
-    verts = normals * radius + torch.tensor(centre, dtype=dtype)
-    uv = torch.stack([p / (2 * math.pi), t / math.pi], -1).reshape(-1, 2)
-    idx = torch.arange((rings + 1) * (segments + 1)).view(rings + 1, segments + 1)
-    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
-    faces = torch.cat([torch.stack([a, b, c], -1).reshape(-1, 3), torch.stack([a, c, d], -1).reshape(-1, 3)])
-    area = torch.linalg.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]).norm(dim=-1)
-    return verts[None], normals[None], uv, faces[area > 1e-12].int()
-
-
-def _inputs(size: int = 32, batch: int = 1, rings: int = 8, segments: int = 12, dtype=torch.float64, seed: int = 0, **kw):
-    g = torch.Generator().manual_seed(seed)
-    verts, normals, uv, faces = _sphere(rings, segments, 1.0, (0.1, -0.05, 4.0), dtype)
-    tex = 16
-    args = dict(
-        vertices=verts.expand(batch, -1, -1).clone(),
-        faces=faces,
-        normals=normals.expand(batch, -1, -1).clone(),
-        uv=uv,
-        diffuse=torch.rand(1, tex, tex, 3, generator=g, dtype=dtype),
-        specular=0.3 * torch.rand(1, tex, tex, 3, generator=g, dtype=dtype),
-        roughness=0.2 + 0.6 * torch.rand(1, tex, tex, 1, generator=g, dtype=dtype),
-        sh=torch.randn(batch, 9, 3, generator=g, dtype=dtype) * 0.3 + torch.tensor([1.0] + [0.0] * 8, dtype=dtype)[None, :, None],
-        focal=torch.full((batch,), size * 1.6, dtype=dtype),
-        principal_point=torch.full((batch, 2), size / 2.0, dtype=dtype),
-        image_size=(size, size),
-    )
-    args.update(kw)
-    return RenderInputs(**args)
-
-
-def test_lit_sphere_matches_the_analytic_sh_irradiance() -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_lit_sphere_matches_the_analytic_sh_irradiance(kernels: str) -> None:
     size = 64
     verts, normals, uv, faces = _sphere(48, 96, 1.0, (0.0, 0.0, 4.0), torch.float32)
     albedo = 0.7
@@ -64,7 +34,7 @@ def test_lit_sphere_matches_the_analytic_sh_irradiance() -> None:
         diffuse=torch.full((1, 4, 4, 3), albedo), specular=torch.zeros(1, 4, 4, 3), roughness=torch.ones(1, 4, 4, 1),
         sh=sh, focal=torch.tensor([100.0]), principal_point=torch.tensor([[32.0, 32.0]]), image_size=(size, size),
     )
-    out = VertexRenderer(use_nvdiffrast="never").render(inputs)
+    out = VertexRenderer(use_nvdiffrast="never", kernels=kernels).render(inputs)
     # analytic normal of the true sphere seen through each pixel centre
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     ray = F.normalize(torch.stack([(xs - 32) / 100, (ys - 32) / 100, torch.ones_like(xs)], -1), dim=-1)
@@ -91,10 +61,11 @@ def _directional_fd(loss, tensor: torch.Tensor, direction: torch.Tensor, eps: fl
     return float((plus - minus) / (2 * eps))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("name", ["vertices", "diffuse", "specular", "roughness", "sh", "focal"])
-def test_gradients_match_finite_differences(name: str) -> None:
+def test_gradients_match_finite_differences(name: str, kernels: str) -> None:
     base = _inputs()
-    renderer = VertexRenderer(use_nvdiffrast="never")
+    renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     g = torch.Generator().manual_seed(1)
     w_img = torch.rand(1, 32, 32, 3, generator=g, dtype=torch.float64)
     w_mask = torch.rand(1, 32, 32, 1, generator=g, dtype=torch.float64)
@@ -115,9 +86,10 @@ def test_gradients_match_finite_differences(name: str) -> None:
     assert abs(analytic) > 1e-3  # the loss really depends on it
 
 
-def test_image_is_unchanged_under_triangle_reordering() -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_image_is_unchanged_under_triangle_reordering(kernels: str) -> None:
     inputs = _inputs(dtype=torch.float32)
-    renderer = VertexRenderer(use_nvdiffrast="never")
+    renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     a = renderer.render(inputs)
     perm = torch.randperm(inputs.faces.shape[0], generator=torch.Generator().manual_seed(2))
     rolled = inputs.faces[perm].roll(1, dims=1)  # reorder faces and the vertices inside each face
@@ -126,14 +98,15 @@ def test_image_is_unchanged_under_triangle_reordering() -> None:
     assert torch.allclose(a.mask, b.mask, atol=1e-6)
 
 
-def test_batch_equals_per_image_with_shared_and_per_image_textures() -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_batch_equals_per_image_with_shared_and_per_image_textures(kernels: str) -> None:
     g = torch.Generator().manual_seed(3)
     inputs = _inputs(batch=2)
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
     fields["vertices"] = inputs.vertices + torch.tensor([[[0.0, 0.0, 0.0]], [[0.3, -0.2, 0.5]]], dtype=torch.float64)
     fields["diffuse"] = torch.rand(2, 16, 16, 3, generator=g, dtype=torch.float64)  # per image
     fields["focal"] = torch.tensor([50.0, 45.0], dtype=torch.float64)
-    renderer = VertexRenderer(use_nvdiffrast="never")
+    renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     together = renderer.render(RenderInputs(**fields))
     for i in range(2):
         single = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) and k not in ("faces", "uv", "specular", "roughness") else v)
@@ -144,10 +117,11 @@ def test_batch_equals_per_image_with_shared_and_per_image_textures() -> None:
     assert not torch.allclose(together.image[0], together.image[1])
 
 
-def test_modes_albedo_and_lighting() -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_modes_albedo_and_lighting(kernels: str) -> None:
     inputs = _inputs()
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
-    renderer = VertexRenderer(use_nvdiffrast="never")
+    renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     const = torch.full((1, 16, 16, 3), 0.25, dtype=torch.float64)
     albedo = renderer.render(RenderInputs(**{**fields, "diffuse": const, "mode": RenderMode.ALBEDO}))
     assert torch.allclose(albedo.image, 0.25 * albedo.mask, atol=1e-12)  # anti-aliased against black
@@ -178,7 +152,8 @@ def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
     registry = PluginRegistry(env={})
     reg = registry.resolve("renderer", "vertex")
     avail = reg.availability()
-    assert avail.ok and "torch rasteriser" in avail.detail and "nvdiffrast" in avail.detail
+    assert avail.ok and "compiled kernels: cpu" in avail.detail and "torch rasteriser" in avail.detail
+    assert "nvdiffrast" in avail.detail
     assert check().detail == avail.detail
     if not nvdiffrast_backend.available():
         with pytest.raises(BackendUnavailableError, match="nvdiffrast"):
@@ -209,10 +184,11 @@ def test_nvdiffrast_path_matches_the_torch_path_on_cuda() -> None:
     assert float((fast.image - ref.image).abs().mean()) < 5e-3
 
 
-def test_off_screen_or_behind_camera_renders_empty_with_zero_gradients() -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_off_screen_or_behind_camera_renders_empty_with_zero_gradients(kernels: str) -> None:
     inputs = _inputs(batch=2)
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
-    renderer = VertexRenderer(use_nvdiffrast="never")
+    renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     for moved in (inputs.vertices + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64),
                   inputs.vertices * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)):
         vertices = moved.clone().requires_grad_()
