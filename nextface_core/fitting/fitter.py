@@ -342,50 +342,53 @@ class _RunState:
     # -- stages -------------------------------------------------------------------------
 
     def stage1(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
-        """Landmarks only: a small smooth least-squares problem, so L-BFGS (with a strong-Wolfe
-        line search) rather than Adam — it converges in a few hundred evaluations where Adam
-        needs thousands. ``stage1.iterations`` caps the loss evaluations."""
-        cfg = self.cfg
-        # shape too (on the landmark rows only): with the mean shape alone, pose absorbs the
-        # identity's proportions (≈ 7° of pitch on the synthetic test faces)
-        names = ["rotation", "translation", "expression", "shape"] + (["focal"] if cfg.camera.optimize_focal else [])
-        scales = {n: self._step_scale(n, getattr(params, n)) for n in names}
-        raw = {n: (getattr(params, n).detach() / scales[n]).requires_grad_(True) for n in names}
-        opt = torch.optim.LBFGS(
-            list(raw.values()), lr=1.0, max_iter=cfg.stage1.iterations, history_size=20,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12,
-        )
-        history: list[float] = []
-        parts: dict[str, torch.Tensor] = {}
+        """Landmarks only: Levenberg–Marquardt with an analytic Jacobian on the gathered
+        landmark rows (:mod:`.landmark_solver`): the landmark term with the ``[stage1]``
+        priors; ``stage1.iterations`` caps its iterations (it stops once converged). The
+        loss curve is the solver's objective; the final terms are the ``[weights]`` terms."""
+        from ..losses import LANDMARK_SMOOTHING
+        from .landmark_solver import LandmarkObjective, LandmarkSolver, Prior
 
-        def closure() -> torch.Tensor:
-            nonlocal parts
-            opt.zero_grad(set_to_none=True)
-            for n in names:
-                setattr(params, n, raw[n] * scales[n])
-            loss, parts = self._total(1, self._context(1, params))
-            loss.backward()
-            history.append(float(loss.detach()))
+        cfg = self.cfg
+        weights = {t.name: t.weight(cfg, 1) for t in self.fitter.losses}
+        for name in sorted(set(weights) - {"landmarks", "shape_prior", "expression_prior"}):
+            if weights[name] != 0.0:
+                log.warning("stage 1 optimises the landmark term and its priors only; '%s' is evaluated, not optimised", name)
+        w, s1 = self.lm_weights, cfg.stage1
+        priors = [Prior("shape", s1.shape_prior / params.shape.numel()),
+                  Prior("expression", s1.expression_prior / params.expression.numel())]
+        if cfg.camera.optimize_focal:
+            priors.append(Prior("focal", s1.focal_prior / params.batch_size, params.focal[:, None], 1.0 / params.focal[:, None]))
+        objective = LandmarkObjective(
+            targets=self.lm_targets,
+            coefficients=weights.get("landmarks", 0.0) * w / w.sum().clamp_min(1e-8),  # the landmark loss's mean
+            unit=100.0 / self.batch.longer_sides,  # % of the longer side
+            principal_point=self.batch.principal_point,
+            robust=LANDMARK_SMOOTHING,
+            priors=priors,
+        )
+        total = cfg.stage1.iterations
+
+        def report(it: int, cost: float) -> None:
             if self.progress is not None:
-                self.progress(1, len(history), cfg.stage1.iterations, history[-1])
-            return loss
+                self.progress(1, it, total, cost)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # ~100 landmark points: waking worker threads costs more than it saves
         t0 = time.perf_counter()
         try:
-            if cfg.stage1.iterations > 0:
-                opt.step(closure)
+            with torch.no_grad():
+                solution = LandmarkSolver(self.rows).solve(params, objective, total, cfg.camera.optimize_focal, report)
+                params = solution.params
+                if not all(bool(torch.isfinite(t).all()) for t in params.tensors().values()):
+                    raise NumericalFailure("stage 1 (Levenberg–Marquardt on the landmarks) ended with NaN/Inf parameters")
+                _, parts = self._total(1, self._context(1, params))
         finally:
             torch.set_num_threads(threads)
-        for n in names:
-            setattr(params, n, (raw[n] * scales[n]).detach())
-        if not all(bool(torch.isfinite(getattr(params, n)).all()) for n in names):
-            raise NumericalFailure("stage 1 (L-BFGS on the landmarks) ended with NaN/Inf parameters")
-        if self.progress is not None and history:
-            self.progress(1, cfg.stage1.iterations, cfg.stage1.iterations, history[-1])
-        report = StageReport(1, len(history), time.perf_counter() - t0, history, terms=parts)
-        return params.detached(), maps, report
+        if self.progress is not None and solution.iterations < total:
+            self.progress(1, total, total, solution.costs[-1])
+        stage = StageReport(1, solution.iterations, time.perf_counter() - t0, solution.costs[1:], terms=parts)
+        return params.detached(), maps, stage
 
     def stage2(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
         cfg = self.cfg

@@ -69,7 +69,7 @@ def _write_identity(folder: Path, vertices: torch.Tensor, result: FitResult, s: 
     save_png(folder / "roughness.png", (rough[s].clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
 
 
-def _loss_plots(out: Path, result: FitResult) -> None:
+def _loss_plots(out: Path, result: FitResult, prefix: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +85,7 @@ def _loss_plots(out: Path, result: FitResult) -> None:
         ax.set_ylabel("loss")
         ax.set_title(f"stage {report.stage}: {report.iterations} iterations, {report.seconds:.1f} s")
         fig.tight_layout()
-        with atomic_path(out / f"loss_stage{report.stage}.png") as tmp:
+        with atomic_path(out / f"{prefix}loss_stage{report.stage}.png") as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
 
@@ -111,6 +111,18 @@ def _composite(result: FitResult) -> list[np.ndarray]:
 def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> Path:
     """Write every output of ``result`` under ``out`` and return the summary path."""
     out = Path(out)
+    summary = save_outputs(result, out)
+    if checkpoint:
+        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
+    path = out / "summary.json"
+    write_text(path, json.dumps(summary, indent=2))
+    return path
+
+
+def save_outputs(result: FitResult, out: str | Path, prefix: str = "") -> dict:
+    """Write the per-image folders and the loss plots (``{prefix}loss_stageN.png``) of
+    ``result`` under ``out``; return the content of its ``summary.json`` (not written)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     composites, full = _composite(result)
     metrics = result.metrics(full)
@@ -134,13 +146,9 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
         detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
         overlay = draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False)
         save_png(folder / "landmarks.png", overlay)
-        _save_params(folder, result, b, metrics[b])
-    _loss_plots(out, result)
-    if checkpoint:
-        result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
-    summary = out / "summary.json"
-    write_text(summary, json.dumps(result.summary(metrics), indent=2))
-    return summary
+        _save_params(folder, result, b, metrics[b])  # last: its params.json marks the image as done
+    _loss_plots(out, result, prefix)
+    return result.summary(metrics)
 
 
 def _save_params(folder: Path, result: FitResult, b: int, metrics: dict) -> None:
