@@ -344,10 +344,11 @@ class _RunState:
     def stage1(self, params: SceneParameters, maps: dict[str, torch.Tensor]):
         """Landmarks only: Levenberg–Marquardt with an analytic Jacobian on the gathered
         landmark rows (:mod:`.landmark_solver`): the landmark term with the ``[stage1]``
-        priors; ``stage1.iterations`` caps its iterations (it stops once converged). The
+        priors, from the closed-form pose tilted by each of ``PITCH_STARTS`` (the lowest cost
+        wins, per image); ``stage1.iterations`` caps each start (it stops once converged). The
         loss curve is the solver's objective; the final terms are the ``[weights]`` terms."""
         from ..losses import LANDMARK_SMOOTHING
-        from .landmark_solver import LandmarkObjective, LandmarkSolver, Prior
+        from .landmark_solver import PITCH_STARTS, LandmarkObjective, LandmarkSolver, Prior
 
         cfg = self.cfg
         weights = {t.name: t.weight(cfg, 1) for t in self.fitter.losses}
@@ -355,8 +356,8 @@ class _RunState:
             if weights[name] != 0.0:
                 log.warning("stage 1 optimises the landmark term and its priors only; '%s' is evaluated, not optimised", name)
         w, s1 = self.lm_weights, cfg.stage1
-        priors = [Prior("shape", s1.shape_prior / params.shape.numel()),
-                  Prior("expression", s1.expression_prior / params.expression.numel())]
+        priors = [Prior("shape", s1.shape_prior / params.shape.shape[0]),
+                  Prior("expression", s1.expression_prior / params.batch_size)]
         if cfg.camera.optimize_focal:
             priors.append(Prior("focal", s1.focal_prior / params.batch_size, params.focal[:, None], 1.0 / params.focal[:, None]))
         objective = LandmarkObjective(
@@ -378,7 +379,8 @@ class _RunState:
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                solution = LandmarkSolver(self.rows).solve(params, objective, total, cfg.camera.optimize_focal, report)
+                solution = LandmarkSolver(self.rows).solve(params, objective, total, cfg.camera.optimize_focal, report,
+                                                           pitch_starts=PITCH_STARTS)
                 params = solution.params
                 if not all(bool(torch.isfinite(t).all()) for t in params.tensors().values()):
                     raise NumericalFailure("stage 1 (Levenberg–Marquardt on the landmarks) ended with NaN/Inf parameters")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -40,6 +40,8 @@ _FLIP = (1.0, -1.0, -1.0)
 DAMPING = (1e-3, 1e-9, 1e9)
 #: a step that lowers the cost by less than this fraction of it ends the solve
 RELATIVE_TOLERANCE = 1e-10
+#: the fit's starting tilts (radians, see :meth:`LandmarkSolver.solve`): as closed-form, and ±17°
+PITCH_STARTS = (0.0, 0.3, -0.3)
 _BLOCKS = ("rotation", "translation", "expression", "shape", "focal")
 
 
@@ -272,21 +274,54 @@ class LandmarkSolver:
     # -- the solve ----------------------------------------------------------------------
 
     def solve(self, params: SceneParameters, objective: LandmarkObjective, iterations: int,
-              free_focal: bool = False, progress: Callable[[int, float], None] | None = None) -> Solution:
+              free_focal: bool = False, progress: Callable[[int, float], None] | None = None,
+              pitch_starts: Sequence[float] = (0.0,)) -> Solution:
         """Run at most ``iterations`` Levenberg–Marquardt iterations from ``params`` (each one
         linear solve); stop once every image's step gains less than
-        :data:`RELATIVE_TOLERANCE` of its cost or its damping hits the upper bound. Returns
-        the parameters in the model's dtype (``shape`` unchanged when the identity is fixed)."""
+        :data:`RELATIVE_TOLERANCE` of its cost or its damping hits the upper bound.
+
+        ``pitch_starts``: radians about the camera's x axis added to the starting rotation, one
+        solve each; each image keeps its lowest-cost solve (a shared identity: the lowest
+        total). Landmarks alone leave a head's tilt ambiguous (a face tilted up or down
+        projects alike under near-orthographic views), so one start can end in the wrong
+        basin. Returns the parameters in the model's dtype (``shape`` unchanged when the
+        identity is fixed); ``costs`` and ``iterations`` count every start's iterations."""
         dt = torch.float64
         centred = objective.targets.to(dt) - objective.principal_point.to(dt)[:, None]  # pixels about the centre
         obj = replace(objective, targets=centred, coefficients=objective.coefficients.to(dt), unit=objective.unit.to(dt),
                       principal_point=torch.zeros_like(centred[:, 0]),
                       priors=[replace(p, goal=None if p.goal is None else p.goal.to(dt),
                                       unit=p.unit.to(dt) if torch.is_tensor(p.unit) else p.unit) for p in objective.priors])
-        s = _State(axis_angle_to_matrix(params.rotation.to(dt)), params.translation.to(dt), params.expression.to(dt),
-                   params.shape.to(dt), params.focal.to(dt))
-        shared_shape = self.free_shape and s.shape.shape[0] == 1 and s.expression.shape[0] > 1
-        columns = self._columns(free_focal)
+        start = _State(axis_angle_to_matrix(params.rotation.to(dt)), params.translation.to(dt), params.expression.to(dt),
+                       params.shape.to(dt), params.focal.to(dt))
+        shared_shape = self.free_shape and start.shape.shape[0] == 1 and start.expression.shape[0] > 1
+        best, best_cost, costs, total = None, None, [], 0
+        for pitch in pitch_starts:
+            tilt = axis_angle_to_matrix(torch.tensor([pitch, 0.0, 0.0], dtype=dt, device=start.focal.device))
+            s = replace(start, rotation=tilt @ start.rotation)
+            s, cost, history = self._run(s, obj, iterations, free_focal, shared_shape, columns=self._columns(free_focal),
+                                         progress=None if progress is None else lambda it, c: progress(total + it, c))
+            total += len(history) - 1
+            costs += history if not costs else history[1:]
+            if best is None:
+                best, best_cost = s, cost
+                continue
+            keep = cost.sum(0, keepdim=True).expand_as(cost) < best_cost.sum() if shared_shape else cost < best_cost
+            best, best_cost = self._select(keep, s, best), torch.where(keep, cost, best_cost)
+        out = replace(params, rotation=matrix_to_axis_angle(best.rotation).to(self.dtype),
+                      translation=best.translation.to(self.dtype), expression=best.expression.to(self.dtype),
+                      focal=best.focal.to(self.dtype))
+        if self.free_shape:
+            out.shape = best.shape.to(self.dtype)
+        if len(pitch_starts) > 1:
+            costs.append(float(best_cost.sum()))
+        return Solution(out, costs, total)
+
+    def _run(self, s: _State, obj: LandmarkObjective, iterations: int, free_focal: bool, shared_shape: bool,
+             columns: dict[str, slice], progress: Callable[[int, float], None] | None):
+        """One Levenberg–Marquardt solve from ``s``: the final state, its cost per image
+        ``[B]`` and the summed cost before and after each iteration."""
+        dt = torch.float64
         b = s.expression.shape[0]
         groups = 1 if shared_shape else b  # images solved together share damping and acceptance
         damping = torch.full((groups,), DAMPING[0], dtype=dt, device=s.focal.device)
@@ -315,9 +350,4 @@ class LandmarkSolver:
             costs.append(float(cost.sum()))
             if progress is not None:
                 progress(it, costs[-1])
-        out = replace(params, rotation=matrix_to_axis_angle(s.rotation).to(self.dtype),
-                      translation=s.translation.to(self.dtype), expression=s.expression.to(self.dtype),
-                      focal=s.focal.to(self.dtype))
-        if self.free_shape:
-            out.shape = s.shape.to(self.dtype)
-        return Solution(out, costs, it)
+        return s, cost, costs
