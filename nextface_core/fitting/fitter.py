@@ -368,7 +368,7 @@ class _RunState:
             robust=LANDMARK_SMOOTHING,
             priors=priors,
         )
-        total = cfg.stage1.iterations
+        total = cfg.stage1.iterations * len(PITCH_STARTS)  # for the progress display
 
         def report(it: int, cost: float) -> None:
             if self.progress is not None:
@@ -379,7 +379,7 @@ class _RunState:
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                solution = LandmarkSolver(self.rows).solve(params, objective, total, cfg.camera.optimize_focal, report,
+                solution = LandmarkSolver(self.rows).solve(params, objective, s1.iterations, cfg.camera.optimize_focal, report,
                                                            pitch_starts=PITCH_STARTS)
                 params = solution.params
                 if not all(bool(torch.isfinite(t).all()) for t in params.tensors().values()):
