@@ -28,9 +28,11 @@ def _collect_inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def _load_images(files: list[Path], fail_fast: bool) -> tuple[list, list[str], list[tuple[Path, str]]]:
-    """Read every image; an unreadable one is reported and left out (raised with ``fail_fast``
-    or when it is the only image). Returns the images, their names and the failures."""
+def _readable_images(files: list[Path], fail_fast: bool) -> tuple[list[Path], list[str], list[tuple[Path, str]]]:
+    """Check that every image can be read (decoded once, then dropped: a folder of any size
+    costs the memory of one photo here); an unreadable one is reported and left out (raised
+    with ``fail_fast`` or when it is the only image). Returns the readable files, their names
+    and the failures."""
     from nextface_core.fitting.inputs import check_image_size
     from nextface_core.images import load_image
 
@@ -38,21 +40,20 @@ def _load_images(files: list[Path], fail_fast: bool) -> tuple[list, list[str], l
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
         raise UsageError(f"several input images are named {twice[0]} (their outputs would overwrite each other)", "rename them")
-    images, names, failed = [], [], []
+    readable, names, failed = [], [], []
     for f in files:
         try:
-            image = load_image(f)
-            check_image_size(image, f.name)
-            images.append(image)
+            check_image_size(load_image(f), f.name)
+            readable.append(f)
             names.append(f.stem)
         except InputError as exc:
             if fail_fast or len(files) == 1:
                 raise
             failed.append((f, exc.message))
             typer.echo(f"skipping {f.name}: {exc.message}", err=True)
-    if not images:
+    if not readable:
         raise InputError(f"none of the {len(files)} images could be read (first: {failed[0][1]})", "check the images")
-    return images, names, failed
+    return readable, names, failed
 
 
 @app.command()
@@ -80,7 +81,9 @@ def fit(
     with an error naming them (``--fail-fast`` stops at the first one instead). SIGINT or
     SIGTERM during the fit saves a resumable checkpoint in the output folder.
     """
-    from nextface_core.fitting import Checkpoint, Fitter, save_result
+    from nextface_core.fitting import Checkpoint, Fitter
+    from nextface_core.fitting.batches import fit_files
+    from nextface_core.images import load_image
     from nextface_core.reliability import FitStopped, check_output_folder, signals_interrupt
 
     cfg = command_config(
@@ -90,19 +93,23 @@ def fit(
     check_stages(skip_stage)
     require_plugins(cfg)
     check_output_folder(out)
-    files = _collect_inputs(input)
-    images, names, failed = _load_images(files, fail_fast)
+    inputs = _collect_inputs(input)
+    files, names, failed = _readable_images(inputs, fail_fast)
     start = Checkpoint.load(resume) if resume else None
-    if len(images) > 1 and not fail_fast and not cfg.run.skip_no_face:
+    if len(files) > 1 and not fail_fast and not cfg.run.skip_no_face:
         # in a batch, a photo without a face costs only itself: fit the others, report it at the end
         cfg = cfg.with_overrides({"run.skip_no_face": True})
     fitter = Fitter(cfg)
     try:
         with signals_interrupt(), progress() as update:
-            result = fitter.fit(
-                images, names, shared_identity=shared_identity, start=start, skip_stages=skip_stage,
-                progress=lambda stage, it, total, loss: update(f"stage {stage}", it, total, loss),
-            )
+            run = fit_files(fitter, names, lambda i: load_image(files[i]), out, cfg.run.batch_size,
+                            shared_identity=shared_identity, start=start, skip_stages=skip_stage,
+                            progress=lambda stage, it, total, loss: update(f"stage {stage}", it, total, loss))
+    except OutputError as exc:
+        saved = sorted(out.glob("checkpoint_*stage*.npz"))
+        if saved:
+            exc.hint += f"; the fit itself is saved: rerun the same command with --resume {saved[-1]}"
+        raise
     except FitStopped as stop:
         path = out / f"checkpoint_stage{stop.checkpoint.completed_stage}.npz"
         stop.checkpoint.save(path)
@@ -112,16 +119,9 @@ def fit(
             stop.checkpoint,
             stop.exit_code,
         ) from None
-    faceless = [n for n in names if n not in result.names]
-    failed += [(Path(n), "no face found") for n in faceless if not skip_no_face]
-    try:
-        summary = save_result(result, out)
-    except OutputError as exc:
-        saved = out / f"checkpoint_stage{result.completed_stage}.npz"
-        if saved.exists():
-            exc.hint += f"; the fit itself is saved: rerun the same command with --resume {saved}"
-        raise
-    report = json.loads(summary.read_text())  # the metrics save_result computed
+    failed += [(Path(n), why) for n, why in run.skipped if why == "no face found" and not skip_no_face]
+    summary = run.summary
+    report = json.loads(summary.read_text())  # the metrics save_outputs computed
     if as_json:
         failures = [{"image": str(f), "error": why} for f, why in failed]
         typer.echo(json.dumps({"out": str(out), "summary_file": str(summary), **report, "failed": failures}, indent=2))
@@ -136,8 +136,8 @@ def fit(
         typer.echo(f"results in {out} (summary: {summary})")
     if failed:
         raise InputError(
-            f"{len(failed)} of {len(files)} images failed: " + "; ".join(f"{f.name}: {why}" for f, why in failed),
-            f"fix or remove those images and rerun; the other {len(result.names)} results are in {out}",
+            f"{len(failed)} of {len(inputs)} images failed: " + "; ".join(f"{f.name}: {why}" for f, why in failed),
+            f"fix or remove those images and rerun; the other {len(run.fitted)} results are in {out}",
         )
 
 

@@ -30,6 +30,7 @@ DEFAULTS_PATH = Path(__file__).with_name("default_config.toml")
 #: value rules beyond the type: (min, max) inclusive, or a tuple of allowed values
 RULES: dict[str, tuple] = {
     "run.max_resolution": (64, 8192),
+    "run.batch_size": (1, None),
     "run.debug_frequency": (0, None),
     "run.seed": (0, None),
     "model.shape_components": (0, None),
@@ -43,6 +44,9 @@ RULES: dict[str, tuple] = {
     "render.samples": (1, None),
     "render.final_samples": (1, None),
     "stage1.iterations": (0, None),
+    "stage1.shape_prior": (0.0, None),
+    "stage1.expression_prior": (0.0, None),
+    "stage1.focal_prior": (0.0, None),
     "stage2.iterations": (0, None),
     "stage3.iterations": (0, None),
     "stage2.learning_rate": (0.0, None),

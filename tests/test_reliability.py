@@ -387,9 +387,9 @@ def test_sigint_during_stage_2_exits_130_with_a_checkpoint(data: dict[str, Path]
 def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
     data: dict[str, Path], long_config: Path, tmp_path: Path
 ) -> None:
-    """Resumed and uninterrupted runs each run stage 2 in a fresh process. They agree within
-    tolerances, not bit for bit: fits are not bit-reproducible across processes (float
-    summation order in the CPU kernels; seen up to 0.04 sd in shape in CI)."""
+    """Resumed and uninterrupted runs each run stage 2 in a fresh process. The same command
+    twice agrees to 1e-5 (tests/test_reproducible.py); a resumed stage 2 differed by up to
+    6.5e-5 sd in shape (cause not isolated), so this compares to 1e-3 (was 0.15 sd, 0.01 rad)."""
     out = tmp_path / "out"
     reference = subprocess.Popen(  # the same run uninterrupted, beside the interrupted one
         [sys.executable, "-c", CODE, "fit", str(data["face"]), "-o", str(tmp_path / "ref"), "--config", str(long_config)],
@@ -408,10 +408,9 @@ def test_sigterm_during_stage_2_then_resume_matches_an_uninterrupted_run(
     assert reference.wait(timeout=120) == 0, reference.stderr.read()
     with np.load(out / "face000" / "params.npz", allow_pickle=False) as got, \
             np.load(tmp_path / "ref" / "face000" / "params.npz", allow_pickle=False) as want:
-        tolerance = {"shape": 0.15, "expression": 0.15, "rotation": 0.01, "translation": 2.0,
-                     "focal": 0.01 * float(want["focal"]), "sh": 0.05 * float(np.abs(want["sh"]).max())}
-        for name, atol in tolerance.items():  # sd units, radians, mm, px, SH units
-            np.testing.assert_allclose(got[name], want[name], rtol=0, atol=atol, err_msg=name)
+        assert set(got.files) == set(want.files)
+        for name in want.files:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-3, err_msg=name)
 
 
 # -- the same bad inputs through the Python API: typed errors, no other exception ------------

@@ -124,7 +124,7 @@ def write_camera(path: Path, result: FitResult, image: int, mesh_files: list[str
     write_text(path, json.dumps(record, indent=2))
 
 
-def _loss_plots(out: Path, result: FitResult) -> None:
+def _loss_plots(out: Path, result: FitResult, prefix: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +140,7 @@ def _loss_plots(out: Path, result: FitResult) -> None:
         ax.set_ylabel("loss")
         ax.set_title(f"stage {report.stage}: {report.iterations} iterations, {report.seconds:.1f} s")
         fig.tight_layout()
-        with atomic_path(out / f"loss_stage{report.stage}.png") as tmp:
+        with atomic_path(out / f"{prefix}loss_stage{report.stage}.png") as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
 
@@ -174,6 +174,18 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
     out = Path(out)
     if checkpoint:
         result.checkpoint().save(out / f"checkpoint_stage{result.completed_stage}.npz")
+    path = out / "summary.json"
+    write_text(path, json.dumps(save_outputs(result, out), indent=2))
+    write_fit_report(out)
+    return path
+
+
+def save_outputs(result: FitResult, out: str | Path, prefix: str = "") -> dict:
+    """Write the per-image folders (each written whole into a temporary folder and renamed
+    into place) and the loss plots (``{prefix}loss_stageN.png``) of ``result`` under ``out``;
+    return the content of its ``summary.json`` (not written)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     composites, full = _composite(result)
     metrics = result.metrics(full)
     params = result.params
@@ -201,11 +213,8 @@ def save_result(result: FitResult, out: str | Path, checkpoint: bool = True) -> 
             save_png(folder / "composite.png", composites[b])
             _write_landmarks(folder, result, b)
             _save_params(folder, result, b, metrics[b])
-    _loss_plots(out, result)
-    summary = out / "summary.json"
-    write_text(summary, json.dumps(result.summary(metrics), indent=2))
-    write_fit_report(out)
-    return summary
+    _loss_plots(out, result, prefix)
+    return result.summary(metrics)
 
 
 def _write_envmap(folder: Path, envmap: torch.Tensor) -> None:

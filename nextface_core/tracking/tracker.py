@@ -26,11 +26,11 @@ import torch
 from ..config import Config
 from ..errors import ConfigError
 from ..losses import LossContext, landmark_loss, photometric_loss
-from ..camera import axis_angle_to_matrix, matrix_to_axis_angle, model_to_camera, project, rotate_normals
 from ..model import MorphableModel, blend, combine
 from ..params import SceneParameters
 from ..render import Renderer
 from ..fitting.optim import STEP_SCALES
+from ..fitting.landmark_solver import LandmarkObjective, LandmarkSolver, Prior
 from ..fitting.pose import initial_pose
 from ..fitting.scene import FaceScene, LandmarkRows
 from .identity import Identity
@@ -142,8 +142,7 @@ class Tracker:
         self.focal = identity.focal_ratio * self.longer
         rows = self.rows
         with torch.no_grad():
-            self.identity_rows = combine(rows.mean, rows.shape_basis, rows.shape_var, identity.shape)  # [1,G,3]
-            self.expression_rows = rows.expression_basis * rows.expression_var.sqrt()[:, None, None]  # [K,G,3]
+            self.solver = LandmarkSolver(rows, identity=combine(rows.mean, rows.shape_basis, rows.shape_var, identity.shape))
         self.previous: SceneParameters | None = None
         self.before: SceneParameters | None = None  # the frame before ``previous``, if tracked in a row
         self.gap = 0
@@ -154,19 +153,19 @@ class Tracker:
 
     # -- the landmark step --------------------------------------------------------------
 
-    def _regulariser_terms(self, params: SceneParameters, smooth: bool) -> list[tuple[float, torch.Tensor, int]]:
-        """(weight, value, first Jacobian column) of the expression prior and, with ``smooth``,
-        of the temporal terms (change from the previous frame; rotation in degrees)."""
+    def _priors(self, smooth: bool) -> list[Prior]:
+        """The expression prior and, with ``smooth``, the temporal terms (change from the
+        prediction of :meth:`_prediction`; rotation in degrees)."""
         s = self.settings
-        terms = [(s.expression_prior, params.expression, 6)]
+        priors = [Prior("expression", s.expression_prior)]
         if smooth and self.previous is not None:
             goal = self._prediction()
-            terms += [
-                (s.smooth_rotation, torch.rad2deg(params.rotation - goal["rotation"]), 0),
-                (s.smooth_translation, params.translation - goal["translation"], 3),
-                (s.smooth_expression, params.expression - goal["expression"], 6),
+            priors += [
+                Prior("rotation", s.smooth_rotation, goal["rotation"], math.degrees(1.0)),
+                Prior("translation", s.smooth_translation, goal["translation"]),
+                Prior("expression", s.smooth_expression, goal["expression"]),
             ]
-        return terms
+        return priors
 
     def _prediction(self) -> dict[str, torch.Tensor]:
         """Where the smoothness terms pull: the previous frame, moved on by ``track.velocity``
@@ -177,85 +176,17 @@ class Tracker:
             return {n: getattr(prev, n) for n in names}
         return {n: getattr(prev, n) + a * (getattr(prev, n) - getattr(before, n)) for n in names}
 
-    def _landmark_model(self, params: SceneParameters, targets: torch.Tensor, jacobian: bool
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Projected landmark rows ``[R,2]`` (contour rows: the candidate nearest its target)
-        and, with ``jacobian``, their derivative ``[R,2,6+K_e]`` with respect to a rotation
-        increment ``δ`` (``R ← exp(δ) R``), the translation and the expression."""
-        rows = self.rows
-        pts = self.identity_rows + blend(params.expression, self.expression_rows)  # [1,G,3]
-        cam = model_to_camera(pts, params.rotation, params.translation)
-        pix = project(cam, params.focal, self.scene.principal_point)[0]  # [G,2]
-        n_fixed = rows.fixed_landmarks.shape[0]
-        c, m = rows.contour_candidates.shape
-        if c:
-            goal = targets[0, rows.contour_landmarks]  # [C,2]
-            choice = (pix[n_fixed:].reshape(c, m, 2) - goal[:, None]).norm(dim=-1).argmin(-1)
-            pick = torch.cat([torch.arange(n_fixed, device=pix.device), n_fixed + torch.arange(c, device=pix.device) * m + choice])
-        else:
-            pick = torch.arange(n_fixed, device=pix.device)
-        if not jacobian:
-            return pix[pick], None
-        cam = cam[0, pick]  # [R,3]
-        x, y, z = cam.unbind(-1)
-        f = params.focal[0]
-        zero = torch.zeros_like(z)
-        d_proj = torch.stack([f / z, zero, -f * x / z**2, zero, f / z, -f * y / z**2], -1).reshape(-1, 2, 3)
-        rel = cam - params.translation[0]  # R·(flip X)
-        rx, ry, rz = rel.unbind(-1)
-        d_rot = torch.stack([zero, rz, -ry, -rz, zero, rx, ry, -rx, zero], -1).reshape(-1, 3, 3)  # −[rel]×
-        eye = torch.eye(3, dtype=cam.dtype, device=cam.device).expand(cam.shape[0], 3, 3)
-        k = self.expression_rows.shape[0]
-        d_expr = rotate_normals(self.expression_rows[:, pick], params.rotation.expand(k, 3)).permute(1, 2, 0)  # [R,3,K]
-        return pix[pick], d_proj @ torch.cat([d_rot, eye, d_expr], dim=-1)
-
-    def _residuals(self, params: SceneParameters, targets: torch.Tensor, sqrt_w: torch.Tensor, smooth: bool,
-                   jacobian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The residual vector of the landmark step and (optionally) its Jacobian ``[M,6+K_e]``."""
-        k = params.expression.shape[1]
-        scale = 100.0 / self.longer[0] * sqrt_w[0][:, None]  # % of the longer side, confidence-weighted
-        pix, d_pix = self._landmark_model(params, targets, jacobian)
-        res = [((pix - targets[0, self.rows.landmark_index]) * scale).reshape(-1)]
-        jac = [(d_pix * scale[..., None]).reshape(-1, 6 + k)] if jacobian else []
-        for weight, value, column in self._regulariser_terms(params, smooth):
-            root = math.sqrt(weight)
-            res.append(root * value.reshape(-1))
-            if jacobian:
-                n = value.shape[-1]
-                block = torch.zeros(n, 6 + k, dtype=value.dtype, device=value.device)
-                unit = math.degrees(1.0) if column == 0 else 1.0  # the rotation residual is in degrees
-                block[:, column:column + n] = torch.eye(n, dtype=value.dtype, device=value.device) * root * unit
-                jac.append(block)
-        return torch.cat(res), (torch.cat(jac) if jacobian else None)
-
-    def _step(self, params: SceneParameters, delta: torch.Tensor) -> SceneParameters:
-        """Apply ``delta = [δ rotation (left increment), δ translation, δ expression]``."""
-        rot = axis_angle_to_matrix(delta[None, :3]) @ axis_angle_to_matrix(params.rotation)
-        return replace(params, rotation=matrix_to_axis_angle(rot), translation=params.translation + delta[None, 3:6],
-                       expression=params.expression + delta[None, 6:])
-
     def _gauss_newton(self, params: SceneParameters, targets: torch.Tensor, weights: torch.Tensor,
                       iterations: int, smooth: bool) -> SceneParameters:
-        """Levenberg–Marquardt steps with an analytic Jacobian (~100 unknowns, ~200 residuals)."""
-        sqrt_w = weights[:, self.rows.landmark_index].clamp_min(0.0).sqrt()
-        damping = 1e-3
-        r, jac = self._residuals(params, targets, sqrt_w, smooth, jacobian=True)
-        cost = float(r.square().sum())
-        for _ in range(iterations):
-            jtj, jtr = jac.T @ jac, jac.T @ r
-            diag = torch.diag(jtj.diagonal().clamp_min(1e-9))
-            while True:
-                trial = self._step(params, torch.linalg.solve(jtj + damping * diag, -jtr))
-                r_new, _ = self._residuals(trial, targets, sqrt_w, smooth, jacobian=False)
-                new_cost = float(r_new.square().sum())
-                if new_cost <= cost or damping > 1e6:
-                    break
-                damping *= 10.0
-            if new_cost > cost:
-                break
-            params, cost, damping = trial, new_cost, max(damping / 10.0, 1e-7)
-            r, jac = self._residuals(params, targets, sqrt_w, smooth, jacobian=True)
-        return params
+        """Levenberg–Marquardt steps on pose and expression from the landmarks (the fit's
+        stage-1 solver with the identity fixed): squared errors in % of the longer side,
+        confidence-weighted, plus :meth:`_priors`."""
+        idx = self.rows.landmark_index
+        objective = LandmarkObjective(
+            targets=targets[:, idx], coefficients=weights[:, idx].clamp_min(0.0), unit=100.0 / self.longer,
+            principal_point=self.scene.principal_point, priors=self._priors(smooth),
+        )
+        return self.solver.solve(params, objective, iterations).params
 
     # -- the photometric step -----------------------------------------------------------
 
@@ -285,7 +216,7 @@ class Tracker:
                 landmark_targets=targets[:, idx], landmark_weights=weights[:, idx], image_scale=self.longer,
                 render=self.renderer.render(inputs), images=image, valid=valid,
             )
-            reg = sum(w * v.square().sum() for w, v, _ in self._regulariser_terms(p, smooth))
+            reg = sum(prior.cost(getattr(p, prior.block)).sum() for prior in self._priors(smooth))
             loss = photometric_loss(ctx) + s.photometric_landmarks * landmark_loss(ctx) + s.photometric_regularisers * reg
             loss.backward()
             self._opt.step()
