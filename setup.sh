@@ -4,7 +4,7 @@
 #   ./setup.sh          the whole tool: every command of the README runs afterwards
 #   ./setup.sh --test   the same plus the test tools (pytest, hypothesis, scikit-image, ruff, build)
 #   ./setup.sh --help   this text
-# Environment: PYTHON (default: the first of python3.12, python3.11, python3.10, python3 that is
+# Environment: PYTHON (default: the first of python3, python3.12, python3.11, python3.10 that is
 # supported), VENV (default .venv), TORCH_SPEC (default torch==2.13.0; installed first so no
 # other package picks a torch build).
 set -euo pipefail
@@ -42,7 +42,7 @@ elif [ -n "${PYTHON:-}" ]; then
     exit 2
   }
 else
-  for candidate in python3.12 python3.11 python3.10 python3; do
+  for candidate in python3 python3.12 python3.11 python3.10; do
     if command -v "$candidate" >/dev/null 2>&1 && supported "$candidate"; then PYTHON=$candidate; break; fi
   done
   [ -n "${PYTHON:-}" ] || {
@@ -95,7 +95,7 @@ pip install -e ".[$extras]" \
   -e plugins/landmarks_mediapipe \
   -e plugins/landmarks_fan \
   -e examples/model_flame
-if [ "${1:-}" = "--test" ]; then
+if [ "$test_tools" = 1 ]; then
   # The real clients the export tests drive: Debian's chromium and blender (its glTF importer needs numpy),
   # the Khronos glTF validator (npm).
   if { ! command -v chromium >/dev/null || ! command -v blender >/dev/null; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
