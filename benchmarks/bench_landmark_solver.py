@@ -60,7 +60,7 @@ def _lbfgs_stage1(self, params, maps):
 
 
 def _faces(model, count: int, size: int):
-    from nextface_core.demo import synthetic_scene
+    from nextface_core.synthetic import synthetic_scene
     from nextface_core.camera import model_to_camera, project
     from nextface_core.landmarks import LandmarkSet
 
@@ -106,7 +106,7 @@ def run(quick: bool = False) -> dict[str, object]:
     from nextface_core.config import load_config
     from nextface_core.fitting import Fitter, fitter as fitter_module
     from nextface_core.plugins import PluginRegistry
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import synthetic_model
 
     size, count = 256, (2 if quick else 8)
     config = load_config(overrides={"run.device": "cpu"})

@@ -43,7 +43,7 @@ def _inputs(quick: bool):
     from nextface_core.camera import model_to_camera, rotate_normals
     from nextface_core.mesh import vertex_normals
     from nextface_core.render import RenderInputs
-    from nextface_core.testing import synthetic_model
+    from nextface_core.synthetic import synthetic_model
 
     model = synthetic_model("small" if quick else "full")
     size, tex = (64, 64) if quick else (256, 512)

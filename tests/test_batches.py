@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.synthetic.dataset import write_synthetic_dataset
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.fitting.batches import chunks
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
@@ -32,7 +33,7 @@ def nextface(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("batches")
-    ds = write_synthetic_dataset(root / "ds", count=len(NAMES), size=64)
+    ds = write_synthetic_dataset(root / "ds", "basel", write_synthetic_basel, count=len(NAMES), size=64)
     config = root / "chunked.toml"
     config.write_text(ds.config.read_text().replace("[run]\n", "[run]\nbatch_size = 2\n", 1))
     return root, ds, config

@@ -207,8 +207,8 @@ import torch
 from nextface_core import logs
 from nextface_core.config import load_config
 from nextface_core.plugins import PluginRegistry
-from nextface_core.testing import synthetic_model
-from nextface_core.demo import render_synthetic, synthetic_scene
+from nextface_core.synthetic import synthetic_model
+from nextface_core.synthetic import render_synthetic, synthetic_scene
 logs.configure({verbosity})
 config = load_config(overrides={{"run.device": "cpu", "light.bands": 2, "render.final_samples": {samples}}})
 model = synthetic_model("small")

@@ -17,11 +17,12 @@ import torch
 from PIL import Image
 
 from nextface_core.config import load_config
-from nextface_core.dataset.synthetic import write_synthetic_dataset
+from nextface_core.synthetic.dataset import write_synthetic_dataset
+from nextface_model_basel.testing import write_synthetic_basel
 from nextface_core.fitting import Fitter
 from nextface_core.landmark_files import read_landmarks
 from nextface_core.reliability import FitStopped
-from nextface_core.testing import synthetic_model
+from nextface_core.synthetic import synthetic_model
 from nextface_render_redner.renderer import ENV_PYTHON, RednerRenderer
 from nextface_render_vertex import VertexRenderer
 
@@ -44,7 +45,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One 64 px synthetic face with its model files, landmarks and quick config (30 stage-2
     iterations: time to act mid-stage), and a site folder with the test renderer plugin."""
     root = tmp_path_factory.mktemp("redner_fit")
-    ds = write_synthetic_dataset(root / "ds", count=1, size=64)
+    ds = write_synthetic_dataset(root / "ds", "basel", write_synthetic_basel, count=1, size=64)
     config = root / "long.toml"
     config.write_text(ds.config.read_text().replace("[stage2]\niterations = 6", "[stage2]\niterations = 30"))
     assert "iterations = 30" in config.read_text()
@@ -82,8 +83,8 @@ def test_a_fit_through_the_bridge_matches_a_direct_fit(data: dict, monkeypatch: 
                  "focal": 0.01 * float(want["focal"].abs().max()), "sh": 0.05 * float(want["sh"].abs().max())}
     for name, atol in tolerance.items():  # sd units, radians, mm, px, SH units
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=atol, msg=name)
-    for name, value in direct.maps.items():
-        torch.testing.assert_close(bridged.maps[name], value, rtol=0, atol=0.05, msg=name)
+    for name in ("diffuse_map", "specular_map", "roughness_map"):
+        torch.testing.assert_close(getattr(bridged.params, name), getattr(direct.params, name), rtol=0, atol=0.05, msg=name)
 
 
 def test_killing_the_worker_mid_fit_stops_with_the_checkpoint(data: dict) -> None:
