@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import nextface_core
+import nextface_core.version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,8 +102,8 @@ def test_every_pyproject_has_an_spdx_licence_and_its_licence_file(project: Path)
 def test_one_version_source() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in meta["project"] and meta["project"]["dynamic"] == ["version"]
-    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "nextface_core.__version__"}
-    assert metadata.version("nextface") == nextface_core.__version__
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "nextface_core.version.__version__"}
+    assert metadata.version("nextface") == nextface_core.__version__ == nextface_core.version.__version__
     assert (ROOT / "nextface_core" / "py.typed").is_file()
 
 

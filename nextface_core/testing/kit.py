@@ -463,7 +463,7 @@ def synthetic_loss_context(
         return t.expand(batch, *shape[1:]).clone().requires_grad_(True)
 
     focal = torch.full((batch,), 2.0 * image_size, dtype=dtype)
-    params = SceneParameters.neutral(batch, 6, 4, 5, 3, focal, distance=500.0)
+    params = SceneParameters.neutral(batch, 6, 4, 5, 4, focal, distance=500.0)  # 4 bands: light terms on bands ≥ 3 see a light
     for name, t in params.tensors().items():
         noisy = t + torch.randn(t.shape[1:], generator=g, dtype=dtype) * 0.3
         setattr(params, name, noisy.detach().clone().requires_grad_(True))
