@@ -31,8 +31,8 @@ def test_astronaut_landmark_error_below_3_percent_iod(tmp_path, monkeypatch) -> 
             "run.max_resolution": 256,
             "light.bands": 3,
             "stage1.iterations": 600,
-            "stage2.iterations": 60,
-            "stage3.iterations": 40,
+            "stage2.iterations": 100,
+            "stage3.iterations": 100,
         }
     )
     image = np.ascontiguousarray(skimage_data.astronaut())

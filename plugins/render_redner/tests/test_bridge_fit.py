@@ -83,8 +83,8 @@ def test_a_fit_through_the_bridge_matches_a_direct_fit(data: dict, monkeypatch: 
                  "focal": 0.01 * float(want["focal"].abs().max()), "sh": 0.05 * float(want["sh"].abs().max())}
     for name, atol in tolerance.items():  # sd units, radians, mm, px, SH units
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=atol, msg=name)
-    for name in ("diffuse_map", "specular_map", "roughness_map"):
-        torch.testing.assert_close(getattr(bridged.params, name), getattr(direct.params, name), rtol=0, atol=0.05, msg=name)
+    for name in ("diffuse_map", "specular_map", "roughness_map"):  # mean texel difference, as test_fit's resume
+        assert float((getattr(bridged.params, name) - getattr(direct.params, name)).abs().mean()) < 0.01, name
 
 
 def test_killing_the_worker_mid_fit_stops_with_the_checkpoint(data: dict) -> None:
@@ -186,5 +186,5 @@ def test_cli_gives_one_error_and_fix_line_and_exit_4(data: dict, tmp_path: Path)
     assert len(lines) == 2 and lines[0].startswith(message) and lines[1].startswith("fix: "), result.stderr
     assert not out.exists() or not any(out.iterdir())
     listed = subprocess.run([sys.executable, "-c", CODE, "plugins", "list"], capture_output=True, text=True, env=env, timeout=120)
-    row = [line for line in listed.stdout.splitlines() if " redner " in line]
+    row = [line for line in listed.stdout.splitlines() if line.lstrip().startswith("renderer ") and " redner " in line]
     assert len(row) == 1 and "[unavailable]" in row[0] and message.removeprefix("error: ")[:40] in row[0], listed.stdout
