@@ -32,6 +32,7 @@ def measure(overrides: dict[str, object], quick: bool) -> dict[str, object]:
     from nextface_core.config import load_config
     from nextface_core.fitting import Fitter
     from nextface_core.plugins import PluginRegistry
+    from nextface_core.demo import compare
     from nextface_core.synthetic import render_synthetic, synthetic_model, synthetic_scene
 
     overrides = {"run.device": "cpu", **overrides}

@@ -16,7 +16,6 @@ focal (%) errors against the truth. Target: LM ≥ 2000 it/s, its errors ≤ the
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import landmark_schemas
-from .errors import InputError, UsageError
+from .errors import UsageError
 from .files import write_bytes
 from .landmarks import LandmarkSet
 

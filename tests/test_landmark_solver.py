@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from nextface_core.camera import axis_angle_to_matrix, model_to_camera, project
+from nextface_core.camera import axis_angle_to_matrix
 from nextface_core.synthetic import synthetic_scene
 from nextface_core.fitting.landmark_solver import LandmarkObjective, LandmarkSolver, Prior, _State
 from nextface_core.fitting.scene import FaceScene, LandmarkRows

@@ -3,11 +3,9 @@ tested with the Basel plugin, plugins/model_basel/tests/test_synthetic_files.py)
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from nextface_core.color import srgb_to_linear
 from nextface_core.model import MorphableModel
 from nextface_core.synthetic import FULL_FACES, FULL_VERTICES, synthetic_model
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import write_text
-from ..reliability import FitStopped
 from .fitter import Fitter, Progress
 from .result import Checkpoint
 

@@ -32,7 +32,7 @@ from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
 from ..obj import obj_text
 from ..overlay import draw_landmarks
 from ..render import RenderMode
-from ..report import COMPOSITE_TILES, write_fit_report
+from ..report import write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
 

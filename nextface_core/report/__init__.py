@@ -300,7 +300,7 @@ def write_track_report(root: str | Path) -> Path:
         ("tracking speed (frames/s)", summary.get("tracking_frames_per_second")),
         ("identity from", summary.get("identity")), ("model", summary.get("model")),
     ]
-    video = (f'<h2>Overlay video</h2><p><a href="overlay.mp4">overlay.mp4</a> (beside this page)</p>'
+    video = ('<h2>Overlay video</h2><p><a href="overlay.mp4">overlay.mp4</a> (beside this page)</p>'
              if (root / "overlay.mp4").is_file() else "")
     body = (f"<h1>NextFace track</h1>{_table(facts)}"
             f'<h2>3D view (plays the track: expression as morph targets, head pose as node animation)</h2>'

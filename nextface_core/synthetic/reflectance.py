@@ -35,7 +35,7 @@ from ..landmarks import LandmarkSet
 from ..model import MorphableModel, combine
 from ..params import SceneParameters
 from ..mapstats import high_pass, luminance, visible_texels
-from ..render import RenderInputs, RenderOutput, Renderer
+from ..render import RenderOutput, Renderer
 from ..sh import sh_basis
 from ..texture import TextureMapper
 from .scene import synthetic_scene

@@ -6,7 +6,11 @@ Run in a scratch venv (not the project's): ``pip install "numpy<2" warp-lang==1.
 ``g++ -O3 -march=native -ffp-contract=off -fPIC -shared -Wno-psabi -o /tmp/glossy.so glossy.cpp``,
 then ``python compare_technologies.py /tmp/glossy.so``. Prints one JSON line.
 """
-import ctypes, time, os, sys, json
+import ctypes
+import time
+import os
+import sys
+import json
 import numpy as np
 M = 42256  # covered pixels of the full face at 256²
 rng = np.random.default_rng(0)
