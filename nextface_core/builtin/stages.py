@@ -12,4 +12,4 @@ def nextface_register_stages(register) -> None:
     from ..fitting.stages.photometric import PhotometricStage
 
     for stage in (LandmarkStage, PhotometricStage, MapStage):
-        register(stage.name, stage, description=(stage.__doc__ or "").split("\n")[0])
+        register(stage.name, lambda config, stage=stage: stage(), description=(stage.__doc__ or "").split("\n")[0])

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ..camera import model_to_camera, project
 from ..color import linear_to_srgb
 from ..landmarks import LandmarkSet
 from ..model import MorphableModel, combine
@@ -38,7 +37,7 @@ from ..mapstats import high_pass, luminance, visible_texels
 from ..render import RenderOutput, Renderer
 from ..sh import sh_basis
 from ..texture import TextureMapper
-from .scene import synthetic_scene
+from .scene import on_background, projected_landmarks, synthetic_scene
 
 #: brow landmarks (ibug-68, right then left) and the outer lip contour
 _BROWS = ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26))
@@ -219,9 +218,7 @@ def render_truth(truth: ReflectanceTruth, renderer: Renderer, params: SceneParam
     dark gradient background, and the raw render."""
     p = truth.params if params is None else params
     out = render_maps(truth.model, p, truth.diffuse, truth.specular_rgb, truth.roughness, renderer, truth.image_size, samples)
-    h = truth.image_size
-    background = 0.04 + 0.08 * torch.linspace(0, 1, h, dtype=out.image.dtype, device=out.image.device)[None, :, None, None]
-    return out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask), out
+    return on_background(out), out
 
 
 def render_maps(model: MorphableModel, params: SceneParameters, diffuse: torch.Tensor, specular: torch.Tensor,
@@ -238,24 +235,7 @@ def render_maps(model: MorphableModel, params: SceneParameters, diffuse: torch.T
 
 def truth_landmarks(truth: ReflectanceTruth) -> dict[str, LandmarkSet]:
     """The projected model landmarks of the input views, as a detector would give them."""
-    model, p = truth.model, truth.params
-    from ..fitting.scene import FaceScene
-
-    pp = torch.full((p.batch_size, 2), truth.image_size / 2.0, dtype=model.dtype, device=model.device)
-    scene = FaceScene(model, (truth.image_size,) * 2, pp, 8)
-    sets = {}
-    with torch.no_grad():
-        for schema, assoc in model.landmarks.items():
-            verts = scene.vertices(p)[:, assoc.vertex_index]
-            pix = project(model_to_camera(verts, p.rotation, p.translation), p.focal, pp)
-            n = max([int(assoc.landmark_index.max()), *assoc.contour.keys()]) + 1
-            points = torch.zeros(p.batch_size, n, 2, dtype=model.dtype)
-            conf = torch.zeros(p.batch_size, n, dtype=model.dtype)
-            points[:, assoc.landmark_index.cpu()] = pix.cpu()
-            conf[:, assoc.landmark_index.cpu()] = 1.0
-            names = [f"view{i}" for i in range(p.batch_size)]
-            sets[schema] = LandmarkSet(schema, points, conf, torch.ones(p.batch_size, dtype=torch.bool), names)
-    return sets
+    return projected_landmarks(truth.model, truth.params, truth.image_size, [f"view{i}" for i in range(truth.params.batch_size)])
 
 
 def _truth_visible(truth: ReflectanceTruth) -> torch.Tensor:

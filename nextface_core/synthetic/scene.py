@@ -14,7 +14,7 @@ from ..fitting.scene import FaceScene
 from ..landmarks import LandmarkSet
 from ..model import MorphableModel
 from ..params import SceneParameters
-from ..render import Renderer, RenderMode
+from ..render import Renderer, RenderMode, RenderOutput
 
 
 def synthetic_scene(model: MorphableModel, image_size: int = 256, seed: int = 0, bands: int = 3) -> SceneParameters:
@@ -55,16 +55,33 @@ def render_synthetic(
         diffuse, specular = scene.albedo_textures(params)
         rough = scene.constant_roughness(1, config.texture.initial_roughness)
         out = renderer.render(scene.render_inputs(params, diffuse, specular, rough, config.render.final_samples, 0, RenderMode.FULL))
-        background = 0.05 + 0.1 * torch.linspace(0, 1, image_size, dtype=model.dtype, device=model.device)[None, :, None, None]
-        image = out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask)
+        image = on_background(out)
+    return to_uint8(image[0]), projected_landmarks(model, params, image_size, ["demo"])
+
+
+def on_background(out: RenderOutput) -> torch.Tensor:
+    """The render ``[B,H,W,3]`` over a dark vertical gradient (a photo has no black void)."""
+    h = out.image.shape[1]
+    background = 0.05 + 0.1 * torch.linspace(0, 1, h, dtype=out.image.dtype, device=out.image.device)[None, :, None, None]
+    return out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask)
+
+
+def projected_landmarks(model: MorphableModel, params: SceneParameters, image_size: int,
+                        names: list[str]) -> dict[str, LandmarkSet]:
+    """The exact landmarks ``{schema: LandmarkSet}`` of ``params``'s B images (square
+    ``image_size``, centred principal point), as a perfect detector would give them."""
+    b = params.batch_size
+    pp = torch.full((b, 2), image_size / 2.0, dtype=model.dtype, device=model.device)
+    scene = FaceScene(model, (image_size, image_size), pp, 8)
     sets = {}
-    for schema, assoc in model.landmarks.items():
-        verts = scene.vertices(params)[:, assoc.vertex_index]
-        pix = project(model_to_camera(verts, params.rotation, params.translation), params.focal, pp)
-        n = max([int(assoc.landmark_index.max()), *assoc.contour.keys()]) + 1
-        points = torch.zeros(1, n, 2, dtype=model.dtype)
-        conf = torch.zeros(1, n, dtype=model.dtype)
-        points[:, assoc.landmark_index.cpu()] = pix.detach().cpu()
-        conf[:, assoc.landmark_index.cpu()] = 1.0
-        sets[schema] = LandmarkSet(schema, points, conf, torch.ones(1, dtype=torch.bool), ["demo"])
-    return to_uint8(image[0]), sets
+    with torch.no_grad():
+        vertices = scene.vertices(params)
+        for schema, assoc in model.landmarks.items():
+            pix = project(model_to_camera(vertices[:, assoc.vertex_index], params.rotation, params.translation), params.focal, pp)
+            n = max([int(assoc.landmark_index.max()), *assoc.contour.keys()]) + 1
+            points = torch.zeros(b, n, 2, dtype=model.dtype)
+            conf = torch.zeros(b, n, dtype=model.dtype)
+            points[:, assoc.landmark_index.cpu()] = pix.cpu()
+            conf[:, assoc.landmark_index.cpu()] = 1.0
+            sets[schema] = LandmarkSet(schema, points, conf, torch.ones(b, dtype=torch.bool), list(names))
+    return sets

@@ -26,9 +26,6 @@ class LandmarkStage:
     name = "landmarks"
     loss_stage = 1
 
-    def __init__(self, config: object = None) -> None:
-        pass
-
     def run(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
         cfg = state.config
         iterations = cfg.stage1.iterations

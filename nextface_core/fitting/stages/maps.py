@@ -111,9 +111,6 @@ class MapStage:
     name = "maps"
     loss_stage = 3
 
-    def __init__(self, config: object = None) -> None:
-        pass
-
     def run(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
         cfg, scene, s3 = state.config, state.scene, state.config.stage3
         frozen = params.detached()

@@ -20,9 +20,6 @@ class PhotometricStage:
     name = "photometric"
     loss_stage = 2
 
-    def __init__(self, config: object = None) -> None:
-        pass
-
     def run(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
         cfg = state.config
         names = ["shape", "expression", "diffuse", "specular", "rotation", "translation", "sh"]
