@@ -14,6 +14,18 @@ from typing import Any, Iterable
 
 from .naming import PREFIXES
 
+#: The plugin projects of a source checkout (``plugins/*``), for a core installed from a wheel,
+#: which cannot read them: those names are first-party (exit 4 and a checkout hint when
+#: missing), any other is a usage error. ``tests/test_plugins.py`` keeps it equal to the checkout.
+FIRST_PARTY: dict[str, str] = {
+    "nextface-landmarks-fan": "plugins/landmarks_fan",
+    "nextface-landmarks-mediapipe": "plugins/landmarks_mediapipe",
+    "nextface-model-basel": "plugins/model_basel",
+    "nextface-render-mitsuba": "plugins/render_mitsuba",
+    "nextface-render-redner": "plugins/render_redner",
+    "nextface-render-vertex": "plugins/render_vertex",
+}
+
 
 def checkout_root() -> Path | None:
     """The source checkout this core is imported from (editable install), or None (a wheel)."""
@@ -24,10 +36,12 @@ def checkout_root() -> Path | None:
 @lru_cache(maxsize=4)
 def checkout_plugins(root: Path | None = None) -> dict[str, str]:
     """``{distribution: folder}`` of the plugin projects in the checkout (``plugins/*``, read
-    from their ``pyproject.toml``); empty outside a checkout. No table of plugins in the core."""
+    from their ``pyproject.toml``); outside a checkout, :data:`FIRST_PARTY`."""
     root = root or checkout_root()
+    if root is None:
+        return dict(FIRST_PARTY)
     found: dict[str, str] = {}
-    for project in sorted(root.glob("plugins/*/pyproject.toml")) if root else []:
+    for project in sorted(root.glob("plugins/*/pyproject.toml")):
         try:
             name = tomllib.loads(project.read_text(encoding="utf-8"))["project"]["name"]
         except (OSError, KeyError, tomllib.TOMLDecodeError):
@@ -46,15 +60,14 @@ def _shown(path: Path) -> str:
 
 
 def install_command(*distributions: str) -> str:
-    """One pip command installing ``distributions``: the checkout's own plugins with
-    ``-e FOLDER``; outside a checkout, the conventional folder is named as an alternative."""
+    """One pip command installing ``distributions``: the first-party plugins with
+    ``-e FOLDER`` (they are not on the package index), from this checkout or, outside one,
+    from "a NextFace source checkout"."""
     root = checkout_root()
-    if root is None:
-        folders = " ".join(f"-e plugins/{d.removeprefix('nextface-').replace('-', '_')}" for d in distributions)
-        return f"pip install {' '.join(distributions)} (or, in a NextFace source checkout: pip install {folders})"
     local = checkout_plugins(root)
-    parts = [f"-e {_shown(root / local[d])}" if d in local else d for d in distributions]
-    return f"pip install {' '.join(parts)}"
+    parts = [(f"-e {_shown(root / local[d])}" if root else f"-e {local[d]}") if d in local else d for d in distributions]
+    where = "in a NextFace source checkout: " if root is None and any(d in local for d in distributions) else ""
+    return f"{where}pip install {' '.join(parts)}"
 
 
 def extra_command(extra: str) -> str:
@@ -108,4 +121,12 @@ def not_installed(registry: Any) -> list[dict[str, str]]:
     return rows
 
 
-__all__ = ["checkout_plugins", "checkout_root", "extra_command", "install_command", "not_installed", "require_plugins"]
+__all__ = [
+    "FIRST_PARTY",
+    "checkout_plugins",
+    "checkout_root",
+    "extra_command",
+    "install_command",
+    "not_installed",
+    "require_plugins",
+]

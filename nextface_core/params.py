@@ -91,6 +91,18 @@ class SceneParameters:
         """The non-None tensors by name (for optimisers, saving and checkpoints)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
+    def image(self, index: int) -> "SceneParameters":
+        """Image ``index`` alone (a batch of one); its own identity rows, so not for a shared identity."""
+        if self.shared_identity:
+            raise ValueError("a shared identity couples the images; it cannot be split into single images")
+        return replace(self, **{k: v[index : index + 1] for k, v in self.tensors().items()})
+
+    @classmethod
+    def cat(cls, parts: "list[SceneParameters]") -> "SceneParameters":
+        """The batch of ``parts`` (each with its own identity rows), in order: inverse of :meth:`image`."""
+        first = parts[0].tensors()
+        return replace(parts[0], **{k: torch.cat([p.tensors()[k] for p in parts]) for k in first})
+
     def to(self, device: torch.device | str) -> "SceneParameters":
         """A copy with every tensor on ``device``."""
         return replace(self, **{k: v.to(device) for k, v in self.tensors().items()})

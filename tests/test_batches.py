@@ -49,9 +49,6 @@ def test_chunks_cover_every_item_once() -> None:
     assert [list(r) for r in chunks(2, 8)] == [[0, 1]]
 
 
-@pytest.mark.xfail(reason="known defect (issue 17, open): stage 1 is L-BFGS again, whose line search is shared by the "
-                   "images of a batch, so a photo fitted in a chunk differs from its fit alone (0.35 sd in shape)",
-                   strict=False)
 def test_chunked_folder_fit_equals_one_by_one_fits(dataset) -> None:
     root, ds, config = dataset
     assert "batch_size = 2" in config.read_text()

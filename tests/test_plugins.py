@@ -187,6 +187,8 @@ def test_an_unregistered_name_names_the_conventional_distribution(empty_registry
     with pytest.raises(PluginNotFoundError) as info:
         empty_registry.resolve("detector", "my_fan")
     assert info.value.hint == "pip install nextface-landmarks-my-fan"
+
+
 def test_install_hints_name_the_checkout_folder_or_say_where_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from nextface_core import install
 
@@ -199,7 +201,15 @@ def test_install_hints_name_the_checkout_folder_or_say_where_to_get_one(monkeypa
     assert install.install_command("nextface-model-basel") == "pip install -e plugins/model_basel"
     assert install.extra_command("video") == 'pip install -e ".[video]"'
     monkeypatch.setattr(install, "checkout_root", lambda: None)  # as from a wheel
-    assert install.install_command("nextface-render-mitsuba") == (
-        "pip install nextface-render-mitsuba (or, in a NextFace source checkout: pip install -e plugins/render_mitsuba)"
+    # the first-party plugins are not on the package index: the hint says where they install from
+    assert install.install_command("nextface-render-mitsuba", "s3fs") == (
+        "in a NextFace source checkout: pip install -e plugins/render_mitsuba s3fs"
     )
+    assert install.checkout_plugins(None) == install.FIRST_PARTY
     assert install.extra_command("ray") == 'pip install "nextface[ray]"'
+
+
+def test_the_wheels_list_of_first_party_plugins_is_the_checkouts() -> None:
+    from nextface_core import install
+
+    assert install.FIRST_PARTY == install.checkout_plugins(install.checkout_root())

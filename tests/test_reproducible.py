@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from nextface_core.config import load_config
@@ -26,9 +25,6 @@ CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] 
 ATOL = 1e-5
 
 
-@pytest.mark.xfail(reason="known defect (issue 17, open): since the stage-3 map pyramid and the compiled kernels "
-                   "were merged, two fits in one process differ (diffuse map, light) beyond 1e-5; cause not found yet",
-                   strict=False)
 def test_two_fits_in_one_process_are_equal(model, registry) -> None:
     config = load_config(overrides={"run.device": "cpu", "light.bands": 3, "stage2.iterations": 20, "stage3.iterations": 4})
     renderer = registry.create("renderer", "vertex", config)
@@ -42,8 +38,6 @@ def test_two_fits_in_one_process_are_equal(model, registry) -> None:
         torch.testing.assert_close(second.params.tensors()[name], value, rtol=0, atol=ATOL, msg=name)
 
 
-@pytest.mark.xfail(reason="known defect (issue 17, open): since the stage-3 map pyramid and the compiled kernels "
-                   "were merged, two runs of one command can differ beyond 1e-5; cause not found yet", strict=False)
 def test_the_same_command_twice_gives_the_same_parameters(tmp_path: Path) -> None:
     ds = write_synthetic_dataset(tmp_path / "ds", "basel", write_synthetic_basel, count=1, size=64)
     env = {**os.environ, "NEXTFACE_CACHE_DIR": str(tmp_path / "cache")}

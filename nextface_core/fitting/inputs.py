@@ -56,6 +56,12 @@ class ImageBatch:
         """``[B]`` the longer side of each photo in pixels."""
         return self.principal_point.new_tensor([float(max(h, w)) for h, w in self.sizes])
 
+    def image(self, index: int) -> "ImageBatch":
+        """Photo ``index`` alone (a batch of one, still padded to this batch's size)."""
+        at = slice(index, index + 1)
+        return ImageBatch(self.names[at], self.srgb[at], self.images[at], self.valid[at], self.sizes[at],
+                          self.scales[at], self.principal_point[at])
+
 
 def resize_to_limit(image: np.ndarray, max_resolution: int) -> tuple[np.ndarray, float]:
     """Scale ``[H,W,3]`` uint8 down so its longer side is at most ``max_resolution``."""

@@ -24,7 +24,14 @@ def initial_pose(
 
     ``model_points [B,L,3]`` model space (Basel axes), ``pixels [B,L,2]`` detected points,
     ``weights [B,L]`` (0 excludes a point), ``focal [B]``, ``principal_point [B,2]``.
+    Solved in float64 and returned in the input's dtype: LAPACK's float32 least squares and
+    SVD vary in the last bits from call to call (threading, buffer alignment), and stage 1
+    amplifies that into different fits of the same image.
     """
+    dtype = model_points.dtype
+    model_points, pixels, weights, focal, principal_point = (
+        t.double() for t in (model_points, pixels, weights, focal, principal_point)
+    )
     x = model_points * model_points.new_tensor([1.0, -1.0, -1.0])  # to the camera's axes
     u = (pixels - principal_point[:, None]) / focal[:, None, None]
     w = weights[..., None]
@@ -41,4 +48,4 @@ def initial_pose(
     translation = torch.stack(
         [um[:, 0, 0] * tz - centre[:, 0], um[:, 0, 1] * tz - centre[:, 1], tz - centre[:, 2]], dim=-1
     )
-    return matrix_to_axis_angle(r), translation
+    return matrix_to_axis_angle(r).to(dtype), translation.to(dtype)

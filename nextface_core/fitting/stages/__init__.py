@@ -14,7 +14,7 @@ stage, say) without editing the fitter. The built-in stages of the method:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -39,6 +39,10 @@ class Targets:
     schema: str
     points: torch.Tensor
     weights: torch.Tensor
+
+    def image(self, index: int) -> "Targets":
+        """The targets of image ``index`` alone."""
+        return Targets(self.schema, self.points[index : index + 1], self.weights[index : index + 1])
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ class FitState:
     @property
     def landmark_weights(self) -> torch.Tensor:
         return self.targets.weights[:, self.rows.landmark_index]
+
+    def image(self, index: int) -> "FitState":
+        """The state of image ``index`` fitted alone: a stage whose images are independent
+        (no shared identity) can run image by image and give each photo the fit it gets alone."""
+        batch = self.batch.image(index)
+        scene = FaceScene(self.model, batch.image_size, batch.principal_point, self.scene.texture.resolution,
+                          self.scene.landmarks)
+        return replace(self, batch=batch, targets=self.targets.image(index), scene=scene)
 
     def context(self, stage: int, params: SceneParameters, **kw: Any) -> LossContext:
         """The loss context of one iteration (projected landmarks evaluated here)."""

@@ -4,6 +4,10 @@ Only the gathered landmark rows of the model are evaluated (never the full mesh)
 smooth least-squares problem, so L-BFGS with a strong-Wolfe line search rather than Adam: it
 converges in a few hundred evaluations where Adam needs thousands. ``[stage1] iterations``
 caps the loss evaluations.
+
+L-BFGS shares one line search and one curvature history across everything it optimises,
+so images that do not share an identity are solved one at a time: a photo gets the same
+stage 1 in a batch (a folder's chunk) as alone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ class LandmarkStage:
     loss_stage = 1
 
     def run(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
+        if params.batch_size == 1 or params.shared_identity:
+            return self._solve(state, params)
+        solved = [self._solve(state.image(i), params.image(i)) for i in range(params.batch_size)]
+        reports = [r for _, r in solved]
+        steps = max(len(r.losses) for r in reports)
+        # the batch's loss after each evaluation: the images' mean, each held at its last value once it stopped
+        losses = [sum(r.losses[min(k, len(r.losses) - 1)] for r in reports) / len(reports) for k in range(steps)]
+        terms = {k: sum(r.terms.get(k, 0.0) for r in reports) / len(reports) for k in reports[0].terms}
+        report = StageReport(self.loss_stage, sum(r.iterations for r in reports), sum(r.seconds for r in reports),
+                             losses, terms=terms)
+        return SceneParameters.cat([p for p, _ in solved]), report
+
+    def _solve(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
+        """One L-BFGS solve of all of ``params`` (one image, or a shared identity)."""
         cfg = state.config
         iterations = cfg.stage1.iterations
         # shape too (on the landmark rows only): with the mean shape alone, pose absorbs the
