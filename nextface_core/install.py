@@ -14,18 +14,6 @@ from typing import Any, Iterable
 
 from .naming import PREFIXES
 
-#: The plugin projects of a source checkout (``plugins/*``), for a core installed from a wheel,
-#: which cannot read them: those names are first-party (exit 4 and a checkout hint when
-#: missing), any other is a usage error. ``tests/test_plugins.py`` keeps it equal to the checkout.
-FIRST_PARTY: dict[str, str] = {
-    "nextface-landmarks-fan": "plugins/landmarks_fan",
-    "nextface-landmarks-mediapipe": "plugins/landmarks_mediapipe",
-    "nextface-model-basel": "plugins/model_basel",
-    "nextface-render-mitsuba": "plugins/render_mitsuba",
-    "nextface-render-redner": "plugins/render_redner",
-    "nextface-render-vertex": "plugins/render_vertex",
-}
-
 
 def checkout_root() -> Path | None:
     """The source checkout this core is imported from (editable install), or None (a wheel)."""
@@ -36,10 +24,10 @@ def checkout_root() -> Path | None:
 @lru_cache(maxsize=4)
 def checkout_plugins(root: Path | None = None) -> dict[str, str]:
     """``{distribution: folder}`` of the plugin projects in the checkout (``plugins/*``, read
-    from their ``pyproject.toml``); outside a checkout, :data:`FIRST_PARTY`."""
+    from their ``pyproject.toml``); empty outside a checkout. No table of plugins in the core."""
     root = root or checkout_root()
     if root is None:
-        return dict(FIRST_PARTY)
+        return {}
     found: dict[str, str] = {}
     for project in sorted(root.glob("plugins/*/pyproject.toml")):
         try:
@@ -60,14 +48,32 @@ def _shown(path: Path) -> str:
 
 
 def install_command(*distributions: str) -> str:
-    """One pip command installing ``distributions``: the first-party plugins with
-    ``-e FOLDER`` (they are not on the package index), from this checkout or, outside one,
-    from "a NextFace source checkout"."""
+    """One pip command installing ``distributions``: this checkout's plugins with
+    ``-e FOLDER``, other names as they are. Outside a checkout the core cannot tell its
+    first-party plugins (not on the package index) from others: every ``nextface-*`` name
+    gets the folder NextFace's naming convention gives it in "a NextFace source checkout"."""
     root = checkout_root()
+    if root is None:
+        parts = [f"-e {conventional_folder(d)}" if d.startswith("nextface-") else d for d in distributions]
+        where = "in a NextFace source checkout: " if any(d.startswith("nextface-") for d in distributions) else ""
+        return f"{where}pip install {' '.join(parts)}"
     local = checkout_plugins(root)
-    parts = [(f"-e {_shown(root / local[d])}" if root else f"-e {local[d]}") if d in local else d for d in distributions]
-    where = "in a NextFace source checkout: " if root is None and any(d in local for d in distributions) else ""
-    return f"{where}pip install {' '.join(parts)}"
+    parts = [f"-e {_shown(root / local[d])}" if d in local else d for d in distributions]
+    return f"pip install {' '.join(parts)}"
+
+
+def conventional_folder(distribution: str) -> str:
+    """``nextface-render-vertex`` → ``plugins/render_vertex``: where a first-party plugin lives."""
+    return "plugins/" + distribution.removeprefix("nextface-").replace("-", "_")
+
+
+def installable(distribution: str) -> bool:
+    """Whether a missing ``distribution`` is a plugin this installation lacks (exit 4) rather
+    than a misspelt name (exit 2): one of the checkout's plugins, or outside a checkout any
+    name of the ``nextface-`` convention (the error lists the registered names either way)."""
+    if checkout_root() is None:
+        return distribution.startswith("nextface-")
+    return distribution in checkout_plugins()
 
 
 def extra_command(extra: str) -> str:
@@ -122,11 +128,12 @@ def not_installed(registry: Any) -> list[dict[str, str]]:
 
 
 __all__ = [
-    "FIRST_PARTY",
     "checkout_plugins",
     "checkout_root",
+    "conventional_folder",
     "extra_command",
     "install_command",
+    "installable",
     "not_installed",
     "require_plugins",
 ]

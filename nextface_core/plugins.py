@@ -26,7 +26,7 @@ from . import builtin as core_plugin
 from . import hookspecs
 from .errors import NextFaceError, PluginImportError, PluginNotFoundError, UsageError
 from .naming import distribution_name, entry_point_name
-from .install import checkout_plugins, install_command
+from .install import install_command, installable
 from .options import OptionInfo, describe_options, parse_options
 from .project import PROJECT, Availability
 
@@ -283,8 +283,8 @@ class PluginRegistry:
                     f"{kind} '{name}' is installed but its plugin '{broken.name}' failed to load: {broken.error}",
                     "run 'nextface plugins list' for details, or reinstall the plugin",
                 )
-        installable = distribution in checkout_plugins()
-        raise PluginNotFoundError(kind, name, list(table), distribution, install_command(distribution), installable)
+        raise PluginNotFoundError(kind, name, list(table), distribution, install_command(distribution),
+                                  installable(distribution))
 
     def create(self, kind: str, name: str, config: Any) -> Any:
         """Resolve ``name``, check its options in ``config`` and build it (:meth:`Registration.build`).

@@ -205,11 +205,5 @@ def test_install_hints_name_the_checkout_folder_or_say_where_to_get_one(monkeypa
     assert install.install_command("nextface-render-mitsuba", "s3fs") == (
         "in a NextFace source checkout: pip install -e plugins/render_mitsuba s3fs"
     )
-    assert install.checkout_plugins(None) == install.FIRST_PARTY
+    assert install.installable("nextface-render-mitsuba") and not install.installable("s3fs")
     assert install.extra_command("ray") == 'pip install "nextface[ray]"'
-
-
-def test_the_wheels_list_of_first_party_plugins_is_the_checkouts() -> None:
-    from nextface_core import install
-
-    assert install.FIRST_PARTY == install.checkout_plugins(install.checkout_root())
