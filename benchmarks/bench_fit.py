@@ -57,11 +57,12 @@ def measure(overrides: dict[str, object], quick: bool) -> dict[str, object]:
     with torch.no_grad():
         diffuse, specular, rough = result.textures()
     params.shape = params.shape.clone().requires_grad_(True)
-    inputs = scene.render_inputs(params, diffuse, specular, rough, config.render.samples)
+    inputs = scene.render_inputs(params, diffuse, specular, rough)
+    settings = scene.render_settings(config.render.samples)
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        out = renderer.render(inputs)
+        out = renderer.render(inputs, settings)
         out.image.sum().backward(retain_graph=True)
         times.append(time.perf_counter() - t0)
     render_ms = sorted(times)[len(times) // 2] * 1e3

@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 
-def _inputs(size: str, resolution: int, device: str) -> Any:
+def _inputs(size: str, resolution: int, device: str) -> tuple[Any, Any]:
+    """RenderInputs of a ``size`` synthetic face and RenderSettings of ``resolution``² at 4 spp."""
     from nextface_core.camera import model_to_camera, rotate_normals
     from nextface_core.mesh import vertex_normals
-    from nextface_core.render import RenderInputs
+    from nextface_core.render import RenderInputs, RenderSettings
     from nextface_core.synthetic import synthetic_model
 
     model = synthetic_model(size, device=device)
@@ -43,7 +44,7 @@ def _inputs(size: str, resolution: int, device: str) -> Any:
     def texture(channels: int, low: float, high: float) -> torch.Tensor:
         return (low + (high - low) * torch.rand(1, 256, 256, channels, generator=generator)).to(device)
 
-    return RenderInputs(
+    inputs = RenderInputs(
         vertices=model_to_camera(shape, rotation, translation),
         faces=model.faces.to(torch.int32),
         normals=rotate_normals(vertex_normals(shape, model.faces), rotation),
@@ -54,33 +55,32 @@ def _inputs(size: str, resolution: int, device: str) -> Any:
         sh=sh.to(device),
         focal=torch.tensor([resolution * 3.0], device=device),
         principal_point=torch.tensor([[resolution / 2, resolution / 2]], device=device),
-        image_size=(resolution, resolution),
-        samples=4,
     )
+    return inputs, RenderSettings((resolution, resolution), samples=4)
 
 
-def _iteration(renderer: Any, inputs: Any, seed: int) -> None:
+def _iteration(renderer: Any, inputs: Any, settings: Any, seed: int) -> None:
     """One differentiable iteration: every input the fit optimises gets a gradient."""
     leaves = {
         name: getattr(inputs, name).detach().clone().requires_grad_(True)
         for name in ("vertices", "normals", "diffuse", "specular", "roughness", "sh", "focal")
     }
-    out = renderer.render(dataclasses.replace(inputs, seed=seed, **leaves))
+    out = renderer.render(dataclasses.replace(inputs, **leaves), dataclasses.replace(settings, seed=seed))
     (out.image.mean() + out.mask.mean()).backward()
     if inputs.vertices.is_cuda:
         torch.cuda.synchronize()
 
 
-def _time(renderer: Any, inputs: Any, repeats: int) -> tuple[float, float, float]:
+def _time(renderer: Any, inputs: Any, settings: Any, repeats: int) -> tuple[float, float, float]:
     """(first iteration in s, median and best of ``repeats`` later ones in ms)."""
     start = time.perf_counter()
-    _iteration(renderer, inputs, 0)
+    _iteration(renderer, inputs, settings, 0)
     first = time.perf_counter() - start
-    _iteration(renderer, inputs, 1)
+    _iteration(renderer, inputs, settings, 1)
     times = []
     for i in range(repeats):
         start = time.perf_counter()
-        _iteration(renderer, inputs, 2 + i)
+        _iteration(renderer, inputs, settings, 2 + i)
         times.append((time.perf_counter() - start) * 1000.0)
     return first, statistics.median(times), min(times)
 
@@ -105,14 +105,14 @@ def run(quick: bool = False) -> dict[str, object]:
         prefix = "" if device == "cpu" else "cuda_"
         mitsuba = MitsubaRenderer()
         for resolution in resolutions:
-            inputs = _inputs(size, resolution, device)
+            inputs, settings = _inputs(size, resolution, device)
             result[f"{prefix}triangles"] = int(inputs.faces.shape[0])
-            baseline = _time(vertex, inputs, repeats)[1:] if vertex is not None else None
+            baseline = _time(vertex, inputs, settings, repeats)[1:] if vertex is not None else None
             if baseline is not None:
                 result[f"{prefix}baseline_vertex_{resolution}px_ms"] = round(baseline[0], 1)
                 result[f"{prefix}baseline_vertex_{resolution}px_best_ms"] = round(baseline[1], 1)
             for spp in sample_counts:
-                first, ms, best = _time(mitsuba, dataclasses.replace(inputs, samples=spp), repeats)
+                first, ms, best = _time(mitsuba, inputs, dataclasses.replace(settings, samples=spp), repeats)
                 key = f"{prefix}mitsuba_{resolution}px_{spp}spp"
                 result[f"{key}_ms"] = round(ms, 1)
                 result[f"{key}_best_ms"] = round(best, 1)
@@ -121,8 +121,8 @@ def run(quick: bool = False) -> dict[str, object]:
                     result[f"{prefix}mitsuba_over_vertex_{resolution}px_{spp}spp"] = round(ms / baseline[0], 1)
                     result[f"{prefix}mitsuba_over_vertex_{resolution}px_{spp}spp_best"] = round(best / baseline[1], 1)
         no_shadow = MitsubaRenderer(shadow_gradients="off")
-        inputs = dataclasses.replace(_inputs(size, resolutions[0], device), samples=sample_counts[0])
-        _, ms, best = _time(no_shadow, inputs, repeats)
+        inputs, settings = _inputs(size, resolutions[0], device)
+        _, ms, best = _time(no_shadow, inputs, dataclasses.replace(settings, samples=sample_counts[0]), repeats)
         result[f"{prefix}mitsuba_{resolutions[0]}px_{sample_counts[0]}spp_shadow_gradients_off_ms"] = round(ms, 1)
         result[f"{prefix}mitsuba_{resolutions[0]}px_{sample_counts[0]}spp_shadow_gradients_off_best_ms"] = round(best, 1)
         mitsuba.release()

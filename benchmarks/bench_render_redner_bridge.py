@@ -42,7 +42,7 @@ def _inputs(quick: bool):
 
     from nextface_core.camera import model_to_camera, rotate_normals
     from nextface_core.mesh import vertex_normals
-    from nextface_core.render import RenderInputs
+    from nextface_core.render import RenderInputs, RenderSettings
     from nextface_core.synthetic import synthetic_model
 
     model = synthetic_model("small" if quick else "full")
@@ -50,7 +50,7 @@ def _inputs(quick: bool):
     rotation = torch.tensor([[0.1, 0.3, 0.0]])
     shape = model.shape_mean[None]
     g = torch.Generator().manual_seed(0)
-    return RenderInputs(
+    inputs = RenderInputs(
         vertices=model_to_camera(shape, rotation, torch.tensor([[0.0, 0.0, 600.0]])),
         faces=model.faces.to(torch.int32),
         normals=rotate_normals(vertex_normals(shape, model.faces), rotation),
@@ -61,16 +61,16 @@ def _inputs(quick: bool):
         sh=torch.randn(1, 81, 3, generator=g) * 0.1 + torch.tensor([2.0] + [0.0] * 80)[None, :, None],
         focal=torch.tensor([size * 4.0]),
         principal_point=torch.tensor([[size / 2.0, size / 2.0]]),
-        image_size=(size, size),
     )
+    return inputs, RenderSettings((size, size))
 
 
-def _iteration(renderer, inputs) -> float:
+def _iteration(renderer, inputs, settings) -> float:
     import torch
 
     leaves = {n: getattr(inputs, n).detach().clone().requires_grad_(True) for n in GRADS}
     t0 = time.perf_counter()
-    out = renderer.render(replace(inputs, **leaves))
+    out = renderer.render(replace(inputs, **leaves), settings)
     (out.image.sum() + out.mask.sum()).backward()
     elapsed = (time.perf_counter() - t0) * 1000.0
     assert all(torch.isfinite(leaves[n].grad).all() for n in ("vertices", "diffuse", "sh"))
@@ -93,7 +93,7 @@ def run(quick: bool = False) -> dict[str, object]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     os.environ["NEXTFACE_STANDIN_THREADS"] = "1"
-    inputs = _inputs(quick)
+    inputs, settings = _inputs(quick)
     direct = VertexRenderer(use_nvdiffrast="never")
     t0 = time.perf_counter()
     bridge = RednerRenderer(sys.executable, module="vertex_standin_worker", pythonpath=[STANDIN_DIR])
@@ -104,19 +104,19 @@ def run(quick: bool = False) -> dict[str, object]:
         for i in range(repeats + 2):
             for name, renderer in (("direct", direct), ("bridge", bridge)):
                 before = bridge.worker.transport_s
-                ms = _iteration(renderer, inputs)
+                ms = _iteration(renderer, inputs, settings)
                 if i >= 2:
                     times[name].append(ms)
                     if name == "bridge":
                         times["transport"].append((bridge.worker.transport_s - before) * 1000.0)
         if os.environ.get("NEXTFACE_REDNER_PYTHON"):
             with RednerRenderer(os.environ["NEXTFACE_REDNER_PYTHON"]) as redner:
-                sampled = replace(inputs, samples=8)
-                _iteration(redner, sampled)
+                sampled = replace(settings, samples=8)
+                _iteration(redner, inputs, sampled)
                 runs = []
                 for _ in range(3 if quick else 5):
                     before = redner.worker.transport_s
-                    runs.append((_iteration(redner, sampled), (redner.worker.transport_s - before) * 1000.0))
+                    runs.append((_iteration(redner, inputs, sampled), (redner.worker.transport_s - before) * 1000.0))
                 times["redner"] = [r[0] for r in runs]
                 times["redner_transport"] = [r[1] for r in runs]
     finally:
@@ -124,7 +124,7 @@ def run(quick: bool = False) -> dict[str, object]:
         torch.set_num_threads(threads)
         os.environ.pop("NEXTFACE_STANDIN_THREADS", None)
     direct_ms, bridge_ms = statistics.median(times["direct"]), statistics.median(times["bridge"])
-    h, w = inputs.image_size
+    h, w = settings.image_size
     image_bytes = h * w * 4 * 4  # image + mask, float32
     inputs_bytes = _nbytes(*(getattr(inputs, n) for n in ARRAY_FIELDS))
     grads_bytes = _nbytes(*(getattr(inputs, n) for n in GRADS))

@@ -68,8 +68,10 @@ def _mesh(size: str) -> dict[str, torch.Tensor]:
     }
 
 
-def _inputs(mesh: dict[str, torch.Tensor], resolution: int, device: str, bands: int = 9, maps: int = 512) -> Any:
-    from nextface_core.render import RenderInputs
+def _inputs(mesh: dict[str, torch.Tensor], resolution: int, device: str, bands: int = 9, maps: int = 512) -> tuple[Any, Any]:
+    """RenderInputs of ``mesh`` with ``maps``² textures and ``bands`` SH bands, differentiable
+    leaves, and the RenderSettings of a ``resolution``² image."""
+    from nextface_core.render import RenderInputs, RenderSettings
 
     generator = torch.Generator().manual_seed(0)
     sh = torch.zeros(1, bands * bands, 3)
@@ -80,7 +82,7 @@ def _inputs(mesh: dict[str, torch.Tensor], resolution: int, device: str, bands: 
         t = low + (high - low) * torch.rand(1, maps, maps, channels, generator=generator)
         return t.to(device).requires_grad_()
 
-    return RenderInputs(
+    inputs = RenderInputs(
         vertices=mesh["vertices"].to(device).requires_grad_(),
         faces=mesh["faces"].to(device),
         normals=mesh["normals"].to(device).requires_grad_(),
@@ -91,8 +93,8 @@ def _inputs(mesh: dict[str, torch.Tensor], resolution: int, device: str, bands: 
         sh=sh.to(device).requires_grad_(),
         focal=torch.tensor([resolution * 3.0], device=device, requires_grad=True),
         principal_point=torch.tensor([[resolution / 2, resolution / 2]], device=device),
-        image_size=(resolution, resolution),
     )
+    return inputs, RenderSettings((resolution, resolution))
 
 
 def _leaves(inputs: Any) -> list[torch.Tensor]:
@@ -124,9 +126,9 @@ def _stage_profile(step: Callable[[], None]) -> dict[str, float]:
     return {name: totals.get(key, 0.0) for name, key in STAGES}
 
 
-def _step(renderer: Any, inputs: Any, weights: torch.Tensor) -> Callable[[], None]:
+def _step(renderer: Any, inputs: Any, settings: Any, weights: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
-        out = renderer.render(inputs)
+        out = renderer.render(inputs, settings)
         loss = (out.image * weights).sum() + out.mask.sum()
         grads = torch.autograd.grad(loss, _leaves(inputs))
         assert all(g is not None for g in grads)
@@ -138,7 +140,7 @@ def _bench_resolution(mesh: dict[str, torch.Tensor], resolution: int, repeats: i
     """Compiled vs PyTorch path on the CPU at one resolution (see the module docstring)."""
     from nextface_render_vertex import VertexRenderer
 
-    inputs = _inputs(mesh, resolution, "cpu")
+    inputs, settings = _inputs(mesh, resolution, "cpu")
     fast = VertexRenderer(use_nvdiffrast="never", kernels="compiled")
     slow = VertexRenderer(use_nvdiffrast="never", kernels="torch")
     weights = torch.rand(1, resolution, resolution, 3, generator=torch.Generator().manual_seed(1))
@@ -146,7 +148,7 @@ def _bench_resolution(mesh: dict[str, torch.Tensor], resolution: int, repeats: i
     def forward(renderer: Any) -> Callable[[], None]:
         def run() -> None:
             with torch.no_grad():
-                renderer.render(inputs)
+                renderer.render(inputs, settings)
 
         return run
 
@@ -158,8 +160,8 @@ def _bench_resolution(mesh: dict[str, torch.Tensor], resolution: int, repeats: i
         torch.autograd.grad((sampled * weights.permute(0, 3, 1, 2)).sum(), texture)
 
     tag = f"{resolution}px"
-    times = _time(_step(fast, inputs, weights), repeats, "cpu")
-    torch_times = _time(_step(slow, inputs, weights), repeats, "cpu")
+    times = _time(_step(fast, inputs, settings, weights), repeats, "cpu")
+    torch_times = _time(_step(slow, inputs, settings, weights), repeats, "cpu")
     base = _time(baseline, repeats, "cpu")
     median, torch_median = statistics.median(times), statistics.median(torch_times)
     figures: dict[str, object] = {
@@ -173,24 +175,24 @@ def _bench_resolution(mesh: dict[str, torch.Tensor], resolution: int, repeats: i
         f"{tag}_over_grid_sample": round(median / statistics.median(base), 1),
     }
     with torch.no_grad():
-        figures[f"{tag}_covered_pixels"] = int(fast.render(inputs).mask.gt(0.5).sum())
+        figures[f"{tag}_covered_pixels"] = int(fast.render(inputs, settings).mask.gt(0.5).sum())
     figures[f"meets_target_{tag}"] = median <= TARGET_MS[resolution]
     if quick:
         return figures
-    figures.update({f"{tag}_{k}_ms": round(v, 1) for k, v in _stage_profile(_step(fast, inputs, weights)).items()})
-    large = _inputs(mesh, resolution, "cpu", maps=2048)
-    large_median = statistics.median(_time(_step(fast, large, weights), repeats, "cpu"))
+    figures.update({f"{tag}_{k}_ms": round(v, 1) for k, v in _stage_profile(_step(fast, inputs, settings, weights)).items()})
+    large, _ = _inputs(mesh, resolution, "cpu", maps=2048)
+    large_median = statistics.median(_time(_step(fast, large, settings, weights), repeats, "cpu"))
     figures[f"{tag}_2048maps_ms"] = round(large_median, 1)
     figures[f"{tag}_2048maps_over_512maps"] = round(large_median / median, 2)
     figures[f"meets_target_{tag}_2048maps"] = large_median <= LARGE_MAPS_TARGET * median
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cpu = _time(_step(fast, inputs, weights), repeats, "cpu", clock=time.process_time)
-        large_cpu = _time(_step(fast, large, weights), repeats, "cpu", clock=time.process_time)
+        cpu = _time(_step(fast, inputs, settings, weights), repeats, "cpu", clock=time.process_time)
+        large_cpu = _time(_step(fast, large, settings, weights), repeats, "cpu", clock=time.process_time)
         figures[f"{tag}_2048maps_1thread_cpu_ms"] = round(min(large_cpu), 1)
         figures[f"{tag}_2048maps_over_512maps_1thread_cpu"] = round(min(large_cpu) / min(cpu), 2)
-        torch_cpu = _time(_step(slow, inputs, weights), repeats, "cpu", clock=time.process_time)
+        torch_cpu = _time(_step(slow, inputs, settings, weights), repeats, "cpu", clock=time.process_time)
         figures[f"{tag}_1thread_cpu_ms"] = round(min(cpu), 1)
         figures[f"torch_{tag}_1thread_cpu_ms"] = round(min(torch_cpu), 1)
         figures[f"{tag}_1thread_cpu_speedup_over_torch"] = round(min(torch_cpu) / min(cpu), 2)
@@ -204,10 +206,10 @@ def _bench_cuda(mesh: dict[str, torch.Tensor], repeats: int, use_nvdiffrast: str
     """512² on CUDA: the PyTorch path, or nvdiffrast (never run on the development machines)."""
     from nextface_render_vertex import VertexRenderer
 
-    inputs = _inputs(mesh, 512, "cuda")
+    inputs, settings = _inputs(mesh, 512, "cuda")
     weights = torch.rand(1, 512, 512, 3, generator=torch.Generator().manual_seed(1)).to("cuda")
     renderer = VertexRenderer(use_nvdiffrast=use_nvdiffrast)
-    median = statistics.median(_time(_step(renderer, inputs, weights), repeats, "cuda"))
+    median = statistics.median(_time(_step(renderer, inputs, settings, weights), repeats, "cuda"))
     return {f"{'nvdiffrast' if use_nvdiffrast == 'always' else 'cuda'}_512px_ms": round(median, 2)}
 
 

@@ -1,8 +1,10 @@
-"""The renderer contract: :class:`RenderInputs` in, :class:`RenderOutput` out.
+"""The renderer contract: :class:`RenderInputs` and :class:`RenderSettings` in, :class:`RenderOutput` out.
 
-This is all a renderer sees. Everything is in camera space (OpenCV: x right, y down,
-z forward) and linear RGB; conventions of :mod:`nextface_core.camera` and
-:mod:`nextface_core.sh` apply.
+This is all a renderer sees: the data of a batch (geometry, materials, light, camera) in
+:class:`RenderInputs`, how to render it (image size, samples, seed, mode) in
+:class:`RenderSettings`, as pytorch3d keeps ``RasterizationSettings`` beside its meshes.
+Everything is in camera space (OpenCV: x right, y down, z forward) and linear RGB;
+conventions of :mod:`nextface_core.camera` and :mod:`nextface_core.sh` apply.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ class RenderInputs:
     (model convention: u → column, v → row from the top, in [0, 1]).
     Textures ``[B or 1, T, T, C]`` linear: ``diffuse`` C=3, ``specular`` C=3,
     ``roughness`` C=1 (a leading 1 means shared by all images).
-    ``sh [B,bands²,3]`` light; ``focal [B]`` and ``principal_point [B,2]`` in pixels;
-    ``image_size`` (H, W); ``samples`` per pixel and ``seed`` for stochastic renderers.
+    ``sh [B,bands²,3]`` light; ``focal [B]`` and ``principal_point [B,2]`` in pixels.
+    Floating-point tensors share one dtype and device; how to render them is a
+    :class:`RenderSettings`.
     """
 
     vertices: torch.Tensor
@@ -45,10 +48,6 @@ class RenderInputs:
     sh: torch.Tensor
     focal: torch.Tensor
     principal_point: torch.Tensor
-    image_size: tuple[int, int]
-    samples: int = 1
-    seed: int = 0
-    mode: RenderMode = RenderMode.FULL
 
     def __post_init__(self) -> None:
         b, n = self.vertices.shape[:2]
@@ -76,6 +75,38 @@ class RenderInputs:
         return self.vertices.shape[0]
 
 
+@dataclass(frozen=True)
+class RenderSettings:
+    """How to render a batch of :class:`RenderInputs`, checked when made.
+
+    ``image_size`` (H, W) in pixels, each ≥ 1; ``samples`` per pixel (≥ 1) and ``seed``
+    for stochastic renderers (a rasteriser ignores both); ``mode`` what to render
+    (a :class:`RenderMode` or its value, stored as the enum). Change one with
+    ``dataclasses.replace(settings, seed=...)``.
+    """
+
+    image_size: tuple[int, int]
+    samples: int = 1
+    seed: int = 0
+    mode: RenderMode = RenderMode.FULL
+
+    def __post_init__(self) -> None:
+        size = tuple(int(s) for s in self.image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"RenderSettings.image_size must be (H, W) with H, W ≥ 1, got {self.image_size}")
+        if int(self.samples) < 1:
+            raise ValueError(f"RenderSettings.samples must be ≥ 1, got {self.samples}")
+        object.__setattr__(self, "image_size", size)
+        object.__setattr__(self, "samples", int(self.samples))
+        object.__setattr__(self, "seed", int(self.seed))
+        try:
+            mode = RenderMode(self.mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in RenderMode)
+            raise ValueError(f"RenderSettings.mode must be one of {choices}, got {self.mode!r}") from None
+        object.__setattr__(self, "mode", mode)
+
+
 @dataclass
 class RenderOutput:
     """``image [B,H,W,3]`` linear RGB and ``mask [B,H,W,1]`` coverage in [0, 1]."""
@@ -90,6 +121,7 @@ class Renderer(Protocol):
 
     name: str
 
-    def render(self, inputs: RenderInputs) -> RenderOutput:
-        """Render the batch; differentiable w.r.t. vertices, textures, SH and focal."""
+    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        """Render the batch at ``settings.image_size`` → ``image [B,H,W,3]`` and ``mask [B,H,W,1]``
+        of the inputs' dtype and device; differentiable w.r.t. vertices, textures, SH and focal."""
         ...

@@ -17,7 +17,7 @@ from .files import atomic_path
 from .install import extra_command
 from .obj import read_obj
 from .plugins import PluginRegistry
-from .render import RenderInputs
+from .render import RenderInputs, RenderSettings
 
 
 def _texture(path: Path, channels: int) -> torch.Tensor:
@@ -73,12 +73,10 @@ def turntable(result: str | Path, out: str | Path | None = None, frames: int = 3
         sh=sh.expand(frames, -1, -1),
         focal=f,
         principal_point=torch.full((frames, 2), size / 2.0),
-        image_size=(size, size),
-        samples=config.render.final_samples,
-        seed=config.run.seed,
     )
+    settings = RenderSettings((size, size), config.render.final_samples, config.run.seed)
     with torch.no_grad():
-        rendered = engine.render(inputs)
+        rendered = engine.render(inputs, settings)
     from .fitting.outputs import to_uint8
 
     images = [Image.fromarray(to_uint8(rendered.image[i])) for i in range(frames)]

@@ -4,7 +4,7 @@ MorphableModel.to / truncated; combine."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 import torch
@@ -12,7 +12,7 @@ import torch
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.model import MorphableModel, combine
 from nextface_core.params import SceneParameters
-from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 from nextface_core.sh import irradiance
 from nextface_core.synthetic import synthetic_model
 
@@ -133,7 +133,6 @@ def _inputs(**change) -> RenderInputs:
         sh=torch.zeros(b, 9, 3),
         focal=torch.ones(b),
         principal_point=torch.zeros(b, 2),
-        image_size=(16, 16),
     )
     values.update(change)
     return RenderInputs(**values)
@@ -141,8 +140,31 @@ def _inputs(**change) -> RenderInputs:
 
 def test_render_inputs_accept_valid_shapes() -> None:
     inputs = _inputs()
-    assert inputs.batch_size == 2 and inputs.mode is RenderMode.FULL
+    assert inputs.batch_size == 2 and RenderSettings((16, 16)).mode is RenderMode.FULL
     assert RenderMode("albedo") is RenderMode.ALBEDO
+
+
+def test_render_settings_are_frozen_and_normalised() -> None:
+    settings = RenderSettings([24, 32], samples=4, seed=7, mode="albedo")
+    assert settings == RenderSettings((24, 32), 4, 7, RenderMode.ALBEDO)
+    assert settings.image_size == (24, 32) and settings.mode is RenderMode.ALBEDO
+    with pytest.raises(FrozenInstanceError):
+        settings.seed = 8  # type: ignore[misc]
+    assert replace(settings, seed=8).seed == 8 and settings.seed == 7
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image_size": (0, 16)}, r"image_size must be \(H, W\) with H, W ≥ 1, got \(0, 16\)"),
+        ({"image_size": (16,)}, r"image_size must be \(H, W\)"),
+        ({"samples": 0}, r"samples must be ≥ 1, got 0"),
+        ({"mode": "wireframe"}, r"mode must be one of full, albedo, lighting, got 'wireframe'"),
+    ],
+)
+def test_render_settings_reject_bad_values(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RenderSettings(**{"image_size": (16, 16), **change})
 
 
 @pytest.mark.parametrize(

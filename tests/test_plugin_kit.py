@@ -13,7 +13,7 @@ from nextface_core import hookimpl
 from nextface_core.landmark_files import FileDetector, write_landmarks
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.losses import LossContext, WeightedTerm, standard_terms
-from nextface_core.render import RenderOutput
+from nextface_core.render import RenderOutput, RenderSettings
 from nextface_core.synthetic import synthetic_model
 from nextface_core.testing.kit import (
     ContractError,
@@ -95,8 +95,8 @@ class _BatchNormalisingRenderer:
     def __init__(self) -> None:
         self.inner = nextface_render_vertex.VertexRenderer("never")
 
-    def render(self, inputs):
-        out = self.inner.render(inputs)
+    def render(self, inputs, settings):
+        out = self.inner.render(inputs, settings)
         return RenderOutput(out.image / out.image.max().clamp_min(1e-6), out.mask)
 
 
@@ -108,8 +108,8 @@ class _DetachedDoubleRenderer:
     def __init__(self) -> None:
         self.inner = nextface_render_vertex.VertexRenderer("never")
 
-    def render(self, inputs):
-        out = self.inner.render(inputs)
+    def render(self, inputs, settings):
+        out = self.inner.render(inputs, settings)
         return RenderOutput(out.image.detach().double(), out.mask.detach())
 
 
@@ -129,7 +129,8 @@ def test_a_detached_renderer_of_the_wrong_dtype_fails() -> None:
 
 
 def test_synthetic_render_inputs_hold_two_different_faces() -> None:
-    inputs = synthetic_render_inputs(batch=2, image_size=32)
+    inputs, settings = synthetic_render_inputs(batch=2, image_size=32)
+    assert settings == RenderSettings((32, 32), samples=4, seed=0)
     assert inputs.vertices.shape[0] == 2 and inputs.diffuse.shape[0] == 2 and inputs.specular.shape[0] == 1
     assert float((inputs.vertices[0] - inputs.vertices[1]).abs().max()) > 1.0  # mm: different identities
 

@@ -154,10 +154,9 @@ class FitResult:
         """Re-render the batch with the final sample count."""
         diffuse, specular, rough = textures or self.textures()
         with torch.no_grad():
-            inputs = self.scene.render_inputs(
-                self.params, diffuse, specular, rough, self.config.render.final_samples, self.config.run.seed, mode
-            )
-            return self.renderer.render(inputs)
+            inputs = self.scene.render_inputs(self.params, diffuse, specular, rough)
+            settings = self.scene.render_settings(self.config.render.final_samples, self.config.run.seed, mode)
+            return self.renderer.render(inputs, settings)
 
     def metrics(self, render: RenderOutput | None = None) -> list[dict[str, float | None]]:
         """Per image: mean landmark error (px and % inter-ocular distance), masked PSNR (sRGB),

@@ -2,7 +2,8 @@
 
 :class:`FaceScene` holds what is fixed during a fit (the model, the landmark rows gathered
 once, the texture mapper, image geometry) and evaluates what changes (vertices, projected
-landmarks, :class:`~nextface_core.render.RenderInputs`).
+landmarks, :class:`~nextface_core.render.RenderInputs`) and the
+:class:`~nextface_core.render.RenderSettings` of its image size.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..camera import model_to_camera, project, rotate_normals
 from ..mesh import vertex_normals
 from ..model import LandmarkAssociation, MorphableModel, blend, combine
 from ..params import SceneParameters
-from ..render import RenderInputs, RenderMode
+from ..render import RenderInputs, RenderMode, RenderSettings
 from ..texture import TextureMapper
 
 
@@ -148,9 +149,6 @@ class FaceScene:
         diffuse: torch.Tensor,
         specular: torch.Tensor,
         roughness: torch.Tensor,
-        samples: int,
-        seed: int = 0,
-        mode: RenderMode = RenderMode.FULL,
     ) -> RenderInputs:
         """RenderInputs for the batch; textures ``[S,T,T,C]`` with S = 1 (shared) or B."""
         verts = self.vertices(params)
@@ -166,8 +164,8 @@ class FaceScene:
             sh=params.sh,
             focal=params.focal,
             principal_point=self.principal_point,
-            image_size=self.image_size,
-            samples=samples,
-            seed=seed,
-            mode=mode,
         )
+
+    def render_settings(self, samples: int, seed: int = 0, mode: RenderMode = RenderMode.FULL) -> RenderSettings:
+        """RenderSettings at this batch's ``image_size`` with ``samples`` per pixel, ``seed`` and ``mode``."""
+        return RenderSettings(self.image_size, samples, seed, mode)

@@ -230,7 +230,7 @@ def render_maps(model: MorphableModel, params: SceneParameters, diffuse: torch.T
     pp = torch.full((b, 2), image_size / 2.0, dtype=model.dtype, device=model.device)
     scene = FaceScene(model, (image_size, image_size), pp, diffuse.shape[1])
     with torch.no_grad():
-        return renderer.render(scene.render_inputs(params, diffuse, specular, roughness, samples, seed))
+        return renderer.render(scene.render_inputs(params, diffuse, specular, roughness), scene.render_settings(samples, seed))
 
 
 def truth_landmarks(truth: ReflectanceTruth) -> dict[str, LandmarkSet]:

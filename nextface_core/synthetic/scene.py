@@ -14,7 +14,7 @@ from ..fitting.scene import FaceScene
 from ..landmarks import LandmarkSet
 from ..model import MorphableModel
 from ..params import SceneParameters
-from ..render import Renderer, RenderMode, RenderOutput
+from ..render import Renderer, RenderOutput
 
 
 def synthetic_scene(model: MorphableModel, image_size: int = 256, seed: int = 0, bands: int = 3) -> SceneParameters:
@@ -54,7 +54,7 @@ def render_synthetic(
     with torch.no_grad():
         diffuse, specular = scene.albedo_textures(params)
         rough = scene.constant_roughness(1, config.texture.initial_roughness)
-        out = renderer.render(scene.render_inputs(params, diffuse, specular, rough, config.render.final_samples, 0, RenderMode.FULL))
+        out = renderer.render(scene.render_inputs(params, diffuse, specular, rough), scene.render_settings(config.render.final_samples))
         image = on_background(out)
     return to_uint8(image[0]), projected_landmarks(model, params, image_size, ["demo"])
 

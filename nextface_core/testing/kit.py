@@ -40,7 +40,7 @@ from ..options import describe_options, parse_options
 from ..model import MorphableModel, combine
 from ..params import SceneParameters
 from ..plugins import KIND_HOOKS, PluginRegistry
-from ..render import Renderer, RenderInputs, RenderMode, RenderOutput
+from ..render import Renderer, RenderInputs, RenderMode, RenderOutput, RenderSettings
 from ..synthetic import render_synthetic, synthetic_model, synthetic_scene
 
 #: texture resolution of the kit's synthetic scenes (small: the contracts are about behaviour)
@@ -189,10 +189,12 @@ def synthetic_render_inputs(
     dtype: torch.dtype = torch.float32,
     mode: RenderMode = RenderMode.FULL,
     bands: int = 3,
-) -> RenderInputs:
+) -> tuple[RenderInputs, RenderSettings]:
     """:class:`RenderInputs` of ``batch`` different synthetic faces (pose, identity,
-    expression, light), ``image_size`` pixels square, per-image diffuse textures
-    ``[B,T,T,3]`` and a shared specular/roughness ``[1,T,T,C]``; leaves with no gradient."""
+    expression, light), per-image diffuse textures ``[B,T,T,3]`` and a shared
+    specular/roughness ``[1,T,T,C]`` (leaves with no gradient), with the
+    :class:`RenderSettings` they were made for: ``image_size`` pixels square, 4 samples,
+    seed 0, ``mode``."""
     model = synthetic_model("small", dtype=dtype, device=device)
     params = synthetic_params(model, range(batch), image_size, bands)
     pp = torch.full((batch, 2), image_size / 2.0, dtype=dtype, device=device)
@@ -200,8 +202,8 @@ def synthetic_render_inputs(
     with torch.no_grad():
         diffuse, specular = scene.albedo_textures(params)
         roughness = torch.full((1, *specular.shape[1:3], 1), 0.4, dtype=dtype, device=device)
-        inputs = scene.render_inputs(params, diffuse, specular[:1], roughness, samples=4, seed=0, mode=mode)
-    return inputs
+        inputs = scene.render_inputs(params, diffuse, specular[:1], roughness)
+    return inputs, scene.render_settings(samples=4, seed=0, mode=mode)
 
 
 def synthetic_face_images(count: int = 2, size: int = 96, renderer: Renderer | None = None) -> list[np.ndarray]:
@@ -261,9 +263,9 @@ def check_renderer(
     checks.expect("has a name", isinstance(getattr(renderer, "name", None), str), "set a class attribute name = '...'")
     for dtype in dtypes:
         tag = str(dtype).replace("torch.", "")
-        inputs = synthetic_render_inputs(2, image_size, device, dtype)
+        inputs, settings = synthetic_render_inputs(2, image_size, device, dtype)
         b, h, w = inputs.batch_size, image_size, image_size
-        out = renderer.render(inputs)
+        out = renderer.render(inputs, settings)
         if not checks.expect(f"{tag}: returns RenderOutput", isinstance(out, RenderOutput), f"got {type(out).__name__}"):
             continue
         checks.expect(f"{tag}: image shape", tuple(out.image.shape) == (b, h, w, 3), f"{tuple(out.image.shape)} != {(b, h, w, 3)}")
@@ -282,14 +284,14 @@ def check_renderer(
             f"coverage per image {cover.tolist()} (a synthetic face fills about a third)",
         )
         for mode in (RenderMode.ALBEDO, RenderMode.LIGHTING):
-            other = renderer.render(replace(inputs, mode=mode))
+            other = renderer.render(inputs, replace(settings, mode=mode))
             checks.expect(
                 f"{tag}: mode {mode.value} shapes",
                 tuple(other.image.shape) == (b, h, w, 3) and tuple(other.mask.shape) == (b, h, w, 1),
                 f"image {tuple(other.image.shape)}, mask {tuple(other.mask.shape)}",
             )
-        _check_renderer_gradients(renderer, inputs, checks, tag)
-        singles = [renderer.render(_image_rows(inputs, i)) for i in range(b)]
+        _check_renderer_gradients(renderer, inputs, settings, checks, tag)
+        singles = [renderer.render(_image_rows(inputs, i), settings) for i in range(b)]
         for part in ("image", "mask"):
             alone = torch.cat([getattr(s, part) for s in singles]).detach()
             err = float((getattr(out, part).detach() - alone).abs().max())
@@ -297,9 +299,10 @@ def check_renderer(
     return checks.done()
 
 
-def _check_renderer_gradients(renderer: Renderer, inputs: RenderInputs, checks: _Checks, tag: str) -> None:
+def _check_renderer_gradients(renderer: Renderer, inputs: RenderInputs, settings: RenderSettings, checks: _Checks,
+                              tag: str) -> None:
     leaves = {k: getattr(inputs, k).detach().clone().requires_grad_(True) for k in ("vertices", "diffuse", "sh", "focal")}
-    out = renderer.render(replace(inputs, **leaves))
+    out = renderer.render(replace(inputs, **leaves), settings)
     weights = torch.linspace(0.5, 1.5, out.image.numel(), dtype=out.image.dtype, device=out.image.device)
     loss = (out.image.reshape(-1) * weights).sum() + out.mask.sum()
     if not checks.expect(f"{tag}: output requires grad", loss.requires_grad, "the output is detached from the inputs"):

@@ -104,9 +104,8 @@ class TrackResult:
             t = self.scene.diffuse.shape[1]
             rough = torch.full((1, t, t, 1), self.config.texture.initial_roughness, dtype=self.scene.diffuse.dtype,
                                device=self.scene.diffuse.device)
-            inputs = self.scene.render_inputs(self.params(index), self.scene.diffuse, self.scene.specular, rough,
-                                              self.config.render.final_samples, self.config.run.seed, mode)
-            return self.renderer.render(inputs)
+            inputs = self.scene.render_inputs(self.params(index), self.scene.diffuse, self.scene.specular, rough)
+            return self.renderer.render(inputs, self.scene.render_settings(self.config.render.final_samples, self.config.run.seed, mode))
 
     def tracking_frames_per_second(self) -> float:
         """Tracked frames per second of tracking time (identity and landmarks excluded)."""

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..losses import LossContext, landmark_loss, photometric_loss
 from ..model import MorphableModel, blend, combine
 from ..params import SceneParameters
-from ..render import Renderer
+from ..render import Renderer, RenderSettings
 from ..fitting.optim import STEP_SCALES
 from ..fitting.landmark_solver import LandmarkObjective, LandmarkSolver, Prior
 from ..fitting.pose import initial_pose
@@ -206,15 +206,15 @@ class Tracker:
             (y0, y1, x0, x1) = self._face_box(self.scene.project_landmarks(params, self.schema, targets)[0])
         image, valid = image[:, y0:y1, x0:x1], valid[:, y0:y1, x0:x1]
         offset = self.scene.principal_point.new_tensor([[float(x0), float(y0)]])
+        crop = RenderSettings((y1 - y0, x1 - x0), self.config.render.samples, self.config.run.seed)
         for _ in range(s.photometric_iterations):
             self._opt.zero_grad(set_to_none=True)
-            inputs = self.scene.render_inputs(p, self.scene.diffuse, self.scene.specular, self.roughness,
-                                              self.config.render.samples, self.config.run.seed)
-            inputs = replace(inputs, image_size=(y1 - y0, x1 - x0), principal_point=inputs.principal_point - offset)
+            inputs = self.scene.render_inputs(p, self.scene.diffuse, self.scene.specular, self.roughness)
+            inputs = replace(inputs, principal_point=inputs.principal_point - offset)
             ctx = LossContext(
                 stage=2, params=p, landmarks=self.scene.project_landmarks(p, self.schema, targets),
                 landmark_targets=targets[:, idx], landmark_weights=weights[:, idx], image_scale=self.longer,
-                render=self.renderer.render(inputs), images=image, valid=valid,
+                render=self.renderer.render(inputs, crop), images=image, valid=valid,
             )
             reg = sum(prior.cost(getattr(p, prior.block)).sum() for prior in self._priors(smooth))
             loss = photometric_loss(ctx) + s.photometric_landmarks * landmark_loss(ctx) + s.photometric_regularisers * reg

@@ -118,7 +118,7 @@ class MapStage:
             diffuse, specular = scene.albedo_textures(frozen)
             roughness = scene.constant_roughness(diffuse.shape[0], cfg.texture.initial_roughness)
             # the geometry is fixed in stage 3: build it once
-            base = scene.render_inputs(frozen, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed)
+            base = scene.render_inputs(frozen, diffuse, specular, roughness)
         grids = MapParameters.start(
             diffuse, specular, roughness, s3.pyramid_levels, s3.specular_resolution, s3.roughness_resolution,
             s3.specular_color, (s3.roughness_min, s3.roughness_max), texel_footprint(scene, frozen),
@@ -130,9 +130,9 @@ class MapStage:
 
         def loss_of(it: int):
             maps = grids.maps()
-            inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"],
-                             seed=cfg.run.seed + it)
-            return state.total(replace(ctx, maps=maps, render=state.renderer.render(inputs)))
+            inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
+            settings = scene.render_settings(cfg.render.samples, cfg.run.seed + it)
+            return state.total(replace(ctx, maps=maps, render=state.renderer.render(inputs, settings)))
 
         report = run_adam(self.loss_stage, s3.iterations, s3.final_learning_rate, opt, loss_of, progress=state.progress)
         with torch.no_grad():

@@ -33,8 +33,9 @@ class PhotometricStage:
         def loss_of(it: int):
             diffuse, specular = state.scene.albedo_textures(current)
             # a new seed per iteration: a ray tracer's noise must not be the same every step
-            inputs = state.scene.render_inputs(current, diffuse, specular, roughness, cfg.render.samples, cfg.run.seed + it)
-            return state.total(state.context(self.loss_stage, current, render=state.renderer.render(inputs)))
+            inputs = state.scene.render_inputs(current, diffuse, specular, roughness)
+            render = state.renderer.render(inputs, state.scene.render_settings(cfg.render.samples, cfg.run.seed + it))
+            return state.total(state.context(self.loss_stage, current, render=render))
 
         report = run_adam(self.loss_stage, cfg.stage2.iterations, cfg.stage2.final_learning_rate, opt, loss_of,
                           progress=state.progress)

@@ -1,4 +1,5 @@
-"""The Mitsuba 3 renderer: :class:`RenderInputs` → one in-memory Mitsuba scene per image → :class:`RenderOutput`.
+"""The Mitsuba 3 renderer: :class:`RenderInputs` and :class:`RenderSettings` → one in-memory Mitsuba
+scene per image → :class:`RenderOutput`.
 
 Each image of a batch gets its own scene (its own camera and light), built once and then
 updated in place through ``mi.traverse`` every call, so Dr.Jit reuses its compiled kernels
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from nextface_core.options import option
-from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 
 from .backend import import_mitsuba, variant_for
 from .bsdf import PLUGIN_NAME, register
@@ -255,24 +256,25 @@ class MitsubaRenderer:
 
     # -- rendering ------------------------------------------------------------------------
 
-    def render(self, inputs: RenderInputs) -> RenderOutput:
-        """Render ``inputs`` (see :class:`RenderInputs`) → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``."""
+    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        """Render ``inputs`` with ``settings.samples`` per pixel from ``settings.seed`` → linear RGB
+        ``[B,H,W,3]`` and coverage ``[B,H,W,1]`` at ``settings.image_size``."""
         _check(inputs)
         device = inputs.vertices.device
         variant = variant_for(device)
         mi, dr = import_mitsuba(variant)
         b = inputs.batch_size
         layout = _Layout(
-            variant, inputs.vertices.shape[1], inputs.faces.shape[0], tuple(inputs.image_size),
+            variant, inputs.vertices.shape[1], inputs.faces.shape[0], settings.image_size,
             tuple(tuple(t.shape[1:3]) for t in (inputs.diffuse, inputs.specular, inputs.roughness)),
         )
         if layout != self._layout:
             self._start(mi, dr, layout)
         pool = self._pool(mi, dr, inputs)
-        diffuse, specular, roughness = _material_textures(inputs)
+        diffuse, specular, roughness = _material_textures(inputs, settings.mode)
         envmap = envmap_data(inputs.sh.float(), self.envmap_height)
-        sensor = sensor_settings(inputs.focal.detach().double(), inputs.principal_point.detach().double(), inputs.image_size)
-        integrator = self._integrators[inputs.mode]
+        sensor = sensor_settings(inputs.focal.detach().double(), inputs.principal_point.detach().double(), settings.image_size)
+        integrator = self._integrators[settings.mode]
         rgba = []
         # Mitsuba renders one sensor of one scene per call, so images are a loop of B kernel launches
         for i in range(b):
@@ -286,8 +288,8 @@ class MitsubaRenderer:
                 roughness[min(i, roughness.shape[0] - 1)],
                 envmap[i],
                 tuple(sensor[i].tolist()),
-                int(inputs.samples),
-                int(inputs.seed),
+                settings.samples,
+                settings.seed,
                 integrator,
             )
             rgba.append(image)
@@ -297,7 +299,7 @@ class MitsubaRenderer:
             pool.pending = weakref.ref(token)
             out = _HoldUntilBackward.apply(out, pool, token)
         out = out.to(device=device, dtype=inputs.vertices.dtype)
-        if inputs.mode == RenderMode.ALBEDO:
+        if settings.mode == RenderMode.ALBEDO:
             image, mask = out[..., 4:7], out[..., 3:4]
         else:
             image, mask = out[..., :3], out[..., 3:4]
@@ -316,11 +318,8 @@ def _same_key(a: tuple, b: tuple) -> bool:
 
 
 def _check(inputs: RenderInputs) -> None:
-    """Reject what Mitsuba would crash on or silently misrender, naming the fix."""
-    if inputs.samples < 1:
-        raise ValueError(f"RenderInputs.samples must be ≥ 1 for the mitsuba renderer, got {inputs.samples}")
-    if min(inputs.image_size) < 1:
-        raise ValueError(f"RenderInputs.image_size must be positive, got {inputs.image_size}")
+    """Reject what Mitsuba would crash on or silently misrender, naming the fix (samples and
+    image size are checked by :class:`RenderSettings` itself)."""
     n = inputs.vertices.shape[1]
     if inputs.faces.numel() and (int(inputs.faces.min()) < 0 or int(inputs.faces.max()) >= n):
         raise ValueError(
@@ -329,15 +328,15 @@ def _check(inputs: RenderInputs) -> None:
         )
 
 
-def _material_textures(inputs: RenderInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The three texture tensors the BSDF receives for ``inputs.mode`` (float32, ``[B or 1,T,T,C]``).
+def _material_textures(inputs: RenderInputs, mode: RenderMode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three texture tensors the BSDF receives in ``mode`` (float32, ``[B or 1,T,T,C]``).
 
     ``lighting`` renders a white Lambertian surface (no glossy lobe), as the core defines it;
     ``albedo`` reads the diffuse texture through Mitsuba's albedo AOV.
     """
     diffuse, specular, roughness = (t.float().contiguous() for t in (inputs.diffuse, inputs.specular, inputs.roughness))
-    if inputs.mode == RenderMode.LIGHTING:
+    if mode == RenderMode.LIGHTING:
         return torch.ones_like(diffuse[:1]), torch.zeros_like(specular[:1]), roughness[:1].detach()
-    if inputs.mode == RenderMode.ALBEDO:
+    if mode == RenderMode.ALBEDO:
         return diffuse, torch.zeros_like(specular[:1]), roughness[:1].detach()
     return diffuse, specular, roughness

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nextface_core import sh as shlib
-from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 
 SIZE = 48  # image side in pixels: small, so every test runs in about a second on 2 cores
 FOCAL = 90.0
@@ -53,13 +53,14 @@ def sphere_inputs(
     size: tuple[int, int] = (SIZE, SIZE),
     principal_point: tuple[float, float] | None = None,
     texels: int = 4,
-) -> RenderInputs:
-    """RenderInputs of ``batch`` identical spheres with constant textures shared by the batch."""
+) -> tuple[RenderInputs, RenderSettings]:
+    """RenderInputs of ``batch`` identical spheres with constant textures shared by the batch,
+    and the RenderSettings (``size``, ``samples``, ``seed``, ``mode``) to render them with."""
     vertices, normals, uv, faces = uv_sphere()
     h, w = size
     pp = principal_point or (w / 2.0, h / 2.0)
     light = lobe_light((0.0, -1.0, -1.0)) if sh is None else sh
-    return RenderInputs(
+    inputs = RenderInputs(
         vertices=vertices.expand(batch, -1, -1).clone(),
         faces=faces,
         normals=normals.expand(batch, -1, -1).clone(),
@@ -70,11 +71,8 @@ def sphere_inputs(
         sh=light.expand(batch, -1, -1).clone(),
         focal=torch.full((batch,), FOCAL),
         principal_point=torch.tensor([pp] * batch),
-        image_size=size,
-        samples=samples,
-        seed=seed,
-        mode=mode,
     )
+    return inputs, RenderSettings(size, samples, seed, mode)
 
 
 def sphere_surface(size: tuple[int, int] = (SIZE, SIZE), focal: float = FOCAL):

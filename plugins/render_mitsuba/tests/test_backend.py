@@ -51,12 +51,12 @@ def test_missing_libllvm_is_a_clear_error() -> None:
         from nextface_core.errors import BackendUnavailableError
         from nextface_render_mitsuba.renderer import MitsubaRenderer
         import torch
-        from nextface_core.render import RenderInputs
+        from nextface_core.render import RenderInputs, RenderSettings
         z = torch.zeros
         inputs = RenderInputs(z(1, 3, 3), torch.tensor([[0, 1, 2]], dtype=torch.int32), z(1, 3, 3), z(3, 2),
-                              z(1, 2, 2, 3), z(1, 2, 2, 3), z(1, 2, 2, 1), z(1, 1, 3), torch.ones(1), z(1, 2), (8, 8))
+                              z(1, 2, 2, 3), z(1, 2, 2, 3), z(1, 2, 2, 1), z(1, 1, 3), torch.ones(1), z(1, 2))
         try:
-            MitsubaRenderer().render(inputs)
+            MitsubaRenderer().render(inputs, RenderSettings((8, 8)))
         except BackendUnavailableError as exc:
             print("ERROR:", exc.message, "|", exc.hint, "| exit", exc.exit_code)
         import sys
@@ -112,12 +112,12 @@ def test_no_kernel_recompilation_between_iterations(renderer, scenes) -> None:
     import drjit as dr
 
     def iteration(i: int) -> None:
-        base = scenes.inputs(samples=2, specular=0.2, seed=i)
+        base, settings = scenes.inputs(samples=2, specular=0.2, seed=i)
         vertices = (base.vertices + 0.01 * i).requires_grad_(True)
         sh = (base.sh * (1.0 + 0.1 * i)).requires_grad_(True)
         focal = (base.focal + i).requires_grad_(True)
         diffuse = (base.diffuse * (1.0 - 0.1 * i)).requires_grad_(True)
-        out = renderer.render(dataclasses.replace(base, vertices=vertices, sh=sh, focal=focal, diffuse=diffuse))
+        out = renderer.render(dataclasses.replace(base, vertices=vertices, sh=sh, focal=focal, diffuse=diffuse), settings)
         out.image.sum().backward()
 
     iteration(0)
@@ -140,17 +140,18 @@ def test_no_drjit_leak_warnings_at_exit() -> None:
     out = _run(
         """
         import math, torch
-        from nextface_core.render import RenderInputs
+        from nextface_core.render import RenderInputs, RenderSettings
         from nextface_render_mitsuba.renderer import MitsubaRenderer
         vertices = torch.tensor([[[-0.5, -0.5, 3.0], [0.5, -0.5, 3.0], [0.0, 0.5, 3.0]]], requires_grad=True)
         normals = torch.tensor([[[0.0, 0.0, -1.0]] * 3])
         sh = torch.ones(1, 4, 3, requires_grad=True)
         inputs = RenderInputs(vertices, torch.tensor([[0, 2, 1]], dtype=torch.int32), normals, torch.rand(3, 2),
                               torch.rand(1, 4, 4, 3), torch.rand(1, 4, 4, 3), torch.rand(1, 4, 4, 1), sh,
-                              torch.tensor([20.0]), torch.tensor([[8.0, 8.0]]), (16, 16), samples=2)
+                              torch.tensor([20.0]), torch.tensor([[8.0, 8.0]]))
+        settings = RenderSettings((16, 16), samples=2)
         RENDERER = MitsubaRenderer()
-        RENDERER.render(inputs).image.sum().backward()
-        PENDING = RENDERER.render(inputs)  # its autograd graph holds Dr.Jit variables until exit
+        RENDERER.render(inputs, settings).image.sum().backward()
+        PENDING = RENDERER.render(inputs, settings)  # its autograd graph holds Dr.Jit variables until exit
         print("rendered", float(vertices.grad.abs().sum()) > 0)
         """
     )
@@ -165,11 +166,11 @@ def test_cuda_variant_matches_cpu(scenes) -> None:
     """CUDA tensors render with cuda_ad_rgb; the mean agrees with the LLVM render within 2 %."""
     from nextface_render_mitsuba.renderer import MitsubaRenderer
 
-    cpu = scenes.inputs(samples=64)
+    cpu, settings = scenes.inputs(samples=64)
     cuda = dataclasses.replace(
         cpu, **{f.name: getattr(cpu, f.name).cuda() for f in dataclasses.fields(cpu) if isinstance(getattr(cpu, f.name), torch.Tensor)}
     )
-    image_gpu = MitsubaRenderer().render(cuda).image
-    image_cpu = MitsubaRenderer().render(cpu).image
+    image_gpu = MitsubaRenderer().render(cuda, settings).image
+    image_cpu = MitsubaRenderer().render(cpu, settings).image
     assert image_gpu.device.type == "cuda"
     assert image_gpu.mean().item() == pytest.approx(image_cpu.mean().item(), rel=0.02)

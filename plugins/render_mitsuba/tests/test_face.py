@@ -12,7 +12,7 @@ from nextface_core.config import load_config
 from nextface_core.errors import NextFaceError
 from nextface_core.mesh import vertex_normals
 from nextface_core.plugins import PluginRegistry
-from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 from nextface_core.synthetic import synthetic_model
 
 
@@ -23,15 +23,15 @@ def _vertex_renderer():
         pytest.skip(f"vertex renderer unavailable: {exc}")
 
 
-def face_inputs(scenes, size: int = 64, samples: int = 64) -> RenderInputs:
+def face_inputs(scenes, size: int = 64, samples: int = 64) -> tuple[RenderInputs, RenderSettings]:
     """The small synthetic face at 600 mm, turned a little, diffuse 0.42 + specular 0.3 (roughness
-    0.4), lit mostly from the front, upper right."""
+    0.4), lit mostly from the front, upper right; rendered ``size`` square with ``samples``."""
     model = synthetic_model("small")
     rotation = torch.tensor([[0.1, 0.25, 0.0]])
     translation = torch.tensor([[0.0, 0.0, 600.0]])
     shape = model.shape_mean[None]
     normals = rotate_normals(vertex_normals(shape, model.faces), rotation)
-    return RenderInputs(
+    inputs = RenderInputs(
         vertices=model_to_camera(shape, rotation, translation),
         faces=model.faces.to(torch.int32),
         normals=normals,
@@ -42,9 +42,8 @@ def face_inputs(scenes, size: int = 64, samples: int = 64) -> RenderInputs:
         sh=scenes.light((0.4, -0.5, -1.0)),
         focal=torch.tensor([190.0]),
         principal_point=torch.tensor([[size / 2, size / 2]]),
-        image_size=(size, size),
-        samples=samples,
     )
+    return inputs, RenderSettings((size, size), samples)
 
 
 def test_face_agrees_with_the_vertex_renderer_where_unshadowed(renderer, scenes) -> None:
@@ -53,12 +52,13 @@ def test_face_agrees_with_the_vertex_renderer_where_unshadowed(renderer, scenes)
     agree in full mode (both lobes): mean within 3 %, 90 % of pixels within 10 % (measured
     0.1 % and 5.5 % at 128 spp; Monte Carlo noise at 64 spp adds a little)."""
     vertex = _vertex_renderer()
-    inputs = face_inputs(scenes)
-    mitsuba_out = renderer.render(inputs)
-    vertex_out = vertex.render(inputs)
+    inputs, settings = face_inputs(scenes)
+    mitsuba_out = renderer.render(inputs, settings)
+    vertex_out = vertex.render(inputs, settings)
     constant = torch.zeros_like(inputs.sh)
     constant[:, 0] = 1.0  # L = Y_00 everywhere: a white Lambertian point shows L unless occluded
-    ambient = renderer.render(dataclasses.replace(inputs, sh=constant, mode=RenderMode.LIGHTING)).image[0, ..., 0]
+    ambient = renderer.render(dataclasses.replace(inputs, sh=constant), dataclasses.replace(settings, mode=RenderMode.LIGHTING))
+    ambient = ambient.image[0, ..., 0]
     unoccluded = ambient >= 0.97 * 0.28209479
     covered = (mitsuba_out.mask[0, ..., 0] > 0.999) & (vertex_out.mask[0, ..., 0] > 0.999)
     region = covered & unoccluded
@@ -80,11 +80,12 @@ def test_face_texture_lookup_agrees_with_the_vertex_renderer(renderer, scenes) -
     vertex = _vertex_renderer()
     rows, cols = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
     texture = torch.stack([rows, cols, 0.5 + 0.5 * torch.sin(6 * rows) * cols], -1)[None]
-    inputs = dataclasses.replace(face_inputs(scenes), diffuse=texture, mode=RenderMode.ALBEDO)
-    got, want = renderer.render(inputs), vertex.render(inputs)
+    face, settings = face_inputs(scenes)
+    inputs, settings = dataclasses.replace(face, diffuse=texture), dataclasses.replace(settings, mode=RenderMode.ALBEDO)
+    got, want = renderer.render(inputs, settings), vertex.render(inputs, settings)
     covered = (got.mask[0, ..., 0] > 0.999) & (want.mask[0, ..., 0] > 0.999)
     difference = (got.image[0] - want.image[0]).abs()[covered]
     assert difference.median() < 0.005 and difference.max() < 0.02
     for dim in (1, 2):  # v counted from the bottom, u from the right
-        flipped = vertex.render(dataclasses.replace(inputs, diffuse=texture.flip(dim)))
+        flipped = vertex.render(dataclasses.replace(inputs, diffuse=texture.flip(dim)), settings)
         assert (got.image[0] - flipped.image[0]).abs()[covered].median() > 0.03

@@ -4,7 +4,7 @@
 when the renderer is made, so a bad interpreter fails before a fit starts; restarted on the
 next render if a previous request was interrupted). A render that needs gradients goes
 through :class:`_WorkerRender`, a ``torch.autograd.Function``: forward sends the RenderInputs
-arrays and gets image and mask back; backward sends the gradients of image and mask and gets
+arrays with the RenderSettings and gets image and mask back; backward sends the gradients of image and mask and gets
 the gradients of every input that needed one (vertices, normals, uv, textures, SH light,
 focal, principal point) back, each as the dtype and on the device of its input.
 """
@@ -23,10 +23,11 @@ from torch.autograd.function import once_differentiable
 
 from nextface_core.errors import BackendUnavailableError
 from nextface_core.options import option
-from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.render import RenderInputs, RenderOutput, RenderSettings
 from nextface_core.sh import envmap_directions, sh_basis
 
 from .client import WORKER_MODULE, WorkerError, WorkerProcess
+from .worker import nextface_redner_wire as wire
 
 ENV_PYTHON = "NEXTFACE_REDNER_PYTHON"
 SECTION = "render_redner"
@@ -125,27 +126,26 @@ class RednerRenderer:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def render(self, inputs: RenderInputs) -> RenderOutput:
-        """Render ``inputs`` in the worker → linear RGB ``[B,H,W,3]`` and coverage ``[B,H,W,1]``,
-        differentiable w.r.t. every floating-point input that requires a gradient."""
+    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        """Render ``inputs`` in the worker with ``settings`` → linear RGB ``[B,H,W,3]`` and coverage
+        ``[B,H,W,1]``, differentiable w.r.t. every floating-point input that requires a gradient."""
         tensors = [getattr(inputs, name) for name in ARRAY_FIELDS]
         bands = int(round(inputs.sh.shape[1] ** 0.5))
         basis = _envmap_basis(bands, self.envmap_height, inputs.sh.dtype, str(inputs.sh.device))
-        fields = {"image_size": list(inputs.image_size), "samples": int(inputs.samples), "seed": int(inputs.seed),
-                  "mode": RenderMode(inputs.mode).value}
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            image, mask = _WorkerRender.apply(self, fields, basis, *tensors)
+            image, mask = _WorkerRender.apply(self, settings, basis, *tensors)
         else:
-            image, mask = self.send_render(fields, basis, tensors, [])[:2]
+            image, mask = self.send_render(settings, basis, tensors, [])[:2]
         return RenderOutput(image=image, mask=mask)
 
-    def send_render(self, fields: dict, basis: torch.Tensor, tensors: Sequence[torch.Tensor], grad: list[str]):
+    def send_render(self, settings: RenderSettings, basis: torch.Tensor, tensors: Sequence[torch.Tensor], grad: list[str]):
         """One ``render`` request → ``(image, mask, render id, worker pid)``, as the dtype and on the device of the vertices."""
         worker = self.worker
         arrays = dict(zip(ARRAY_FIELDS, (t.detach() for t in tensors)))
         arrays["envmap_basis"] = basis
         render_id = next(self._ids)
-        _, out = worker.request("render", dict(fields, id=render_id, grad=grad), arrays, "rendered")
+        on_wire = wire.Settings(settings.image_size, settings.samples, settings.seed, settings.mode.value)._asdict()
+        _, out = worker.request("render", {"id": render_id, "settings": on_wire, "grad": grad}, arrays, "rendered")
         like = tensors[0]
         return out["image"].to(like.device, like.dtype), out["mask"].to(like.device, like.dtype), render_id, worker.pid
 
@@ -161,13 +161,13 @@ class RednerRenderer:
 
 
 class _WorkerRender(torch.autograd.Function):
-    """Autograd node of one worker render: inputs ``(renderer, fields, basis, *RenderInputs tensors)``."""
+    """Autograd node of one worker render: inputs ``(renderer, settings, basis, *RenderInputs tensors)``."""
 
     @staticmethod
-    def forward(ctx: Any, renderer: RednerRenderer, fields: dict, basis: torch.Tensor, *tensors: torch.Tensor):
+    def forward(ctx: Any, renderer: RednerRenderer, settings: RenderSettings, basis: torch.Tensor, *tensors: torch.Tensor):
         needs = ctx.needs_input_grad[3:]
         grad = [name for name, need, t in zip(ARRAY_FIELDS, needs, tensors) if need and t.is_floating_point()]
-        image, mask, render_id, pid = renderer.send_render(fields, basis, tensors, grad)
+        image, mask, render_id, pid = renderer.send_render(settings, basis, tensors, grad)
         ctx.renderer, ctx.render_id, ctx.pid = renderer, render_id, pid
         ctx.like = [(t.dtype, t.device) for t in tensors]
         return image, mask

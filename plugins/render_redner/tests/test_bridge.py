@@ -20,7 +20,7 @@ import torch
 from nextface_core.config import load_config
 from nextface_core.errors import BackendUnavailableError, ConfigError
 from nextface_core.plugins import PluginRegistry
-from nextface_core.render import RenderMode
+from nextface_core.render import RenderMode, RenderSettings
 from nextface_core.testing import check_renderer
 from nextface_core.testing.kit import synthetic_render_inputs
 from nextface_render_redner import check
@@ -63,11 +63,11 @@ def _weighted(out, seed: int = 1):
 def test_images_and_gradients_equal_the_vertex_renderer(bridge: RednerRenderer, dtype: torch.dtype, mode: RenderMode) -> None:
     """Two faces (per-image diffuse, shared specular/roughness): image, mask and the gradient of
     every input agree with the vertex renderer called directly within 1e-5."""
-    inputs = synthetic_render_inputs(batch=2, image_size=64, dtype=dtype, mode=mode)
+    inputs, settings = synthetic_render_inputs(batch=2, image_size=64, dtype=dtype, mode=mode)
     direct = VertexRenderer(use_nvdiffrast="never")
     got_in, got_leaves = _with_leaves(inputs)
     want_in, want_leaves = _with_leaves(inputs)
-    got, want = bridge.render(got_in), direct.render(want_in)
+    got, want = bridge.render(got_in, settings), direct.render(want_in, settings)
     assert got.image.dtype == dtype and got.mask.dtype == dtype
     torch.testing.assert_close(got.image, want.image, rtol=0, atol=1e-5)
     torch.testing.assert_close(got.mask, want.mask, rtol=0, atol=1e-5)
@@ -87,10 +87,10 @@ def test_images_and_gradients_equal_the_vertex_renderer(bridge: RednerRenderer, 
 def test_bridge_gradients_match_finite_differences(bridge: RednerRenderer, name: str) -> None:
     """Directional derivative of a weighted image + mask loss: autograd through the bridge vs
     central differences of bridge renders (float64)."""
-    base = synthetic_render_inputs(batch=1, image_size=48, dtype=torch.float64)
+    base, settings = synthetic_render_inputs(batch=1, image_size=48, dtype=torch.float64)
 
     def loss(value: torch.Tensor) -> torch.Tensor:
-        return _weighted(bridge.render(replace(base, **{name: value})))
+        return _weighted(bridge.render(replace(base, **{name: value}), settings))
 
     value = getattr(base, name).clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss(value), value)
@@ -109,9 +109,9 @@ def test_the_bridge_passes_the_renderer_contract(bridge: RednerRenderer) -> None
 
 
 def test_a_render_without_gradients_keeps_no_graph_and_backward_needs_its_render(bridge: RednerRenderer) -> None:
-    inputs = synthetic_render_inputs(batch=1, image_size=32)
+    inputs, settings = synthetic_render_inputs(batch=1, image_size=32)
     with torch.no_grad():
-        out = bridge.render(replace(inputs, sh=inputs.sh.clone().requires_grad_(True)))
+        out = bridge.render(replace(inputs, sh=inputs.sh.clone().requires_grad_(True)), settings)
     assert not out.image.requires_grad
     with pytest.raises(WorkerError, match="has no graph here"):
         bridge.send_backward(10**6, bridge.worker.pid, out.image, None)
@@ -119,21 +119,20 @@ def test_a_render_without_gradients_keeps_no_graph_and_backward_needs_its_render
 
 
 def test_a_worker_side_exception_is_an_error_and_the_worker_stays(bridge: RednerRenderer) -> None:
-    inputs = synthetic_render_inputs(batch=2, image_size=32)
+    inputs, settings = synthetic_render_inputs(batch=2, image_size=32)
     tensors = [getattr(inputs, n) for n in ARRAY_FIELDS]
     tensors[ARRAY_FIELDS.index("focal")] = inputs.focal[:1]  # the worker's RenderInputs check refuses it
-    fields = {"image_size": [32, 32], "samples": 1, "seed": 0, "mode": "full"}
     with pytest.raises(WorkerError, match="failed to render: ValueError: RenderInputs.focal has shape"):
-        bridge.send_render(fields, torch.zeros(9, 8, 16), tensors, [])
+        bridge.send_render(RenderSettings((32, 32)), torch.zeros(9, 8, 16), tensors, [])
     assert bridge.worker.alive
-    assert bridge.render(inputs).image.shape == (2, 32, 32, 3)
+    assert bridge.render(inputs, settings).image.shape == (2, 32, 32, 3)
 
 
 def test_close_stops_the_worker_and_a_render_after_it_starts_a_new_one(bridge: RednerRenderer) -> None:
     first = bridge.worker
     bridge.close()
     assert first._proc.poll() is not None and not first.alive
-    out = bridge.render(synthetic_render_inputs(batch=1, image_size=32))
+    out = bridge.render(*synthetic_render_inputs(batch=1, image_size=32))
     assert bridge.worker.pid != first.pid and bridge.worker.alive and out.mask.sum() > 0
 
 
@@ -186,7 +185,7 @@ def test_a_protocol_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEXTFACE_STANDIN_PROTOCOL", "99")
     with pytest.raises(WorkerError) as err:
         standin()
-    assert "speaks protocol version 99, this plugin version 1" in err.value.message
+    assert "speaks protocol version 99, this plugin version 2" in err.value.message
     assert "reinstall nextface-render-redner" in err.value.hint
 
 

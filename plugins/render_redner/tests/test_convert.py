@@ -15,7 +15,11 @@ from nextface_render_redner.renderer import ARRAY_FIELDS, _envmap_basis
 from nextface_render_redner.worker import nextface_redner_scene as convert
 
 
-def _inputs(batch: int = 2, mode: RenderMode = RenderMode.FULL, shared: bool = True) -> RenderInputs:
+#: (H, W) of the images the conversions are checked for
+SIZE = (40, 56)
+
+
+def _inputs(batch: int = 2, shared: bool = True) -> RenderInputs:
     g = torch.Generator().manual_seed(0)
     t = 1 if shared else batch
     return RenderInputs(
@@ -29,8 +33,6 @@ def _inputs(batch: int = 2, mode: RenderMode = RenderMode.FULL, shared: bool = T
         sh=torch.randn(batch, 9, 3, generator=g),
         focal=torch.tensor([60.0, 75.0][:batch]),
         principal_point=torch.tensor([[30.0, 18.0], [27.5, 22.0]][:batch]),
-        image_size=(40, 56),
-        mode=mode,
     )
 
 
@@ -52,9 +54,9 @@ def _redner_project(points: torch.Tensor, inputs: RenderInputs) -> torch.Tensor:
     ``intrinsic_mat``, perspective divide, then its screen → pixel mapping."""
     world_to_cam = torch.inverse(convert.CAM_TO_WORLD)
     local = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
-    k = convert.intrinsic_matrices(inputs.focal, inputs.principal_point, inputs.image_size)
+    k = convert.intrinsic_matrices(inputs.focal, inputs.principal_point, SIZE)
     homogeneous = torch.einsum("bij,bnj->bni", k, local)
-    return convert.screen_to_pixels(homogeneous[..., :2] / homogeneous[..., 2:3], inputs.image_size)
+    return convert.screen_to_pixels(homogeneous[..., :2] / homogeneous[..., 2:3], SIZE)
 
 
 def test_camera_matches_core_projection() -> None:
@@ -128,7 +130,7 @@ def test_roughness_matches_the_core_lobe_width() -> None:
 
 @pytest.mark.parametrize("mode", list(RenderMode))
 def test_materials_per_mode(mode: RenderMode) -> None:
-    inputs = _inputs(mode=mode)
+    inputs = _inputs()
     maps = convert.materials(_arrays(inputs), mode.value)
     if mode == RenderMode.LIGHTING:
         assert torch.equal(maps["diffuse"], torch.ones(1, 4, 4, 3))
@@ -145,7 +147,7 @@ def test_materials_per_mode(mode: RenderMode) -> None:
 def test_scene_dicts_per_image(shared: bool) -> None:
     """One dict per image: its own geometry, camera and light; textures shared or per image."""
     inputs = _inputs(shared=shared)
-    scenes = convert.scene_dicts(_arrays(inputs), inputs.image_size, inputs.mode.value)
+    scenes = convert.scene_dicts(_arrays(inputs), SIZE, RenderMode.FULL.value)
     assert len(scenes) == 2
     for i, scene in enumerate(scenes):
         assert torch.equal(scene["mesh"]["vertices"], inputs.vertices[i])
@@ -163,7 +165,7 @@ def test_gradients_flow_through_the_conversion() -> None:
     inputs = _inputs()
     for name in ("vertices", "diffuse", "roughness", "sh", "focal"):
         getattr(inputs, name).requires_grad_(True)
-    scenes = convert.scene_dicts(_arrays(inputs), inputs.image_size, "full")
+    scenes = convert.scene_dicts(_arrays(inputs), SIZE, "full")
     total = sum(
         s["mesh"]["vertices"].sum() + s["material"]["diffuse"].sum() + s["material"]["roughness"].sum()
         + s["envmap"]["values"].sum() + s["camera"]["intrinsic_mat"].sum()

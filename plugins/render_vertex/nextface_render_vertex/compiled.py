@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from nextface_core.camera import project
-from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 from nextface_core.sh import lambert_kernel
 from nextface_core.shading import _bands_of, _block_size, _monomial_tables
 
@@ -305,12 +305,12 @@ def silhouette_bits(orientation: Tensor, neighbors: Tensor) -> Tensor:
     return bits
 
 
-def render(inputs: RenderInputs, neighbors: Tensor) -> RenderOutput:
+def render(inputs: RenderInputs, settings: RenderSettings, neighbors: Tensor) -> RenderOutput:
     """The whole ``vertex`` render on the compiled kernels (``neighbors`` from :func:`nextface_core.raster.face_neighbors`)."""
     dtype = inputs.vertices.dtype
-    height, width = (int(s) for s in inputs.image_size)
+    height, width = settings.image_size
     batch, n_verts = inputs.vertices.shape[:2]
-    mode = RenderMode(inputs.mode)
+    mode = settings.mode
     vertices = inputs.vertices
     with record_function("vertex.raster"):
         pixels = project(vertices, inputs.focal.to(dtype), inputs.principal_point.to(dtype)).contiguous()

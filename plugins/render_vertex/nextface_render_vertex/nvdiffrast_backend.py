@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 from nextface_core.shading import shade
 
 _module: Any = None
@@ -88,11 +88,12 @@ class NvdiffrastBackend:
             self._topology = (tri, self._dr.antialias_construct_topology_hash(tri))
         return self._context, tri, self._topology[1]
 
-    def render(self, inputs: RenderInputs) -> RenderOutput:
+    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        """:meth:`VertexRenderer.render <nextface_render_vertex.VertexRenderer.render>` on nvdiffrast (CUDA inputs)."""
         dr = self._dr
         context, tri, topology = self._setup(inputs.faces)
         batch = inputs.batch_size
-        size = tuple(int(s) for s in inputs.image_size)
+        size = settings.image_size
         vertices = inputs.vertices.float()
         pos = clip_positions(vertices, inputs.focal.float(), inputs.principal_point.float(), size).contiguous()
         rast, _ = dr.rasterize(context, pos, tri, resolution=size)
@@ -102,7 +103,7 @@ class NvdiffrastBackend:
         gbuffer, _ = dr.interpolate(attrs, rast, tri)
         position, normal, uv_px = gbuffer.split([3, 3, 2], dim=-1)
         uv_px = uv_px.contiguous()
-        mode = RenderMode(inputs.mode)
+        mode = settings.mode
 
         def texture(t: Tensor) -> Tensor:
             return dr.texture(t.float().contiguous(), uv_px, filter_mode="linear", boundary_mode="clamp")

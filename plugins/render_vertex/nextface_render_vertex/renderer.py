@@ -29,7 +29,7 @@ from nextface_core.camera import project
 from nextface_core.errors import BackendUnavailableError
 from nextface_core.options import option
 from nextface_core.raster import antialias, face_neighbors, interpolate_channels, rasterize, scatter_covered
-from nextface_core.render import RenderInputs, RenderMode, RenderOutput
+from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 from nextface_core.shading import shade_channels
 
 from . import compiled, nvdiffrast_backend
@@ -118,16 +118,17 @@ class VertexRenderer:
             )
         return "torch"
 
-    def render(self, inputs: RenderInputs) -> RenderOutput:
-        """Render ``inputs`` → linear ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]``."""
+    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        """Render ``inputs`` at ``settings.image_size`` (H, W) in ``settings.mode`` → linear
+        ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]`` (samples and seed unused)."""
         backend = self.backend_for(inputs)
         if backend == "nvdiffrast":
             if self._nvdiffrast is None:
                 self._nvdiffrast = nvdiffrast_backend.NvdiffrastBackend()
-            return self._nvdiffrast.render(inputs)
+            return self._nvdiffrast.render(inputs, settings)
         if backend == "compiled":
-            return compiled.render(inputs, self._neighbors(inputs.faces))
-        return self._render_torch(inputs)
+            return compiled.render(inputs, settings, self._neighbors(inputs.faces))
+        return self._render_torch(inputs, settings)
 
     def _neighbors(self, faces: Tensor) -> Tensor:
         cached = self._topology
@@ -142,11 +143,11 @@ class VertexRenderer:
             self._topology = cached
         return cached[1]
 
-    def _render_torch(self, inputs: RenderInputs) -> RenderOutput:
-        height, width = inputs.image_size
+    def _render_torch(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+        height, width = settings.image_size
         batch = inputs.batch_size
         vertices = inputs.vertices
-        mode = RenderMode(inputs.mode)
+        mode = settings.mode
         with record_function("vertex.raster"):
             pixels = project(vertices, inputs.focal, inputs.principal_point)
             frags = rasterize(pixels, vertices[..., 2], inputs.faces, (height, width))

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from nextface_core.render import RenderInputs
+from nextface_core.render import RenderInputs, RenderSettings
 
 
 def sphere(rings: int, segments: int, radius: float, centre: tuple[float, float, float], dtype=torch.float64):
@@ -24,8 +24,12 @@ def sphere(rings: int, segments: int, radius: float, centre: tuple[float, float,
     return verts[None], normals[None], uv, faces[area > 1e-12].int()
 
 
-def sphere_inputs(size: int = 32, batch: int = 1, rings: int = 8, segments: int = 12, dtype=torch.float64, seed: int = 0, **kw):
-    """A lit, textured UV sphere in front of the camera as :class:`RenderInputs` (float64 by default)."""
+def sphere_inputs(
+    size: int = 32, batch: int = 1, rings: int = 8, segments: int = 12, dtype=torch.float64, seed: int = 0, **kw
+) -> tuple[RenderInputs, RenderSettings]:
+    """A lit, textured UV sphere in front of the camera as :class:`RenderInputs` (float64 by
+    default; ``kw`` replaces fields, ``seed`` seeds the random textures and light), with the
+    :class:`RenderSettings` of a ``size`` × ``size`` image."""
     g = torch.Generator().manual_seed(seed)
     verts, normals, uv, faces = sphere(rings, segments, 1.0, (0.1, -0.05, 4.0), dtype)
     tex = 16
@@ -40,7 +44,6 @@ def sphere_inputs(size: int = 32, batch: int = 1, rings: int = 8, segments: int 
         sh=torch.randn(batch, 9, 3, generator=g, dtype=dtype) * 0.3 + torch.tensor([1.0] + [0.0] * 8, dtype=dtype)[None, :, None],
         focal=torch.full((batch,), size * 1.6, dtype=dtype),
         principal_point=torch.full((batch, 2), size / 2.0, dtype=dtype),
-        image_size=(size, size),
     )
     args.update(kw)
-    return RenderInputs(**args)
+    return RenderInputs(**args), RenderSettings((size, size))

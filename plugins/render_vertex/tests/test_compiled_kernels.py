@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nextface_core.raster import _visible_faces, face_neighbors, rasterize, silhouette_edges
-from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 from nextface_render_vertex import VertexRenderer, compiled
 
 from nextface_render_vertex.testing import sphere_inputs as _inputs
@@ -89,10 +89,11 @@ CASES = [
 @pytest.mark.parametrize(("case", "dtype", "mode", "bands", "batch"), CASES, ids=[c[0] for c in CASES])
 def test_renders_and_gradients_agree_with_the_torch_path(case, dtype, mode, bands, batch) -> None:
     g = torch.Generator().manual_seed(7)
-    fields = _fields(_inputs(size=40, batch=batch, rings=10, segments=16, dtype=dtype))
+    inputs, _ = _inputs(size=40, batch=batch, rings=10, segments=16, dtype=dtype)
+    fields = _fields(inputs)
     fields["sh"] = (torch.randn(batch, bands * bands, 3, generator=g, dtype=dtype) * 0.3
                     + (torch.arange(bands * bands) == 0).to(dtype)[None, :, None])
-    fields["mode"] = mode
+    settings = RenderSettings((40, 40), mode=mode)
     if batch > 1:
         fields["vertices"] = fields["vertices"] + torch.tensor([[[0.0, 0.0, 0.0]], [[0.2, -0.1, 0.4]]], dtype=dtype)
         fields["diffuse"] = torch.rand(batch, 12, 20, 3, generator=g, dtype=dtype)  # per image, not square
@@ -100,7 +101,7 @@ def test_renders_and_gradients_agree_with_the_torch_path(case, dtype, mode, band
     results = []
     for kernels in ("compiled", "torch"):
         leaves = _leaves(fields)
-        out = VertexRenderer(use_nvdiffrast="never", kernels=kernels).render(RenderInputs(**{**fields, **leaves}))
+        out = VertexRenderer(use_nvdiffrast="never", kernels=kernels).render(RenderInputs(**{**fields, **leaves}), settings)
         loss = (out.image * weights[..., :3]).sum() + (out.mask * weights[..., 3:]).sum()
         grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
         results.append((out, dict(zip(leaves, grads))))
@@ -119,13 +120,14 @@ def test_renders_and_gradients_agree_with_the_torch_path(case, dtype, mode, band
 
 @pytest.mark.parametrize("name", ["vertices", "normals", "diffuse", "specular", "roughness", "sh", "focal"])
 def test_compiled_gradients_match_finite_differences(name: str) -> None:
-    base = _fields(_inputs(size=32))
+    inputs, settings = _inputs(size=32)
+    base = _fields(inputs)
     renderer = VertexRenderer(use_nvdiffrast="never", kernels="compiled")
     g = torch.Generator().manual_seed(11)
     weights = torch.rand(1, 32, 32, 4, generator=g, dtype=torch.float64)
 
     def loss(value: torch.Tensor) -> torch.Tensor:
-        out = renderer.render(RenderInputs(**{**base, name: value}))
+        out = renderer.render(RenderInputs(**{**base, name: value}), settings)
         return (out.image * weights[..., :3]).sum() + (out.mask * weights[..., 3:]).sum()
 
     value = base[name].clone().requires_grad_()
@@ -140,7 +142,8 @@ def test_compiled_gradients_match_finite_differences(name: str) -> None:
 
 
 def test_renders_and_gradients_are_bit_identical_run_to_run_and_across_thread_counts() -> None:
-    fields = _fields(_inputs(size=64, batch=2, rings=16, segments=24, dtype=torch.float32))
+    inputs, settings = _inputs(size=64, batch=2, rings=16, segments=24, dtype=torch.float32)
+    fields = _fields(inputs)
     weights = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(5))
     renderer = VertexRenderer(use_nvdiffrast="never", kernels="compiled")
     threads = torch.get_num_threads()
@@ -149,7 +152,7 @@ def test_renders_and_gradients_are_bit_identical_run_to_run_and_across_thread_co
         for n in (threads, threads, 1, 3):
             torch.set_num_threads(n)
             leaves = _leaves(fields)
-            out = renderer.render(RenderInputs(**{**fields, **leaves}))
+            out = renderer.render(RenderInputs(**{**fields, **leaves}), settings)
             grads = torch.autograd.grad((out.image * weights).sum() + out.mask.sum(), list(leaves.values()))
             runs.append([out.image, out.mask, *grads])
     finally:
@@ -160,7 +163,7 @@ def test_renders_and_gradients_are_bit_identical_run_to_run_and_across_thread_co
 
 
 def test_the_renderer_falls_back_to_torch_where_the_kernels_cannot_run() -> None:
-    inputs = _inputs(dtype=torch.float64)
+    inputs, _ = _inputs(dtype=torch.float64)
     auto = VertexRenderer(use_nvdiffrast="never")
     assert auto.backend_for(inputs) == "compiled"
     assert VertexRenderer(use_nvdiffrast="never", kernels="torch").backend_for(inputs) == "torch"
@@ -173,7 +176,7 @@ def test_the_renderer_falls_back_to_torch_where_the_kernels_cannot_run() -> None
 
 
 def test_silhouette_bits_pack_the_torch_antialias_edges() -> None:
-    inputs = _inputs(dtype=torch.float64)
+    inputs, _ = _inputs(dtype=torch.float64)
     faces = inputs.faces
     neighbors = face_neighbors(faces)
     orientation = torch.sign(torch.randn(1, faces.shape[0], generator=torch.Generator().manual_seed(3)))

@@ -4,6 +4,7 @@ gradients against finite differences, invariances, modes, the registry, nvdiffra
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch.nn import functional as F
 from nextface_core.config import load_config
 from nextface_core.errors import BackendUnavailableError, ConfigError
 from nextface_core.plugins import PluginRegistry
-from nextface_core.render import RenderInputs, RenderMode
+from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 from nextface_core.sh import irradiance
 from nextface_render_vertex import VertexRenderer, check, sample_textures
 from nextface_render_vertex import nvdiffrast_backend
@@ -32,9 +33,9 @@ def test_lit_sphere_matches_the_analytic_sh_irradiance(kernels: str) -> None:
     inputs = RenderInputs(
         verts, faces, normals, uv.float(),
         diffuse=torch.full((1, 4, 4, 3), albedo), specular=torch.zeros(1, 4, 4, 3), roughness=torch.ones(1, 4, 4, 1),
-        sh=sh, focal=torch.tensor([100.0]), principal_point=torch.tensor([[32.0, 32.0]]), image_size=(size, size),
+        sh=sh, focal=torch.tensor([100.0]), principal_point=torch.tensor([[32.0, 32.0]]),
     )
-    out = VertexRenderer(use_nvdiffrast="never", kernels=kernels).render(inputs)
+    out = VertexRenderer(use_nvdiffrast="never", kernels=kernels).render(inputs, RenderSettings((size, size)))
     # analytic normal of the true sphere seen through each pixel centre
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     ray = F.normalize(torch.stack([(xs - 32) / 100, (ys - 32) / 100, torch.ones_like(xs)], -1), dim=-1)
@@ -64,7 +65,7 @@ def _directional_fd(loss, tensor: torch.Tensor, direction: torch.Tensor, eps: fl
 @pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("name", ["vertices", "diffuse", "specular", "roughness", "sh", "focal"])
 def test_gradients_match_finite_differences(name: str, kernels: str) -> None:
-    base = _inputs()
+    base, settings = _inputs()
     renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     g = torch.Generator().manual_seed(1)
     w_img = torch.rand(1, 32, 32, 3, generator=g, dtype=torch.float64)
@@ -73,7 +74,7 @@ def test_gradients_match_finite_differences(name: str, kernels: str) -> None:
     def loss(value: torch.Tensor) -> torch.Tensor:
         fields = {k: getattr(base, k) for k in base.__dataclass_fields__}
         fields[name] = value
-        out = renderer.render(RenderInputs(**fields))
+        out = renderer.render(RenderInputs(**fields), settings)
         return (out.image * w_img).sum() + (out.mask * w_mask).sum()
 
     value = getattr(base, name).clone().requires_grad_()
@@ -88,12 +89,12 @@ def test_gradients_match_finite_differences(name: str, kernels: str) -> None:
 
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_image_is_unchanged_under_triangle_reordering(kernels: str) -> None:
-    inputs = _inputs(dtype=torch.float32)
+    inputs, settings = _inputs(dtype=torch.float32)
     renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
-    a = renderer.render(inputs)
+    a = renderer.render(inputs, settings)
     perm = torch.randperm(inputs.faces.shape[0], generator=torch.Generator().manual_seed(2))
     rolled = inputs.faces[perm].roll(1, dims=1)  # reorder faces and the vertices inside each face
-    b = renderer.render(RenderInputs(**{**{k: getattr(inputs, k) for k in inputs.__dataclass_fields__}, "faces": rolled}))
+    b = renderer.render(RenderInputs(**{**{k: getattr(inputs, k) for k in inputs.__dataclass_fields__}, "faces": rolled}), settings)
     assert torch.allclose(a.image, b.image, atol=1e-5)
     assert torch.allclose(a.mask, b.mask, atol=1e-6)
 
@@ -101,17 +102,17 @@ def test_image_is_unchanged_under_triangle_reordering(kernels: str) -> None:
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_batch_equals_per_image_with_shared_and_per_image_textures(kernels: str) -> None:
     g = torch.Generator().manual_seed(3)
-    inputs = _inputs(batch=2)
+    inputs, settings = _inputs(batch=2)
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
     fields["vertices"] = inputs.vertices + torch.tensor([[[0.0, 0.0, 0.0]], [[0.3, -0.2, 0.5]]], dtype=torch.float64)
     fields["diffuse"] = torch.rand(2, 16, 16, 3, generator=g, dtype=torch.float64)  # per image
     fields["focal"] = torch.tensor([50.0, 45.0], dtype=torch.float64)
     renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
-    together = renderer.render(RenderInputs(**fields))
+    together = renderer.render(RenderInputs(**fields), settings)
     for i in range(2):
         single = {k: (v[i : i + 1] if isinstance(v, torch.Tensor) and k not in ("faces", "uv", "specular", "roughness") else v)
                   for k, v in fields.items()}
-        alone = renderer.render(RenderInputs(**single))
+        alone = renderer.render(RenderInputs(**single), settings)
         assert torch.allclose(alone.image, together.image[i : i + 1], atol=1e-10)
         assert torch.allclose(alone.mask, together.mask[i : i + 1], atol=1e-10)
     assert not torch.allclose(together.image[0], together.image[1])
@@ -119,14 +120,15 @@ def test_batch_equals_per_image_with_shared_and_per_image_textures(kernels: str)
 
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_modes_albedo_and_lighting(kernels: str) -> None:
-    inputs = _inputs()
+    inputs, settings = _inputs()
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
     renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     const = torch.full((1, 16, 16, 3), 0.25, dtype=torch.float64)
-    albedo = renderer.render(RenderInputs(**{**fields, "diffuse": const, "mode": RenderMode.ALBEDO}))
+    albedo = renderer.render(RenderInputs(**{**fields, "diffuse": const}), replace(settings, mode=RenderMode.ALBEDO))
     assert torch.allclose(albedo.image, 0.25 * albedo.mask, atol=1e-12)  # anti-aliased against black
-    lighting = renderer.render(RenderInputs(**{**fields, "mode": RenderMode.LIGHTING}))
-    white = renderer.render(RenderInputs(**{**fields, "diffuse": torch.ones_like(const), "specular": torch.zeros_like(const)}))
+    lighting = renderer.render(inputs, replace(settings, mode=RenderMode.LIGHTING))
+    white = renderer.render(RenderInputs(**{**fields, "diffuse": torch.ones_like(const), "specular": torch.zeros_like(const)}),
+                            settings)
     assert torch.allclose(lighting.image, white.image, atol=1e-12)
 
 
@@ -157,7 +159,7 @@ def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
     assert check().detail == avail.detail
     if not nvdiffrast_backend.available():
         with pytest.raises(BackendUnavailableError, match="nvdiffrast"):
-            VertexRenderer(use_nvdiffrast="always").render(_inputs())
+            VertexRenderer(use_nvdiffrast="always").render(*_inputs())
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text('[plugins.render_vertex]\nnvdiffrast = "never"\n')
     bad.write_text('[plugins.render_vertex]\nnvdifrast = "never"\n')
@@ -171,12 +173,12 @@ def test_registered_in_the_registry_with_a_useful_check(tmp_path) -> None:
     reason="needs a CUDA device and nvdiffrast (not installed on the CI machines)",
 )
 def test_nvdiffrast_path_matches_the_torch_path_on_cuda() -> None:
-    inputs = _inputs(size=64, rings=16, segments=24, dtype=torch.float32)
+    inputs, settings = _inputs(size=64, rings=16, segments=24, dtype=torch.float32)
     fields = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in
               ((k, getattr(inputs, k)) for k in inputs.__dataclass_fields__)}
     cuda_inputs = RenderInputs(**fields)
-    fast = VertexRenderer(use_nvdiffrast="always").render(cuda_inputs)
-    ref = VertexRenderer(use_nvdiffrast="never").render(cuda_inputs)
+    fast = VertexRenderer(use_nvdiffrast="always").render(cuda_inputs, settings)
+    ref = VertexRenderer(use_nvdiffrast="never").render(cuda_inputs, settings)
     interior = (fast.mask > 0.999) & (ref.mask > 0.999)
     assert int(interior.sum()) > 500
     assert float((fast.image - ref.image).abs()[interior.expand_as(fast.image)].max()) < 1e-3
@@ -186,14 +188,14 @@ def test_nvdiffrast_path_matches_the_torch_path_on_cuda() -> None:
 
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_off_screen_or_behind_camera_renders_empty_with_zero_gradients(kernels: str) -> None:
-    inputs = _inputs(batch=2)
+    inputs, settings = _inputs(batch=2)
     fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
     renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels)
     for moved in (inputs.vertices + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64),
                   inputs.vertices * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)):
         vertices = moved.clone().requires_grad_()
         sh = inputs.sh.clone().requires_grad_()
-        out = renderer.render(RenderInputs(**{**fields, "vertices": vertices, "sh": sh}))
+        out = renderer.render(RenderInputs(**{**fields, "vertices": vertices, "sh": sh}), settings)
         assert float(out.image.detach().abs().sum()) == 0.0 and float(out.mask.detach().sum()) == 0.0
         vg, sg = torch.autograd.grad(out.image.sum() + out.mask.sum(), (vertices, sh), allow_unused=True)
         assert (vg is None or float(vg.abs().sum()) == 0.0) and (sg is None or float(sg.abs().sum()) == 0.0)

@@ -13,7 +13,8 @@ Ops (parent → worker / worker → parent):
 
 - ``hello`` (worker, first message): ``ok``, ``backend``, ``backend_version``, ``device``, ``python``,
   ``executable``, ``torch``, ``pid``; when the back end cannot run: ``ok`` false, ``error``, ``fix``.
-- ``render`` → ``rendered``: ``id``, ``image_size``, ``samples``, ``seed``, ``mode``, ``grad`` (names
+- ``render`` → ``rendered``: ``id``, ``settings`` (the RenderSettings as an object, see
+  :class:`Settings`), ``grad`` (names
   of the arrays whose gradients a later ``backward`` will ask for); arrays are the RenderInputs
   tensors (``vertices`` … ``principal_point``) plus ``envmap_basis``. Reply arrays ``image``, ``mask``;
   reply field ``worker_s``: seconds the worker spent rendering (the rest of the round trip is transport).
@@ -28,13 +29,31 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, BinaryIO, Dict, Optional, Tuple
+from typing import Any, BinaryIO, Dict, NamedTuple, Optional, Tuple
 
 MAGIC = b"NFRW"
-VERSION = 1
+#: 2: a render's settings travel as one ``settings`` object (1: flat ``image_size``, ``samples``, ...)
+VERSION = 2
 HEADER = struct.Struct("<4sHHIQ")
 ALIGN = 64
 DTYPES = ("float32", "float64", "int32", "int64", "uint8", "bool")
+
+
+class Settings(NamedTuple):
+    """``nextface_core.render.RenderSettings`` on the wire (the worker cannot import NextFace):
+    ``image_size`` (H, W), ``samples`` per pixel, ``seed``, ``mode`` ("full", "albedo" or "lighting")."""
+
+    image_size: Tuple[int, int]
+    samples: int
+    seed: int
+    mode: str
+
+    @classmethod
+    def from_fields(cls, fields: Dict[str, Any]) -> "Settings":
+        """The ``settings`` object of a ``render`` request's fields."""
+        s = fields["settings"]
+        height, width = s["image_size"]
+        return cls((int(height), int(width)), int(s["samples"]), int(s["seed"]), str(s["mode"]))
 
 
 class ProtocolError(Exception):

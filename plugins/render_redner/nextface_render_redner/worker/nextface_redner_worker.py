@@ -12,7 +12,7 @@ timing lines, C++ warnings) is sent to stderr instead, which the plugin keeps th
 of for its error messages.
 
 :func:`run_worker` is the loop for any back end with ``name``, ``version``, ``device`` and
-``render(arrays, image_size, samples, seed, mode) -> (image [B,H,W,3], mask [B,H,W,1])``;
+``render(arrays, settings: nextface_redner_wire.Settings) -> (image [B,H,W,3], mask [B,H,W,1])``;
 :class:`RednerBackend` is the one this module runs.
 """
 
@@ -120,11 +120,12 @@ class RednerBackend:
         self.pyredner, self.torch, self.scene = pyredner, torch, scene
         self.version, self.device = version, device
 
-    def render(self, arrays: Dict[str, Any], image_size: Tuple[int, int], samples: int, seed: int, mode: str):
+    def render(self, arrays: Dict[str, Any], settings: wire.Settings):
         pyredner, torch, scene = self.pyredner, self.torch, self.scene
+        mode = settings.mode
         arrays = {k: (v.float() if v.is_floating_point() else v) for k, v in arrays.items()}  # redner is float32 only
         pyscenes = []
-        for d in scene.scene_dicts(arrays, image_size, mode):
+        for d in scene.scene_dicts(arrays, settings.image_size, mode):
             cam, mesh, mat, env = d["camera"], d["mesh"], d["material"], d["envmap"]
             camera = pyredner.Camera(
                 cam_to_world=cam["cam_to_world"], intrinsic_mat=cam["intrinsic_mat"].cpu(),
@@ -148,8 +149,8 @@ class RednerBackend:
         # into the diffuse_reflectance/alpha outputs (seen: diffuse (.2,.5,.8) came back (.49,.96,.8), alpha 1.12)
         bounces = 0 if mode == "albedo" else 1
         out = pyredner.render_generic(
-            pyscenes, channels=[colour, pyredner.channels.alpha], max_bounces=bounces, num_samples=samples,
-            seed=[seed] * len(pyscenes), device=torch.device(self.device),
+            pyscenes, channels=[colour, pyredner.channels.alpha], max_bounces=bounces, num_samples=settings.samples,
+            seed=[settings.seed] * len(pyscenes), device=torch.device(self.device),
         )
         return out[..., :3], out[..., 3:4]
 
@@ -196,9 +197,8 @@ def _render(backend: Any, fields: Dict[str, Any], arrays: Dict[str, Any], graphs
         if name in wanted:
             leaves[name] = t.requires_grad_(True)
         arrays[name] = t
-    size = tuple(fields["image_size"])
     with torch.set_grad_enabled(bool(leaves)):
-        image, mask = backend.render(arrays, size, int(fields["samples"]), int(fields["seed"]), str(fields["mode"]))
+        image, mask = backend.render(arrays, wire.Settings.from_fields(fields))
     if leaves:
         graphs[int(fields["id"])] = (leaves, (image, mask))
         while len(graphs) > KEEP_GRAPHS:

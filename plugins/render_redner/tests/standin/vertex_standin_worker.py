@@ -35,13 +35,11 @@ class VertexStandInBackend:
         self.renderer = VertexRenderer(use_nvdiffrast="never")
         print(f"vertex stand-in worker {os.getpid()} ready", file=sys.stderr, flush=True)
 
-    def render(self, arrays, image_size, samples, seed, mode):
-        from nextface_core.render import RenderInputs, RenderMode
+    def render(self, arrays, settings: wire.Settings):
+        from nextface_core.render import RenderInputs, RenderSettings
 
         fields = {k: v for k, v in arrays.items() if k != "envmap_basis"}
-        out = self.renderer.render(
-            RenderInputs(**fields, image_size=image_size, samples=samples, seed=seed, mode=RenderMode(mode))
-        )
+        out = self.renderer.render(RenderInputs(**fields), RenderSettings(**settings._asdict()))
         return out.image, out.mask
 
 
