@@ -71,6 +71,7 @@ class Fragments:
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images."""
         return int(self.face_index.shape[1]), int(self.face_index.shape[2])
 
     def detach(self) -> "Fragments":
@@ -261,11 +262,19 @@ def _visible_faces(pixels: Tensor, depth: Tensor, faces: Tensor, height: int, wi
 def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[int, int]) -> Fragments:
     """Rasterise triangles with a z-buffer → :class:`Fragments`.
 
-    ``pixels [B,N,2]`` screen positions (x right, y down, pixel centres at integer + 0.5),
-    ``depth [B,N]`` camera z > 0, ``faces [F,3]`` vertex indices, ``image_size`` (H, W).
     The visible face per pixel is not differentiable; barycentrics and depth are (w.r.t.
     ``pixels`` and ``depth``). For silhouette gradients apply :func:`antialias` to what
     you shade from these fragments.
+
+    Args:
+        pixels: ``[B,N,2]`` float screen positions (x right, y down, pixel centres at integer + 0.5).
+        depth: ``[B,N]`` camera z, same dtype; faces with a vertex at z ≤ 0 are skipped.
+        faces: ``[F,3]`` int32 or int64 vertex indices.
+        image_size: (H, W), each ≥ 1.
+
+    Returns:
+        :class:`Fragments` of a ``[B,H,W]`` batch on the device of ``pixels``
+        (``face_index`` int64, barycentrics and depth in the dtype of ``pixels``).
     """
     _check_inputs(pixels, depth, faces, image_size)
     height, width = int(image_size[0]), int(image_size[1])
@@ -299,12 +308,29 @@ def rasterize(pixels: Tensor, depth: Tensor, faces: Tensor, image_size: tuple[in
 
 
 def interpolate_covered(attributes: Tensor, fragments: Fragments) -> Tensor:
-    """Per-vertex ``attributes [B or 1,N,C]`` at the covered pixels → ``[M,C]`` (order of ``fragments.covered``)."""
+    """Per-vertex attributes at the covered pixels, barycentrically interpolated.
+
+    Args:
+        attributes: ``[B or 1,N,C]`` float (a leading 1 is shared by all images).
+        fragments: from :func:`rasterize`, with M covered pixels.
+
+    Returns:
+        ``[M,C]`` in the order of ``fragments.covered``, the dtype of ``attributes``;
+        differentiable w.r.t. ``attributes`` and the barycentrics.
+    """
     return interpolate_channels(attributes, fragments).t().contiguous()
 
 
 def interpolate_channels(attributes: Tensor, fragments: Fragments) -> Tensor:
-    """:func:`interpolate_covered`, channel-major: → ``[C,M]`` (one contiguous row per channel)."""
+    """:func:`interpolate_covered`, channel-major (one contiguous row per channel).
+
+    Args:
+        attributes: ``[B or 1,N,C]`` float.
+        fragments: from :func:`rasterize`, with M covered pixels.
+
+    Returns:
+        ``[C,M]``, the dtype of ``attributes``; differentiable as :func:`interpolate_covered`.
+    """
     if attributes.ndim != 3:
         raise ValueError(f"attributes must be [B or 1,N,C], got {tuple(attributes.shape)}")
     batch = fragments.face_index.shape[0]
@@ -318,21 +344,44 @@ def interpolate_channels(attributes: Tensor, fragments: Fragments) -> Tensor:
 
 
 def scatter_covered(values: Tensor, fragments: Fragments) -> Tensor:
-    """Covered-pixel ``values [M,C]`` → an image batch ``[B,H,W,C]`` with zeros elsewhere."""
+    """Covered-pixel values into an image batch.
+
+    Args:
+        values: ``[M,C]`` any dtype, in the order of ``fragments.covered``.
+        fragments: from :func:`rasterize` of a ``[B,H,W]`` batch.
+
+    Returns:
+        ``[B,H,W,C]`` of the dtype of ``values``, zeros where uncovered; differentiable w.r.t. ``values``.
+    """
     batch, height, width = fragments.face_index.shape
     out = values.new_zeros(batch * height * width, values.shape[1]).index_put((fragments.covered,), values)
     return out.view(batch, height, width, values.shape[1])
 
 
 def interpolate(attributes: Tensor, fragments: Fragments) -> Tensor:
-    """Per-vertex ``attributes [B or 1,N,C]`` → per-pixel ``[B,H,W,C]`` (zeros where uncovered)."""
+    """Per-vertex attributes at every pixel (nvdiffrast's ``interpolate``).
+
+    Args:
+        attributes: ``[B or 1,N,C]`` float.
+        fragments: from :func:`rasterize` of a ``[B,H,W]`` batch.
+
+    Returns:
+        ``[B,H,W,C]`` of the dtype of ``attributes``, zeros where uncovered; differentiable
+        w.r.t. ``attributes`` and the barycentrics.
+    """
     return scatter_covered(interpolate_covered(attributes, fragments), fragments)
 
 
 def face_neighbors(faces: Tensor) -> Tensor:
-    """For each face and edge i (the edge opposite vertex i) the face across it → ``[F,3]`` int64, −1 on borders.
+    """For each face and edge i (the edge opposite vertex i) the face across it.
 
     Compute once per mesh topology; :func:`antialias` uses it to find silhouette edges.
+
+    Args:
+        faces: ``[F,3]`` int32 or int64 vertex indices of a manifold mesh.
+
+    Returns:
+        ``[F,3]`` int64 face indices on the device of ``faces``, −1 on borders.
     """
     f = faces.long()
     n_faces = f.shape[0]
@@ -350,9 +399,16 @@ def face_neighbors(faces: Tensor) -> Tensor:
 
 
 def silhouette_edges(orientation: Tensor, neighbors: Tensor) -> Tensor:
-    """Which edges are silhouettes → ``[B,F,3]`` bool: no face across the edge, or the face
-    across it faces the other way on screen (``orientation [B,F]`` signs, ``neighbors`` of
-    :func:`face_neighbors`)."""
+    """Which edges are silhouettes: no face across the edge, or the face across it faces
+    the other way on screen.
+
+    Args:
+        orientation: ``[B,F]`` float signs of the faces' screen areas (``Fragments.face_orientation``).
+        neighbors: ``[F,3]`` int64 from :func:`face_neighbors`.
+
+    Returns:
+        ``[B,F,3]`` bool, edge i opposite vertex i.
+    """
     nb = neighbors.clamp(min=0)
     return (neighbors[None] < 0) | (orientation[:, nb] != orientation[..., None])
 
@@ -435,13 +491,21 @@ def _crossings(pairs: _SilhouettePairs, pixels: Tensor, faces: Tensor, image_siz
 def antialias(
     values: Tensor, fragments: Fragments, pixels: Tensor, faces: Tensor, neighbors: Tensor | None = None
 ) -> Tensor:
-    """Analytic silhouette anti-aliasing of a shaded ``values [B,H,W,C]`` batch → ``[B,H,W,C]``.
+    """Analytic silhouette anti-aliasing of a shaded batch (nvdiffrast's ``antialias``).
 
-    ``pixels [B,N,2]`` the screen positions the fragments came from (gradients flow to
-    them), ``faces [F,3]``, ``neighbors`` from :func:`face_neighbors` (computed if None).
     See the module docstring for the blending rule. Include the coverage mask as a
     channel of ``values`` to get an anti-aliased, differentiable mask. Steps: the pixel
     pairs across silhouettes, where the edge crosses each pair, the blend.
+
+    Args:
+        values: ``[B,H,W,C]`` float shaded image batch.
+        fragments: from :func:`rasterize` of the same ``pixels`` and ``faces``.
+        pixels: ``[B,N,2]`` the screen positions the fragments came from (gradients flow to them).
+        faces: ``[F,3]`` int32 or int64.
+        neighbors: ``[F,3]`` int64 from :func:`face_neighbors`; computed when None.
+
+    Returns:
+        ``[B,H,W,C]`` of the dtype of ``values``; differentiable w.r.t. ``values`` and ``pixels``.
     """
     if neighbors is None:
         neighbors = face_neighbors(faces)

@@ -54,8 +54,17 @@ def _band_of_coefficient(bands: int, device: torch.device) -> Tensor:
 
 
 def specular_band_weights(roughness: Tensor, bands: int, dim: int = -1) -> Tensor:
-    """The lobe's per-band attenuation ``g_l(r)``, ``l = 0 … bands−1``, for ``roughness`` with size 1
-    along ``dim`` (``[...,1]``) → the same shape with ``bands`` along ``dim`` (``[..., bands]``)."""
+    """The specular lobe's per-band attenuation ``g_l(r)``, ``l = 0 … bands−1``.
+
+    Args:
+        roughness: float, size 1 along ``dim`` (e.g. ``[...,1]``), clamped to [0, 1].
+        bands: 1..9.
+        dim: the axis that holds the bands in the result.
+
+    Returns:
+        The shape of ``roughness`` with ``bands`` along ``dim`` (e.g. ``[..., bands]``), same
+        dtype and device, in (0, 1]; differentiable w.r.t. ``roughness``.
+    """
     shape = [1] * roughness.ndim
     shape[dim] = bands
     l = torch.arange(bands, device=roughness.device, dtype=roughness.dtype).view(shape)
@@ -289,11 +298,23 @@ def shade(
 ) -> Tensor:
     """Linear outgoing radiance of surface points (see the module docstring for the formula).
 
-    Points come either flat — ``normals``, ``positions`` (camera space), ``diffuse``,
-    ``specular`` ``[M,3]``, ``roughness [M,1]`` with ``batch_index [M]`` naming each point's
-    image in ``sh [B,bands²,3]`` — or batched ``[B,...,C]`` with ``batch_index=None``.
-    Normals need not be unit length (interpolated normals are renormalised here).
-    Returns ``[M,3]`` or ``[B,...,3]``. :func:`shade_channels` is the same on channel-major points.
+    Points come either flat (``[M,C]`` with ``batch_index``) or batched (``[B,...,C]`` with
+    ``batch_index=None``). :func:`shade_channels` is the same on channel-major points.
+
+    Args:
+        normals: ``[M,3]`` or ``[B,...,3]`` float camera space; need not be unit length
+            (interpolated normals are renormalised here).
+        positions: same shape, camera-space points (the view direction is ``-position``).
+        diffuse: same shape, linear albedo.
+        specular: same shape, linear specular albedo.
+        roughness: ``[M,1]`` or ``[B,...,1]`` in [0, 1].
+        sh: ``[B,bands²,3]`` light, one per image (``[1,bands²,3]`` shared when batched).
+        mode: a :class:`~nextface_core.render.RenderMode` or its value.
+        batch_index: ``[M]`` int64 image of each flat point, or None for batched points.
+
+    Returns:
+        ``[M,3]`` or ``[B,...,3]`` linear RGB of the dtype of the inputs (``diffuse`` itself
+        in albedo mode); differentiable w.r.t. every float input.
     """
     mode = RenderMode(mode)
     if mode is RenderMode.ALBEDO:
@@ -318,11 +339,19 @@ def shade_channels(
     mode: RenderMode | str,
     batch_index: Tensor,
 ) -> Tensor:
-    """:func:`shade` for channel-major flat points: ``normals``, ``positions``, ``diffuse``,
-    ``specular`` ``[3,M]``, ``roughness [1,M]``, ``batch_index [M]`` → ``[3,M]``.
+    """:func:`shade` for channel-major flat points, what a rasteriser uses (one contiguous
+    row per channel: no transposes around the SH evaluations).
 
-    What a rasteriser uses (one contiguous row per channel: no transposes around the SH
-    evaluations).
+    Args:
+        normals, positions, diffuse, specular: ``[3,M]`` float, as in :func:`shade`.
+        roughness: ``[1,M]`` in [0, 1].
+        sh: ``[B,bands²,3]`` light.
+        mode: a :class:`~nextface_core.render.RenderMode` or its value.
+        batch_index: ``[M]`` int64 image of each point.
+
+    Returns:
+        ``[3,M]`` linear RGB of the dtype of the inputs (``diffuse`` itself in albedo mode);
+        differentiable w.r.t. every float input.
     """
     mode = RenderMode(mode)
     bands = _bands_of(sh)

@@ -7,10 +7,10 @@ import inspect
 
 import pytest
 
-from nextface_core import camera, color, mesh, sh, texture
+from nextface_core import camera, color, mesh, raster, sh, shading, texture
 
-#: the modules of public tensor ops (raster.py and shading.py document theirs in place)
-OP_MODULES = (camera, color, sh, texture, mesh)
+#: the modules of public tensor ops
+OP_MODULES = (camera, color, sh, texture, mesh, raster, shading)
 NOT_OPS = {"check_frame"}  # a check of a model file's units and axes, not a tensor op
 
 

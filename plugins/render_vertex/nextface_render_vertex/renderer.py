@@ -41,15 +41,23 @@ NVDIFFRAST_CHOICES = ("auto", "never", "always")
 
 
 def sample_textures(textures: list[Tensor], uv: Tensor, batch_index: Tensor) -> list[Tensor]:
-    """Bilinear lookups of ``textures`` (each ``[B or 1,T,T,C_i]``) at channel-major ``uv [2,M]`` of images
-    ``batch_index [M]`` → channel-major ``[C_i,M]`` each.
+    """Bilinear lookups of several textures at the same channel-major points.
 
     u → column, v → row from the top, texel centres at ``(i + ½)/T``; coordinates are
     clamped to the outer texel centres (nvdiffrast's ``clamp`` mode). Per-image textures
     are stacked into one tall image so every point is sampled in one ``grid_sample``
     call; the clamp keeps a lookup from bleeding into the next image's rows. Textures of
     one shape share the sampling grid (one ``grid_sample`` each: measured faster than one
-    call on the channel-stacked textures). Differentiable w.r.t. the textures and ``uv``.
+    call on the channel-stacked textures).
+
+    Args:
+        textures: each ``[B or 1,T_h,T_w,C_i]`` float (a leading 1 is shared by all images).
+        uv: ``[2,M]`` float texture coordinates of M points, in the dtype of the textures.
+        batch_index: ``[M]`` int64 image of each point.
+
+    Returns:
+        One channel-major ``[C_i,M]`` per texture, its dtype; differentiable w.r.t. the
+        textures and ``uv``.
     """
     grids: dict[tuple[int, int, int], Tensor] = {}
     out = []
