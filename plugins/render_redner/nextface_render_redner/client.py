@@ -125,6 +125,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._finalizer.alive and self._proc.poll() is None
 
+    @property
+    def stopped(self) -> bool:
+        """Whether this side stopped the worker (:meth:`close`, or a request it broke off);
+        a worker that died on its own is not stopped, and its next request says how it died."""
+        return not self._finalizer.alive
+
     def close(self) -> None:
         """Ask the worker to quit, then terminate / kill it if it does not; idempotent."""
         self._finalizer()

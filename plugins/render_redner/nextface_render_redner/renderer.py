@@ -108,10 +108,9 @@ class RednerRenderer:
 
     @property
     def worker(self) -> WorkerProcess:
-        """The running worker (a fresh one if the last one was stopped)."""
-        if self._worker is None or not self._worker.alive:
-            if self._worker is not None:
-                self._worker.close()
+        """The worker: a fresh one if the last one was stopped (:meth:`close`, or an error
+        that stopped it); one that died on its own stays, so its next request reports it."""
+        if self._worker is None or self._worker.stopped:
             self._worker = WorkerProcess(self._python, **self._spawn)
         return self._worker
 
