@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -13,6 +13,18 @@ from nextface_core.errors import InputError, UsageError
 
 from .app import app
 from .options import check_stages, command_config, require_plugins
+from .progress import progress
+
+
+def image_progress(update: Callable[..., None]) -> Callable[[int, int, int, float], None]:
+    """The ``progress`` callback of ``fit_dataset`` shown through ``update`` of
+    :func:`.progress.progress`: ``images: finished/total``, failed ones noted (the lines
+    compute their own rate and ETA)."""
+
+    def images(done: int, failed: int, total: int, per_minute: float) -> None:
+        update("images", done + failed, total, detail=f"{failed} failed" if failed else None)
+
+    return images
 
 
 @app.command("fit-dataset")
@@ -39,7 +51,7 @@ def fit_dataset_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
 ) -> None:
     """Fit a whole dataset; rerun the same command to finish an interrupted run."""
-    from nextface_core.dataset import fit_dataset, rich_progress
+    from nextface_core.dataset import fit_dataset
 
     cfg = command_config(
         config, renderer=renderer, landmarks=landmarks, model=model, device=device, model_path=model_path, mesh_units=mesh_units,
@@ -49,12 +61,11 @@ def fit_dataset_cmd(
     require_plugins(cfg)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers} is not a worker count", "pass 1 or more")
-    bar, update = rich_progress()
-    with bar:
+    with progress() as update:
         report = fit_dataset(
             input, out, cfg, workers=workers, address=address, use_ray=not no_ray, shared_identity=shared_identity,
             group_by=group_by, retries=retries, skip_stages=skip_stage, manifest_format=manifest_format,
-            threads=threads, progress=update,
+            threads=threads, progress=image_progress(update),
         )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
     if report.failed:

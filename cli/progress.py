@@ -1,8 +1,9 @@
 """Progress on stderr, so stdout stays the command's result: a rich bar in a terminal,
 otherwise (a log file, a pipe, a job scheduler) a plain line at least every 10 seconds.
 
-Both report through ``update(label, done, total, loss=None)``; ``label`` names the phase
-("stage 2", "tracking"), each label gets its own bar or its own timing.
+Both report through ``update(label, done, total, loss=None, detail=None)``; ``label`` names
+the phase ("stage 2", "tracking", "images"), each label gets its own bar or its own timing;
+``detail`` is a short note shown after the count ("1 failed").
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from nextface_core import logs
 
 #: seconds between two plain progress lines of one phase (at most)
 LINE_INTERVAL = 10.0
+
+
+def _rate(per_second: float) -> str:
+    """``2.0 it/s``; below 0.1 per second (a dataset's images, a slow renderer) per minute."""
+    return f"{per_second:.1f} it/s" if per_second >= 0.1 else f"{per_second * 60.0:.1f} it/min"
 
 
 def _duration(seconds: float) -> str:
@@ -34,32 +40,34 @@ class _Phase:
 @dataclass
 class LineProgress:
     """Plain progress lines: a phase's first update, then one at least every ``interval``
-    seconds (when updates keep coming), and its last one; each with done/total, loss,
-    iterations per second and the estimated time left."""
+    seconds (when updates keep coming), and its last one; each with done/total, detail,
+    loss, iterations per second (per minute when slower than 0.1/s) and the estimated time left."""
 
     stream: TextIO
     interval: float = LINE_INTERVAL
     clock: Callable[[], float] = time.monotonic
     _phases: dict[str, _Phase] = field(default_factory=dict)
 
-    def update(self, label: str, done: int, total: int, loss: float | None = None) -> None:
+    def update(self, label: str, done: int, total: int, loss: float | None = None, detail: str | None = None) -> None:
         now = self.clock()
         phase = self._phases.get(label)
         if phase is None:
             phase = self._phases[label] = _Phase(now, now, done)
-            self._line(label, done, total, loss, phase, now)
+            self._line(label, done, total, loss, detail, phase, now)
         elif done >= total or now - phase.last_line >= self.interval:
-            self._line(label, done, total, loss, phase, now)
+            self._line(label, done, total, loss, detail, phase, now)
 
-    def _line(self, label: str, done: int, total: int, loss: float | None, phase: _Phase, now: float) -> None:
+    def _line(self, label: str, done: int, total: int, loss: float | None, detail: str | None, phase: _Phase, now: float) -> None:
         phase.last_line = now
         elapsed = now - phase.start
         rate = (done - phase.start_done) / elapsed if elapsed > 0 else 0.0
         parts = [f"{label}: {done}/{total}" if total else f"{label}: {done}"]
+        if detail:
+            parts.append(detail)
         if loss is not None:
             parts.append(f"loss {loss:.4g}")
         if rate > 0:
-            parts.append(f"{rate:.1f} it/s")
+            parts.append(_rate(rate))
             if total and done < total:
                 parts.append(f"ETA {_duration((total - done) / rate)}")
         if total and done >= total:
@@ -84,8 +92,8 @@ class _RichProgress:
         )
         self.tasks: dict[str, Any] = {}
 
-    def update(self, label: str, done: int, total: int, loss: float | None = None) -> None:
-        shown = f"loss {loss:.4g}" if loss is not None else ""
+    def update(self, label: str, done: int, total: int, loss: float | None = None, detail: str | None = None) -> None:
+        shown = ", ".join(part for part in (detail, f"loss {loss:.4g}" if loss is not None else None) if part)
         if label not in self.tasks:
             self.tasks[label] = self.bar.add_task(label, total=total or None, loss=shown)
         self.bar.update(self.tasks[label], completed=done, total=total or None, loss=shown)
@@ -93,7 +101,7 @@ class _RichProgress:
 
 @contextlib.contextmanager
 def progress(stream: TextIO | None = None) -> Iterator[Callable[..., None]]:
-    """``update(label, done, total, loss=None)`` for the duration of a command: a rich bar
+    """``update(label, done, total, loss=None, detail=None)`` for the duration of a command: a rich bar
     when ``stream`` (stderr) is a terminal, plain lines otherwise, nothing with ``-q``."""
     stream = stream or sys.stderr
     if logs.verbosity() <= logs.QUIET:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def test_no_ray_shared_identity_to_a_file_url(groups, tmp_path: Path) -> None:
     assert (report["total"], report["done"], report["failed"], report["backend"], report["workers"]) == (5, 4, 1, "process", 2)
     assert report["failures"][0]["image"] == "person1/broken" and "broken.jpg" in report["failures"][0]["error"]
     assert "error: 1 of 5 images failed" in result.stderr and "fix: fix those images and rerun" in result.stderr
+    assert re.search(r"^images: 5/5, 1 failed, .*done in \S+$", result.stderr, re.M), result.stderr  # the progress lines
     rows = {r["key"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
     assert {k: r["task"] for k, r in rows.items()} == {
         "person0/face000": "person0", "person0/face002": "person0", "person1/broken": "person1",

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from nextface_cli.dataset_cmd import image_progress
 from nextface_cli.progress import LineProgress, progress
 from nextface_core import logs
 from nextface_core.config import load_config
+from nextface_core.dataset import DONE, ImageRecord, TaskOutcome, TaskSpec
+from nextface_core.dataset.runner import _execute
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
 SFM = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "sfm-as-bfm"
@@ -87,6 +90,51 @@ def test_progress_goes_to_a_non_terminal_stream_as_lines_and_nowhere_with_quiet(
     with progress(stream) as update:
         update("stage 1", 10, 10, 1.0)
     assert stream.getvalue() == "stage 1: 5/10, loss 1\n"
+
+
+class _SlowBackend:
+    """One worker whose tasks each take ``seconds`` of the fake clock (``wait`` advances it);
+    a handle is the task's name."""
+
+    workers = 1
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+        self.running: dict[str, tuple[TaskSpec, float]] = {}
+
+    def submit(self, spec: TaskSpec) -> str:
+        self.running[spec.task] = (spec, self.clock.now)
+        return spec.task
+
+    def wait(self, handles: list[str], timeout: float) -> list[tuple[str, TaskOutcome]]:
+        self.clock.now += timeout
+        done = [h for h in handles if self.clock.now - self.running[h][1] >= self.seconds]
+        return [(h, TaskOutcome(h, {key: {"status": DONE} for key, _, _ in self.running[h][0].images})) for h in done]
+
+    def cancel(self, handles: list[str]) -> None:
+        pass
+
+
+def test_a_dataset_prints_a_progress_line_at_least_every_10_seconds_while_a_task_runs() -> None:
+    """``fit-dataset``'s progress: 3 images of 25 s each on one worker, stderr not a terminal."""
+    clock = Clock()
+    written: list[tuple[float, str]] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            written.extend((clock.now, line) for line in text.splitlines() if line)
+            return len(text)
+
+    images = image_progress(LineProgress(Stream(), clock=clock).update)
+    keys = ("a", "b", "c")
+    specs = {k: TaskSpec(k, k, ((k, f"{k}.png", k),), "out", {}) for k in keys}
+    tasks = {k: [ImageRecord(k, f"{k}.png", task=k)] for k in keys}
+    assert _execute(_SlowBackend(clock, 25.0), specs, tasks, 0, images, 0.0, lambda: None, 1e9) == (3, 0, 0)
+    times = [t for t, _ in written]
+    assert written[0] == (101.0, "images: 0/3")
+    assert written[-1] == (175.0, "images: 3/3, 2.4 it/min, done in 1m14s")
+    assert max(b - a for a, b in zip([100.0, *times], times)) <= 10.0, written
+    assert any(line.startswith("images: 1/3, ") and "ETA " in line for _, line in written)
 
 
 # -- Python logging and warnings ---------------------------------------------------------------

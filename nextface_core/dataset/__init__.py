@@ -14,12 +14,12 @@ See :mod:`.runner` for the output layout, :mod:`.manifest` for the input and the
 
 from .backends import ProcessBackend, RayBackend, WorkerLost, gpus_per_task, import_ray
 from .manifest import DONE, FAILED, PENDING, ImageRecord, assign_tasks, collect_images, read_manifest, write_manifest
-from .runner import DatasetReport, fit_dataset, metric_distribution, rich_progress
+from .runner import DatasetReport, fit_dataset, metric_distribution
 from .storage import Location
 from .task import TaskOutcome, TaskSpec, run_task
 
 __all__ = [
     "DONE", "FAILED", "PENDING", "DatasetReport", "ImageRecord", "Location", "ProcessBackend", "RayBackend",
     "TaskOutcome", "TaskSpec", "WorkerLost", "assign_tasks", "gpus_per_task", "collect_images", "fit_dataset", "import_ray",
-    "metric_distribution", "read_manifest", "rich_progress", "run_task", "write_manifest",
+    "metric_distribution", "read_manifest", "run_task", "write_manifest",
 ]

@@ -42,8 +42,11 @@ SETTINGS_FILE = "dataset.json"
 REPORT_FILE = "report.json"
 SETTINGS_FORMAT = "nextface-dataset-1"
 
-#: (images finished this run, images failed this run, images to do this run, images per minute)
+#: (images finished this run, images failed this run, images to do this run, images per minute);
+#: called as each task finishes and, while tasks run, at least every :data:`HEARTBEAT_SECONDS`
 Progress = Callable[[int, int, int, float], None]
+#: the longest a running dataset goes without a progress call (a task may take minutes)
+HEARTBEAT_SECONDS = 1.0
 
 
 @dataclass
@@ -97,23 +100,6 @@ def metric_distribution(records: Sequence[ImageRecord]) -> dict[str, dict[str, f
         out[name] = {"count": float(a.size), "min": float(a.min()), "p10": float(p10), "median": float(median),
                      "mean": float(a.mean()), "p90": float(p90), "max": float(a.max())}
     return out
-
-
-def rich_progress() -> tuple[Any, Progress]:
-    """A rich progress bar over the run's images (on stderr, so stdout stays the report)
-    and the callback that drives it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    bar = Bar(TextColumn("images"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-              TextColumn("{task.fields[rate]:.1f} img/min"), TimeElapsedColumn(), TimeRemainingColumn(),
-              console=Console(stderr=True))
-    task = bar.add_task("", total=None, failed=0, rate=0.0)
-
-    def update(done: int, failed: int, total: int, rate: float) -> None:
-        bar.update(task, completed=done + failed, total=total, failed=failed, rate=rate)
-
-    return bar, update
 
 
 def _settings(config: Config, shared_identity: bool, group_by: str | None, skip_stages: Sequence[int], manifest_format: str) -> dict[str, Any]:
@@ -172,19 +158,29 @@ def _execute(backend: Backend, specs: dict[str, TaskSpec], tasks: dict[str, list
              progress: Progress | None, started: float, flush: Callable[[], None], flush_seconds: float) -> tuple[int, int, int]:
     """Run ``specs`` on ``backend`` (at most ``backend.workers`` at a time), retrying tasks
     whose worker died or that raised unexpectedly, and update the records as tasks finish.
-    Returns (images done, images failed, task retries). Unfinished tasks are cancelled when
-    this returns by an exception (Ctrl-C)."""
+    Returns (images done, images failed, task retries). ``progress`` hears of every finished
+    task and, while none finishes, a heartbeat every :data:`HEARTBEAT_SECONDS`. Unfinished
+    tasks are cancelled when this returns by an exception (Ctrl-C)."""
     n_todo = sum(len(tasks[t]) for t in specs)
     attempts = {t: 0 for t in specs}
     queue, running = deque(specs), {}
     done_now = failed_now = retried = 0
     last_flush = time.perf_counter()
+
+    def report() -> None:
+        if progress is not None:
+            minutes = (time.perf_counter() - started) / 60.0
+            progress(done_now, failed_now, n_todo, done_now / minutes if minutes > 0 else 0.0)
+
     try:
         while queue or running:
             while queue and len(running) < backend.workers:
                 t = queue.popleft()
                 running[backend.submit(specs[t])] = t
-            for handle, result in backend.wait(list(running), timeout=1.0):
+            finished = backend.wait(list(running), timeout=HEARTBEAT_SECONDS)
+            if not finished:
+                report()
+            for handle, result in finished:
                 t = running.pop(handle)
                 attempts[t] += 1
                 members = tasks[t]
@@ -205,9 +201,7 @@ def _execute(backend: Backend, specs: dict[str, TaskSpec], tasks: dict[str, list
                         m.status, m.error = FAILED, f"{reason} (after {n} attempt{'s' if n > 1 else ''})"
                 done_now += sum(m.status == DONE for m in members)
                 failed_now += sum(m.status == FAILED for m in members)
-                if progress is not None:
-                    minutes = (time.perf_counter() - started) / 60.0
-                    progress(done_now, failed_now, n_todo, done_now / minutes if minutes > 0 else 0.0)
+                report()
             if time.perf_counter() - last_flush > flush_seconds:
                 flush()
                 last_flush = time.perf_counter()
