@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -13,18 +13,7 @@ from nextface_core.errors import InputError, UsageError
 
 from .app import app
 from .options import check_stages, command_config, require_plugins
-from .progress import progress
-
-
-def image_progress(update: Callable[..., None]) -> Callable[[int, int, int, float], None]:
-    """The ``progress`` callback of ``fit_dataset`` shown through ``update`` of
-    :func:`.progress.progress`: ``images: finished/total``, failed ones noted (the lines
-    compute their own rate and ETA)."""
-
-    def images(done: int, failed: int, total: int, per_minute: float) -> None:
-        update("images", done + failed, total, detail=f"{failed} failed" if failed else None)
-
-    return images
+from .progress import image_progress, progress
 
 
 @app.command("fit-dataset")

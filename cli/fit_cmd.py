@@ -12,7 +12,7 @@ from nextface_core.errors import InputError, OutputError, UsageError
 
 from .app import app
 from .options import check_stages, command_config, require_plugins
-from .progress import progress
+from .progress import progress, stage_progress
 
 
 def _collect_inputs(path: Path) -> list[Path]:
@@ -104,7 +104,7 @@ def fit(
         with signals_interrupt(), progress() as update:
             run = fit_files(fitter, names, lambda i: load_image(files[i]), out, cfg.run.batch_size,
                             shared_identity=shared_identity, start=start, skip_stages=skip_stage,
-                            progress=lambda stage, it, total, loss: update(f"stage {stage}", it, total, loss))
+                            progress=stage_progress(update))
     except OutputError as exc:
         saved = sorted(out.glob("checkpoint_*stage*.npz"))
         if saved:
@@ -151,7 +151,8 @@ def demo(
     from nextface_core.demo import demo_config, run_demo
 
     require_plugins(demo_config(config), ("renderer",))
-    report = run_demo(out, config, size=size)
+    with progress() as update:
+        report = run_demo(out, config, size=size, progress=stage_progress(update))
     for key, value in report.items():
         typer.echo(f"{key:>32}: {value}")
     typer.echo(f"results in {out}")

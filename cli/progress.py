@@ -112,3 +112,24 @@ def progress(stream: TextIO | None = None) -> Iterator[Callable[..., None]]:
             yield rich.update
     else:
         yield LineProgress(stream).update
+
+
+def stage_progress(update: Callable[..., None]) -> Callable[[int, int, int, float], None]:
+    """The fit's ``progress(stage, iteration, total, loss)`` shown through ``update`` of
+    :func:`progress`: one phase per stage ("stage 2")."""
+
+    def stages(stage: int, iteration: int, total: int, loss: float) -> None:
+        update(f"stage {stage}", iteration, total, loss)
+
+    return stages
+
+
+def image_progress(update: Callable[..., None]) -> Callable[[int, int, int, float], None]:
+    """``fit_dataset``'s ``progress(done, failed, total, per_minute)`` shown through ``update``
+    of :func:`progress`: ``images: finished/total``, failed ones noted (the lines compute
+    their own rate and ETA)."""
+
+    def images(done: int, failed: int, total: int, per_minute: float) -> None:
+        update("images", done + failed, total, detail=f"{failed} failed" if failed else None)
+
+    return images

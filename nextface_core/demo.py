@@ -15,6 +15,7 @@ import torch
 from .camera import axis_angle_to_matrix
 from .config import Config, load_config
 from .fitting import Fitter, save_result
+from .fitting.optim import Progress
 from .params import SceneParameters
 from .plugins import PluginRegistry
 from .sh import dominant_direction
@@ -62,8 +63,9 @@ def demo_config(config_path: str | Path | None = None) -> Config:
 
 
 def run_demo(out: str | Path | None, config_path: str | Path | None = None, size: str = "small",
-             registry: PluginRegistry | None = None) -> dict[str, Any]:
-    """Render, fit and compare; write the fit's outputs to ``out`` when given."""
+             registry: PluginRegistry | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Render, fit and compare (``progress`` as in :meth:`Fitter.fit`); write the fit's
+    outputs to ``out`` when given."""
     config = demo_config(config_path)
     registry = registry or PluginRegistry()
     model = synthetic_model(size)
@@ -71,7 +73,7 @@ def run_demo(out: str | Path | None, config_path: str | Path | None = None, size
     truth = synthetic_scene(model, bands=config.light.bands)
     image, landmarks = render_synthetic(model, truth, renderer, config)
     fitter = Fitter(config, registry=registry, model=model, renderer=renderer)
-    result = fitter.fit([image], ["demo"], landmarks=landmarks)
+    result = fitter.fit([image], ["demo"], landmarks=landmarks, progress=progress)
     if out is not None:
         save_result(result, out)
     report = compare(result, model, truth)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nextface_cli.dataset_cmd import image_progress
-from nextface_cli.progress import LineProgress, progress
+from nextface_cli.progress import LineProgress, image_progress, progress
 from nextface_core import logs
 from nextface_core.config import load_config
 from nextface_core.dataset import DONE, ImageRecord, TaskOutcome, TaskSpec
@@ -216,6 +215,18 @@ def test_a_real_fit_logged_to_a_file_prints_progress_lines_and_nothing_foreign(a
     assert foreign == [], done.stderr
     assert {line.split(":")[0] for line in lines} == {"stage 1", "stage 2", "stage 3"}
     assert "astronaut: landmark error" in done.stdout  # the result stays on stdout
+
+
+def test_the_demo_logged_to_a_file_prints_progress_lines_and_nothing_foreign(tmp_path: Path) -> None:
+    """``nextface demo`` is a fit too: its stages report progress on stderr like ``fit``."""
+    config = tmp_path / "short.toml"
+    config.write_text("[stage1]\niterations = 20\n[stage2]\niterations = 3\n[stage3]\niterations = 2\n")
+    done = _nextface("demo", "-o", str(tmp_path / "demo"), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if not PROGRESS_LINE.match(line)] == [], done.stderr
+    assert "stage 2: 3/3, loss" in done.stderr and "stage 3: 2/2, loss" in done.stderr, done.stderr
+    assert "results in" in done.stdout
 
 
 @pytest.mark.skipif(not SFM.is_dir(), reason=f"real test model folder {SFM} is absent")
