@@ -35,13 +35,17 @@ class _Phase:
     start: float
     last_line: float
     start_done: int
+    done: int
+    finished: bool = False  # its "done in" line is out
 
 
 @dataclass
 class LineProgress:
     """Plain progress lines: a phase's first update, then one at least every ``interval``
-    seconds (when updates keep coming), and its last one; each with done/total, detail,
-    loss, iterations per second (per minute when slower than 0.1/s) and the estimated time left."""
+    seconds (when updates keep coming), and the first that reaches its total; each with
+    done/total, detail, loss, iterations per second (per minute when slower than 0.1/s) and
+    the estimated time left. A count that goes down starts the phase again (the next image
+    or chunk of a batch)."""
 
     stream: TextIO
     interval: float = LINE_INTERVAL
@@ -51,14 +55,16 @@ class LineProgress:
     def update(self, label: str, done: int, total: int, loss: float | None = None, detail: str | None = None) -> None:
         now = self.clock()
         phase = self._phases.get(label)
-        if phase is None:
-            phase = self._phases[label] = _Phase(now, now, done)
+        if phase is None or done < phase.done:
+            phase = self._phases[label] = _Phase(now, now, done, done)
             self._line(label, done, total, loss, detail, phase, now)
-        elif done >= total or now - phase.last_line >= self.interval:
+        elif (done >= total and not phase.finished) or now - phase.last_line >= self.interval:
             self._line(label, done, total, loss, detail, phase, now)
+        phase.done = done
 
     def _line(self, label: str, done: int, total: int, loss: float | None, detail: str | None, phase: _Phase, now: float) -> None:
         phase.last_line = now
+        phase.finished = done >= total
         elapsed = now - phase.start
         rate = (done - phase.start_done) / elapsed if elapsed > 0 else 0.0
         parts = [f"{label}: {done}/{total}" if total else f"{label}: {done}"]

@@ -80,6 +80,19 @@ def test_plain_progress_prints_at_least_every_10_seconds_with_rate_and_eta() -> 
     assert all(PROGRESS_LINE.match(line) for line in lines)
 
 
+def test_a_phase_says_done_once_and_starts_again_when_its_count_does() -> None:
+    """Stage 1's line search may run past its iteration count; the next image's stage 1 counts from 1 again."""
+    stream, clock = io.StringIO(), Clock()
+    bar = LineProgress(stream, clock=clock)
+    for image in range(2):
+        for it in (1, 2, 3, 3, 3):
+            clock.now += 0.1
+            bar.update("stage 1", it, 3, 1.0 / it)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["stage 1: 1/3", "stage 1: 3/3"] * 2, lines
+    assert lines[1].endswith("done in 0s") and lines[3].endswith("done in 0s")
+
+
 def test_progress_goes_to_a_non_terminal_stream_as_lines_and_nowhere_with_quiet(restore_logging) -> None:
     stream = io.StringIO()
     with progress(stream) as update:

@@ -3,7 +3,7 @@
 Only the gathered landmark rows of the model are evaluated (never the full mesh). A small
 smooth least-squares problem, so L-BFGS with a strong-Wolfe line search rather than Adam: it
 converges in a few hundred evaluations where Adam needs thousands. ``[stage1] iterations``
-caps the loss evaluations.
+caps the L-BFGS iterations (its line search evaluates the loss at most 1.25 × as often).
 
 L-BFGS shares one line search and one curvature history across everything it optimises,
 so images that do not share an identity are solved one at a time: a photo gets the same
@@ -68,8 +68,8 @@ class LandmarkStage:
             loss, parts = state.total(state.context(self.loss_stage, current()))
             loss.backward()
             history.append(float(loss.detach()))
-            if state.progress is not None:
-                state.progress(self.loss_stage, len(history), iterations, history[-1])
+            if state.progress is not None:  # L-BFGS's line search may evaluate up to 1.25 × max_iter times
+                state.progress(self.loss_stage, min(len(history), iterations), iterations, history[-1])
             return loss
 
         threads = torch.get_num_threads()
