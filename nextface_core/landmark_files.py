@@ -345,8 +345,9 @@ def write_landmarks(path: str | Path, sets: Mapping[str, LandmarkSet], sizes: Ma
 class FileDetector:
     """The ``file`` detector: serves landmarks from a file instead of detecting them.
 
-    Images are matched by name (the exact name, else by file name without folders when
-    that is unique in the file). An image the file does not mention gets ``found=False``
+    Images are matched by name: the exact name, else a name of the file without folders
+    or without the extension (``nextface fit`` names ``photos/a.jpg`` ``a``; ``nextface
+    landmarks`` writes ``a.jpg``) when that is unique in the file. An image the file does not mention gets ``found=False``
     (with a log warning). When the file recorded an image's size and the image passed to
     :meth:`detect` has another size of the same aspect ratio (the fit scales large photos
     down), the points are scaled to match; a different aspect ratio is an error.
@@ -374,11 +375,14 @@ class FileDetector:
 
     @staticmethod
     def _index(names: Sequence[str]) -> dict[str, int]:
-        """Row of each full name, plus of each file name (without folders) that is unique."""
-        bases: dict[str, list[int]] = {}
+        """Row of each full name, plus of each shorter form of it (without folders, without
+        the extension, without both) that only one entry has."""
+        aliases: dict[str, set[int]] = {}
         for b, n in enumerate(names):
-            bases.setdefault(Path(n).name, []).append(b)
-        index = {base: rows[0] for base, rows in bases.items() if len(rows) == 1}
+            path = Path(n)
+            for alias in {path.name, str(path.with_suffix("")), path.stem}:
+                aliases.setdefault(alias, set()).add(b)
+        index = {alias: next(iter(rows)) for alias, rows in aliases.items() if len(rows) == 1}
         index.update({n: b for b, n in enumerate(names)})
         return index
 

@@ -62,6 +62,21 @@ def test_file_detector_matches_names_rescales_and_marks_missing(tmp_path: Path) 
         det.detect([np.zeros((300, 300, 3), np.uint8)], ["dir/a.png"])
 
 
+def test_file_detector_finds_the_names_fit_gives_images(tmp_path: Path) -> None:
+    """``nextface fit photos/`` names ``photos/c.png`` ``c``; ``nextface landmarks`` wrote ``c.png``."""
+    sets = make_sets()
+    det = FileDetector(write_landmarks(tmp_path / "m.json", sets))
+    image = np.zeros((8, 8, 3), np.uint8)
+    ibug = det.detect([image] * 3, ["c", "dir/a", "a"])["ibug68"]
+    assert ibug.found.tolist() == [True, True, True]
+    assert torch.allclose(ibug.points[0], sets["ibug68"].points[2], atol=WRITE_TOLERANCE)
+    assert torch.allclose(ibug.points[2], sets["ibug68"].points[0], atol=WRITE_TOLERANCE)
+    two = {k: LandmarkSet(k, v.points[[0, 2]], v.confidence[[0, 2]], v.found[[0, 2]], ["x.png", "x.jpg"]) for k, v in sets.items()}
+    ambiguous = FileDetector(write_landmarks(tmp_path / "x.json", two))
+    assert ambiguous.detect([image], ["x"])["ibug68"].found.tolist() == [False]  # which x? neither
+    assert ambiguous.detect([image], ["x.jpg"])["ibug68"].found.tolist() == [True]
+
+
 def test_file_detector_from_config_and_registry(tmp_path: Path) -> None:
     path = write_landmarks(tmp_path / "m.csv", make_sets())
     config = load_config(overrides={"landmarks.file": str(path)})
