@@ -152,6 +152,24 @@ def test_a_dataset_prints_a_progress_line_at_least_every_10_seconds_while_a_task
 # -- Python logging and warnings ---------------------------------------------------------------
 
 
+def test_ray_starts_without_foreign_lines_and_shows_them_with_verbose() -> None:
+    """Ray's own warnings (a local runtime says "Token authentication is enabled ...") go
+    through NextFace's logging: hidden by default, ``warning: ...`` lines with -v."""
+    pytest.importorskip("ray")
+    code = (
+        "import sys; from nextface_core import logs; logs.configure(int(sys.argv[1]));"
+        "from nextface_core.dataset import RayBackend; RayBackend(1, None, 'cpu').close()"
+    )
+    runs = {
+        level: subprocess.run([sys.executable, "-c", code, str(level)], capture_output=True, text=True, timeout=300)
+        for level in (logs.NORMAL, logs.VERBOSE)
+    }
+    assert runs[logs.NORMAL].returncode == 0 and runs[logs.NORMAL].stderr == "", runs[logs.NORMAL].stderr
+    shown = runs[logs.VERBOSE].stderr.splitlines()
+    assert runs[logs.VERBOSE].returncode == 0 and shown, runs[logs.VERBOSE].stderr
+    assert all(line.startswith("warning: ") or not line.startswith(("Token", "WARNING")) for line in shown), shown
+
+
 def test_warnings_are_warning_lines_and_quiet_hides_them(restore_logging) -> None:
     stream = io.StringIO()
     logs.configure(logs.NORMAL, stream)

@@ -69,6 +69,10 @@ class RayBackend:
 
     def __init__(self, workers: int | None, address: str | None, device: str) -> None:
         ray = self.ray = import_ray()
+        # Ray's loggers stop at "ray", which has no handler: its warnings ("Token authentication
+        # is enabled ...") reached stderr bare through logging's last resort. Through the root
+        # handler of nextface_core.logs they are shown with -v only, as "warning: ..." lines.
+        logging.getLogger("ray").propagate = True
         self._owned = False
         if not ray.is_initialized():
             common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, "logging_level": logging.WARNING}
