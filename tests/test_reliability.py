@@ -463,7 +463,7 @@ BROKEN_PLUGINS = {
     ),
     "nf_broken_run": (
         "from nextface_core import hookimpl\n"
-        "class R:\n    name = 'nf_broken_run'\n    def render(self, inputs):\n        raise ValueError('shader exploded')\n"
+        "class R:\n    name = 'nf_broken_run'\n    def render(self, inputs, settings):\n        raise ValueError('shader exploded')\n"
         "@hookimpl\ndef nextface_register_renderers(register):\n    register('nf_broken_run', lambda c: R())\n"
     ),
 }
