@@ -8,7 +8,7 @@ view), and their step sizes and regulariser strengths change with the texture re
 - **diffuse** ``[S,T,T,3]`` = the stage-2 statistical albedo + a pyramid of residuals at
   ``T, T/2, T/4, …`` (``[stage3] pyramid_levels``), each bilinearly upsampled: coarse
   levels move broad regions quickly, fine levels carry detail, whatever ``T`` is. Levels
-  finer than half a pixel of the photo are left out (:func:`~nextface_core.mapstats.texel_footprint`),
+  finer than half a pixel of the photo are left out (:func:`~nextface_core.footprint.texel_footprint`),
   so the cost and the result do not grow with ``T`` beyond what the photo resolves;
 - **specular** = the stage-2 statistical specular + a residual on a coarse grid of
   ``[stage3] specular_resolution`` texels a side; achromatic (one channel repeated) unless
@@ -19,6 +19,15 @@ view), and their step sizes and regulariser strengths change with the texture re
 
 The regularisers (:mod:`nextface_core.losses`) see the composed maps; their smoothness term
 is normalised to the texel pitch of a 256² map, so weights mean the same at any ``T``.
+
+**Footprint filter** (``[stage3] footprint_filter``, :mod:`nextface_core.footprint`). A
+renderer looks the diffuse map up once per pixel, so where a pixel spans several texels only
+those next to its sample get a gradient, and the L1 consistency and symmetry terms hold the
+others at the stage-2 value: the map comes out as a lattice of dots. A camera pixel averages
+the texture over its footprint; so the diffuse residual is blurred by the sigma of the
+photo's footprint before it is rendered, and each pixel's error reaches every texel it
+covers. The output is that filtered map: detail finer than a pixel is not in the
+photo, and a sharper map would only alias when rendered again.
 """
 
 from __future__ import annotations
@@ -29,18 +38,21 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ...mapstats import texel_footprint
+from ...footprint import blur, footprint_sigma, texel_footprint
 from ...params import SceneParameters
 from ..optim import run_adam
 from ..result import StageReport
 from . import FitState
 
 
+def _resize(grid: torch.Tensor, size: int) -> torch.Tensor:
+    """``[S,C,r,r]`` → ``[S,C,size,size]`` bilinear (texel centres aligned as in the maps)."""
+    return grid if grid.shape[-1] == size else F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def _upsample(grid: torch.Tensor, size: int) -> torch.Tensor:
-    """``[S,C,r,r]`` → ``[S,size,size,C]`` bilinear (texel centres aligned as in the maps)."""
-    if grid.shape[-1] != size:
-        grid = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
-    return grid.permute(0, 2, 3, 1)
+    """``[S,C,r,r]`` → ``[S,size,size,C]``, the layout of the maps."""
+    return _resize(grid, size).permute(0, 2, 3, 1)
 
 
 @dataclass
@@ -91,10 +103,12 @@ class MapParameters:
         out.update(specular=self.specular_residual, roughness=self.roughness_residual)
         return out
 
-    def maps(self) -> dict[str, torch.Tensor]:
-        """The composed maps: ``diffuse [S,T,T,3]``, ``specular [S,T,T,3]``, ``roughness [S,T,T,1]``."""
+    def maps(self, sigma: float = 0.0) -> dict[str, torch.Tensor]:
+        """The composed maps: ``diffuse [S,T,T,3]`` (its residual blurred by ``sigma`` texels,
+        the footprint filter), ``specular [S,T,T,3]``, ``roughness [S,T,T,1]``."""
         t = self.diffuse_base.shape[1]
-        diffuse = self.diffuse_base + sum(_upsample(g, t) for g in self.diffuse_levels)
+        residual = blur(sum(_resize(g, t) for g in self.diffuse_levels), sigma)  # [S,3,T,T]
+        diffuse = self.diffuse_base + residual.permute(0, 2, 3, 1)
         specular = self.specular_base + _upsample(self.specular_residual, t)
         lo, hi = self.roughness_range
         roughness = (self.roughness_base + _upsample(self.roughness_residual, t)).clamp(lo, hi)
@@ -119,9 +133,11 @@ class MapStage:
             roughness = scene.constant_roughness(diffuse.shape[0], cfg.texture.initial_roughness)
             # the geometry is fixed in stage 3: build it once
             base = scene.render_inputs(frozen, diffuse, specular, roughness)
+        footprint = texel_footprint(scene, frozen)
+        sigma = footprint_sigma(footprint) if s3.footprint_filter else 0.0
         grids = MapParameters.start(
             diffuse, specular, roughness, s3.pyramid_levels, s3.specular_resolution, s3.roughness_resolution,
-            s3.specular_color, (s3.roughness_min, s3.roughness_max), texel_footprint(scene, frozen),
+            s3.specular_color, (s3.roughness_min, s3.roughness_max), footprint,
         )
         with torch.no_grad():
             initial = grids.maps()
@@ -129,14 +145,14 @@ class MapStage:
         opt = torch.optim.Adam([{"params": [t], "lr": s3.learning_rate, "name": n} for n, t in grids.leaves().items()])
 
         def loss_of(it: int):
-            maps = grids.maps()
+            maps = grids.maps(sigma)
             inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
             settings = scene.render_settings(cfg.render.samples, cfg.run.seed + it)
             return state.total(replace(ctx, maps=maps, render=state.renderer.render(inputs, settings)))
 
         report = run_adam(self.loss_stage, s3.iterations, s3.final_learning_rate, opt, loss_of, progress=state.progress)
         with torch.no_grad():
-            maps = grids.maps()
+            maps = grids.maps(sigma)
         fitted = replace(frozen, diffuse_map=maps["diffuse"], specular_map=maps["specular"].contiguous(),
                          roughness_map=maps["roughness"])
         return fitted, report
