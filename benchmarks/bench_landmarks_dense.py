@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,9 +34,9 @@ from nextface_core.plugins import PluginRegistry
 SFM = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "sfm-as-bfm"
 
 
-@dataclass
-class Setup:
-    """The model, plugins and config of the comparison; ``texture [1,T,T,3]`` the calibration's."""
+class Setup(NamedTuple):
+    """The model, plugins and config of the comparison; ``texture [1,T,T,3]`` the calibration's
+    (a NamedTuple: benchmarks are loaded from their file, outside ``sys.modules``)."""
 
     config: Config
     registry: PluginRegistry
