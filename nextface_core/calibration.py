@@ -68,6 +68,9 @@ FREE_POINTS = tuple(range(468, 478))
 MIN_SEEN = 0.3
 #: a spread above this many times the median spread makes a landmark a contour landmark
 CONTOUR_SPREAD = 3.0
+#: the weight of a contour landmark: its spread lies along the silhouette, which the dynamic
+#: contour follows, but its candidates are vertices, not the exact surface point
+CONTOUR_WEIGHT = 0.25
 #: at most this many candidate vertices per contour landmark (the most frequent)
 CONTOUR_CANDIDATES = 24
 #: a texel is seen in the photo when its depth is within this (model units, mm) of the nearest surface's
@@ -390,7 +393,6 @@ def combine(samples_face: torch.Tensor, samples_bary: torch.Tensor, found: torch
     """
     mean = model.shape_mean.to(torch.float64)
     faces = model.faces
-    r, n_lm = samples_face.shape
     on = (samples_face >= 0) & found[:, None]
     renders = int(found.sum())
     corners = mean[faces[samples_face.clamp_min(0)]]  # [R,L,3,3]
@@ -413,11 +415,6 @@ def combine(samples_face: torch.Tensor, samples_bary: torch.Tensor, found: torch
         values, counts = torch.unique(nearest, return_counts=True)
         order = counts.argsort(descending=True, stable=True)[:CONTOUR_CANDIDATES]
         contour[int(landmarks[lm])] = values[order].sort().values
-    contour_spread = spread[contour_mask]
-    contour_weight = float(1.0 / (1.0 + (float(contour_spread.median()) / s0) ** 2)) if contour else 0.0
-    # contour landmarks are matched to the nearest candidate vertex, so their spread along the
-    # silhouette is not an error: give them the weight of a point a little less sure than the median
-    contour_weight = max(contour_weight, 0.25)
     return Calibration(
         schema=SCHEMA,
         key=key,
@@ -427,7 +424,7 @@ def combine(samples_face: torch.Tensor, samples_bary: torch.Tensor, found: torch
         spread_mm=spread[fixed].cpu(),
         weight=weight[fixed].cpu(),
         contour={k: v.cpu() for k, v in contour.items()},
-        contour_weight=contour_weight,
+        contour_weight=CONTOUR_WEIGHT,
         renders=renders,
     )
 

@@ -141,7 +141,7 @@ def synthetic_calibration(model, registry, tmp_path_factory):
 
 def test_calibration_of_the_synthetic_model(synthetic_calibration, model, registry, tmp_path, monkeypatch) -> None:
     (first, second), seconds = synthetic_calibration
-    assert seconds < 40.0, f"one calibration took {seconds:.0f} s"
+    assert seconds < 120.0, f"one calibration took {seconds:.0f} s"  # ~15 s on an idle 2-core machine
     assert first.detected >= 20 and first.renders == 24
     c = first.calibration
     assert c.landmarks.numel() >= 400 and first.fixed + first.contour + first.left_out == 468  # irises left out

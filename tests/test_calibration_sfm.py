@@ -44,7 +44,8 @@ def dense(bench, tmp_path_factory):
 
 def test_sfm_calibration_in_bounded_time_and_stable_across_runs(dense) -> None:
     run = dense.run
-    assert dense.seconds < 60.0, f"texture + calibration took {dense.seconds:.0f} s"
+    # ~25 s on an idle 2-core machine; the bound leaves room for a loaded one
+    assert dense.seconds < 180.0, f"texture + calibration took {dense.seconds:.0f} s"
     assert run.detected == run.renders == 24
     assert run.fixed >= 420 and run.contour <= 40 and run.left_out <= 10, (run.fixed, run.contour, run.left_out)
     # another run on other identities, expressions and rolls (seed 1): the surface points agree
@@ -53,7 +54,7 @@ def test_sfm_calibration_in_bounded_time_and_stable_across_runs(dense) -> None:
     other = calibration.calibrate(dense.model, dense.registry.create("renderer", "vertex", dense.config), detector,
                                   dense.texture, views=24, image_size=256, seed=1).calibration
     detector.close()
-    assert time.perf_counter() - start < 40.0
+    assert time.perf_counter() - start < 120.0
     a, b = run.calibration, other
     common = sorted(set(a.landmarks.tolist()) & set(b.landmarks.tolist()))
     assert len(common) >= 400
