@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from nextface_core import calibration
+from nextface_core import calibration, dense_landmarks
 from nextface_core.config import Config, load_config
 from nextface_core.fitting import Fitter
 from nextface_core.model import MorphableModel
@@ -69,7 +69,7 @@ def setup(folder: Path = SFM, views: int = 48, size: int = 320, seed: int = 0) -
                                     views=views, image_size=size, seed=seed)
     finally:
         detector.close()
-    calibration.save_calibration(run.calibration, calibration.cache_path(model))
+    dense_landmarks.save_calibration(run.calibration, dense_landmarks.cache_path(model))
     return Setup(config, registry, model, texture, run, time.perf_counter() - start)
 
 
@@ -86,7 +86,7 @@ def photo_errors(s: Setup, dense: bool, stages: list[str], overrides: dict | Non
     out = {}
     for name, image in photos().items():
         result = Fitter(config, registry=s.registry).fit([image], [name])
-        expected = calibration.SCHEMA if dense else "ibug68"
+        expected = dense_landmarks.SCHEMA if dense else "ibug68"
         if result.schema != expected:
             raise RuntimeError(f"the {name} fit used {result.schema}, expected {expected}")
         out[name] = float(result.metrics()[0]["ibug68_error_iod_percent"])

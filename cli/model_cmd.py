@@ -102,7 +102,7 @@ def calibrate_landmarks(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure where MediaPipe's 478 landmarks lie on the model's surface and store it for the fit."""
-    from nextface_core import calibration
+    from nextface_core import calibration, dense_landmarks
     from nextface_core.errors import UsageError
     from nextface_core.images import load_image
     from nextface_core.plugins import PluginRegistry
@@ -111,7 +111,7 @@ def calibrate_landmarks(
 
     config = command_config(config_file, model=model, model_path=path, device="cpu")
     require_plugins(config)
-    folder = calibration.model_folder(config)
+    folder = dense_landmarks.model_folder(config)
     if beside and folder is None:
         raise UsageError("--beside needs the model folder", "pass --path DIR (the folder of the model files)")
     image = load_image(photo) if photo is not None else calibration.default_photo()
@@ -127,8 +127,8 @@ def calibrate_landmarks(
         close = getattr(detector, "close", None)
         if callable(close):
             close()
-    target = folder / calibration.FILE_NAME if beside else calibration.cache_path(loaded)
-    calibration.save_calibration(run.calibration, target)
+    target = folder / dense_landmarks.FILE_NAME if beside else dense_landmarks.cache_path(loaded)
+    dense_landmarks.save_calibration(run.calibration, target)
     spread = run.calibration.spread_mm
     report = {
         "model": config.run.model,

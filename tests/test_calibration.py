@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from nextface_core import calibration
+from nextface_core import calibration, dense_landmarks
 from nextface_core.camera import model_to_camera, project
 from nextface_core.config import load_config
 from nextface_core.errors import InputError
@@ -114,15 +114,15 @@ def test_fallback_to_ibug68_warns_once(model, registry, tmp_path, monkeypatch, c
 
 def test_stored_table_is_checked(model, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("NEXTFACE_CACHE_DIR", str(tmp_path))
-    path = calibration.cache_path(model)
+    path = dense_landmarks.cache_path(model)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"format": calibration.FORMAT, "schema": "mediapipe478"}))
+    path.write_text(json.dumps({"format": dense_landmarks.FORMAT, "schema": "mediapipe478"}))
     with pytest.raises(InputError, match="is malformed") as info:
-        calibration.find_calibration(model)
+        dense_landmarks.find_calibration(model)
     assert "calibrate-landmarks" in info.value.hint
     path.write_text("{not json")
     with pytest.raises(InputError, match="cannot be read"):
-        calibration.find_calibration(model)
+        dense_landmarks.find_calibration(model)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +154,9 @@ def test_calibration_of_the_synthetic_model(synthetic_calibration, model, regist
     assert torch.equal(c.landmarks, second.calibration.landmarks) and float(same.max()) <= 1e-6
     # stored in the cache, the fit attaches it and fits all its points
     monkeypatch.setenv("NEXTFACE_CACHE_DIR", str(tmp_path))
-    calibration.save_calibration(c, calibration.cache_path(model))
-    attached = calibration.attach_calibration(model)
+    dense_landmarks.save_calibration(c, dense_landmarks.cache_path(model))
+    attached = dense_landmarks.attach_calibration(model)
     assoc = attached.landmarks["mediapipe478"]
     assert assoc.vertex_index.shape == (c.landmarks.numel(), 3) and len(assoc.contour) == first.contour
-    roundtrip = calibration.find_calibration(model)
+    roundtrip = dense_landmarks.find_calibration(model)
     assert roundtrip is not None and torch.equal(roundtrip.faces, c.faces)

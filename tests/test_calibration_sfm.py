@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nextface_core import calibration
+from nextface_core import calibration, dense_landmarks
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_landmarks_dense.py"
 SFM = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "sfm-as-bfm"
@@ -73,7 +73,7 @@ def test_real_photos_ibug68_subset_error(bench, dense, monkeypatch, tmp_path) ->
     the dense landmarks, ≥ 20 % below the sparse fit on each (measured 1.20 / 1.21 against
     1.76 / 1.71 with 48 renders)."""
     monkeypatch.setenv("NEXTFACE_CACHE_DIR", str(tmp_path))
-    calibration.save_calibration(dense.run.calibration, calibration.cache_path(dense.model))
+    dense_landmarks.save_calibration(dense.run.calibration, dense_landmarks.cache_path(dense.model))
     sparse = bench.photo_errors(dense, False, ["landmarks"])
     dense_errors = bench.photo_errors(dense, True, ["landmarks"])
     for name, error in dense_errors.items():
@@ -85,7 +85,7 @@ def test_synthetic_faces_stage1_vertex_error_drops(bench, dense, monkeypatch, tm
     """Four known faces of the model (textured with the mirrored astronaut): the stage-1 mean
     vertex error with the dense landmarks is ≥ 25 % below ibug68's (measured 29 % on 8 faces)."""
     monkeypatch.setenv("NEXTFACE_CACHE_DIR", str(tmp_path))
-    calibration.save_calibration(dense.run.calibration, calibration.cache_path(dense.model))
+    dense_landmarks.save_calibration(dense.run.calibration, dense_landmarks.cache_path(dense.model))
     images, truth = bench.synthetic_faces(dense, 4)
     sparse = np.mean(bench.vertex_errors(dense, images, truth, False))
     dense_error = np.mean(bench.vertex_errors(dense, images, truth, True))

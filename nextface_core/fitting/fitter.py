@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..calibration import choose_schema, prepare_model
+from ..dense_landmarks import choose_schema, prepare_model
 from ..config import Config, resolve_device
 from ..errors import BackendUnavailableError, InputError
 from ..landmarks import LandmarkSet

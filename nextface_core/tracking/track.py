@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..calibration import choose_schema, prepare_model
+from ..dense_landmarks import choose_schema, prepare_model
 from ..camera import axis_angle_to_matrix, matrix_to_axis_angle
 from ..config import Config, resolve_device
 from ..errors import InputError

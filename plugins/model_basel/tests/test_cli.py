@@ -67,7 +67,7 @@ def _calibrate(args: list[str], cache: Path) -> subprocess.CompletedProcess:
 def test_calibrate_landmarks_beside_the_model_files(folder: Path, tmp_path: Path) -> None:
     pytest.importorskip("mediapipe")
     pytest.importorskip("skimage")
-    from nextface_core import calibration
+    from nextface_core import dense_landmarks
     from nextface_model_basel.loader import load_basel
 
     result = _calibrate(["--model", "basel", "--path", str(folder), "--views", "8", "--size", "192", "--beside", "--json"],
@@ -76,9 +76,9 @@ def test_calibrate_landmarks_beside_the_model_files(folder: Path, tmp_path: Path
     report = json.loads(result.stdout)
     assert report["renders"] == 8 and report["faces_detected"] >= 6
     assert report["fixed"] >= 350 and report["fixed"] + report["contour"] + report["left_out"] == 468
-    assert report["written"] == str(folder / calibration.FILE_NAME)
+    assert report["written"] == str(folder / dense_landmarks.FILE_NAME)
     model, _ = load_basel(folder)
-    found = calibration.find_calibration(model, beside=folder)
+    found = dense_landmarks.find_calibration(model, beside=folder)
     assert found is not None and found.landmarks.numel() == report["fixed"]
 
 
