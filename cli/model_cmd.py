@@ -4,6 +4,9 @@ Works for any installed model plugin (default: the config's ``run.model``): the 
 built through the registry (twice, to time a first and a second load; ``--cold`` points
 NextFace's cache folder at an empty temporary one for the first), then its counts, units
 and axes (checked on the mean shape), UV quality and landmark schemas are measured here.
+
+``nextface model calibrate-landmarks``: the dense-landmark calibration of a model
+(:mod:`nextface_core.calibration`), written to the cache or beside the model files.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def info(
     """Vertex, triangle and component counts, units and axes, UV quality, landmark schemas, load times."""
     from nextface_core.cache import empty_cache
     from nextface_core.config import load_config
+    from nextface_core.dense_landmarks import prepare_model
     from nextface_core.mesh import check_frame
     from nextface_core.plugins import PluginRegistry
     from nextface_core.uvmap import uv_quality
@@ -45,6 +49,7 @@ def info(
         start = time.perf_counter()
         loaded = registry.create("model", model, config)
         second = time.perf_counter() - start
+    loaded = prepare_model(loaded, config)  # a stored dense calibration shows as mediapipe478
     mean = loaded.shape_mean.double()
     frame = check_frame(mean.numpy(), loaded.faces.numpy(), loaded.name)
     quality = uv_quality(loaded.uv, mean, loaded.faces, loaded.symmetry)
