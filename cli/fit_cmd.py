@@ -127,10 +127,11 @@ def fit(
         typer.echo(json.dumps({"out": str(out), "summary_file": str(summary), **report, "failed": failures}, indent=2))
     else:
         for row in report["images"]:
-            iod = row["landmark_error_iod_percent"]
+            iod, ibug = row["landmark_error_iod_percent"], row.get("ibug68_error_iod_percent")
             typer.echo(
                 f"{row['name']}: landmark error {row['landmark_error_px']:.2f} px"
                 + (f" ({iod:.2f} % IOD)" if iod is not None else "")
+                + (f", ibug-68 subset {ibug:.2f} % IOD" if ibug is not None and report.get("schema") != "ibug68" else "")
                 + (f", PSNR {row['psnr_db']:.2f} dB" if row["psnr_db"] is not None else "")
             )
         typer.echo(f"results in {out} (summary: {summary})")

@@ -13,23 +13,55 @@ import torch
 
 @dataclass(frozen=True)
 class LandmarkAssociation:
-    """Which model vertex each landmark of one schema corresponds to.
+    """Where each landmark of one schema lies on the model.
 
     ``landmark_index [L]``: indices into the detector's schema (e.g. 0..67 for ibug68).
-    ``vertex_index [L]``: the model vertex of each of those landmarks.
+    ``vertex_index [L]``: the model vertex of each of those landmarks; or, with
+    ``barycentric [L,3]``, ``vertex_index [L,3]`` the corners of the triangle each landmark
+    lies in and ``barycentric`` its weights on them (a surface point, e.g. a calibrated dense
+    landmark, :mod:`nextface_core.calibration`).
     ``contour``: for dynamic jaw-contour matching, ``{landmark index: candidate vertices [M]}``;
     per pose the fit picks the candidate on the silhouette. Empty when not used.
+    ``weight [L]``: per-landmark weights in (0, 1] multiplying the detector's confidences
+    (None: all 1); ``contour_weight`` the weight of every contour landmark.
     """
 
     landmark_index: torch.Tensor
     vertex_index: torch.Tensor
     contour: dict[int, torch.Tensor] = field(default_factory=dict)
+    barycentric: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+    contour_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        n = self.landmark_index.shape[0]
+        want = (n,) if self.barycentric is None else (n, 3)
+        if tuple(self.vertex_index.shape) != want:
+            raise ValueError(f"LandmarkAssociation.vertex_index has shape {tuple(self.vertex_index.shape)}, expected {want}")
+        if self.barycentric is not None and tuple(self.barycentric.shape) != (n, 3):
+            raise ValueError(f"LandmarkAssociation.barycentric has shape {tuple(self.barycentric.shape)}, expected ({n}, 3)")
+        if self.weight is not None and tuple(self.weight.shape) != (n,):
+            raise ValueError(f"LandmarkAssociation.weight has shape {tuple(self.weight.shape)}, expected ({n},)")
+
+    def points(self, rows: torch.Tensor) -> torch.Tensor:
+        """The landmarks' fixed points from per-vertex rows ``[..., N, C]`` → ``[..., L, C]``
+        (vertices of a batch ``[B,N,3]``, a basis ``[K,N,3]``, a mean ``[N,3]``)."""
+        if self.barycentric is None:
+            return rows[..., self.vertex_index, :]
+        corners = rows[..., self.vertex_index, :]  # [..., L, 3, C]
+        return (corners * self.barycentric.to(rows.dtype)[..., None]).sum(-2)
 
     def to(self, device: torch.device | str) -> "LandmarkAssociation":
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
         return LandmarkAssociation(
             self.landmark_index.to(device),
             self.vertex_index.to(device),
             {k: v.to(device) for k, v in self.contour.items()},
+            move(self.barycentric),
+            move(self.weight),
+            self.contour_weight,
         )
 
 

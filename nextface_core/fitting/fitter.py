@@ -18,8 +18,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..dense_landmarks import choose_schema, prepare_model
 from ..config import Config, resolve_device
-from ..errors import BackendUnavailableError, InputError, UsageError
+from ..errors import BackendUnavailableError, InputError
 from ..landmarks import LandmarkSet
 from ..losses import LossTerm
 from ..model import MorphableModel
@@ -55,7 +56,7 @@ class Fitter:
             self.registry = PluginRegistry()
         if self.model is None:
             self.model = self.registry.create("model", self.config.run.model, self.config)
-        self.model = self.model.to(self.device)
+        self.model = prepare_model(self.model, self.config).to(self.device)
         if self.renderer is None:
             self.renderer = self.registry.create("renderer", self.config.run.renderer, self.config)
         if not self.losses:
@@ -71,14 +72,7 @@ class Fitter:
         return detector.detect(list(images), list(names))
 
     def _targets(self, detections: dict[str, LandmarkSet], batch: ImageBatch) -> Targets:
-        usable = [s for s in detections if s in self.model.landmarks]
-        if not usable:
-            raise UsageError(
-                f"the detector gives landmark schemas {sorted(detections)} but model '{self.model.name}' "
-                f"has associations for {sorted(self.model.landmarks)}",
-                "choose a detector whose schema the model supports (e.g. --landmarks mediapipe for ibug68)",
-            )
-        lms = detections[usable[0]]
+        lms = detections[choose_schema(list(detections), self.model, self.config.landmarks.dense)]
         missing = [batch.names[i] for i in (~lms.found).nonzero()[:, 0].tolist()]  # the caller's names
         if missing:
             raise InputError(

@@ -21,7 +21,7 @@ from ..version import __version__
 from ..color import linear_to_srgb
 from ..errors import InputError
 from ..files import atomic_path
-from ..landmark_schemas import eye_corners
+from ..landmark_schemas import eye_corners, view
 from ..mapstats import map_statistics, visible_texels
 from ..params import SceneParameters
 from ..config import Config
@@ -169,6 +169,7 @@ class FitResult:
         w = (self.landmark_weights > 0).to(dist.dtype)
         err_px = (dist * w).sum(1) / w.sum(1).clamp_min(1.0)
         iod = self._interocular()
+        ibug_px = self._ibug68_error()
         mask = render.mask * self.batch.valid
         se = ((linear_to_srgb(render.image) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
         mse = se / (3.0 * mask.sum((1, 2, 3)).clamp_min(1.0))
@@ -179,12 +180,38 @@ class FitResult:
                 {
                     "landmark_error_px": float(err_px[b]),
                     "landmark_error_iod_percent": float(100.0 * err_px[b] / iod[b]) if iod is not None else None,
+                    "ibug68_error_px": float(ibug_px[b]) if ibug_px is not None else None,
+                    "ibug68_error_iod_percent": (
+                        float(100.0 * ibug_px[b] / iod[b]) if ibug_px is not None and iod is not None else None
+                    ),
                     "psnr_db": psnr,
                     "coverage_pixels": float(mask[b].sum()),
                     **maps[b if len(maps) > 1 else 0],
                 }
             )
         return out
+
+    def _ibug68_error(self) -> torch.Tensor | None:
+        """Mean error ``[B]`` (px) over the ibug-68 points, comparable between schemas: the fit's
+        own error for an ibug68 fit; for a schema with an ibug68 view (mediapipe478), that view
+        of the projected and the detected points, over the ibug points whose every source
+        point is a fitted row. None when the schema has no ibug68 view."""
+        if self.schema == "ibug68":
+            rows, detected, valid = self.landmarks, self.landmark_targets, self.landmark_weights > 0
+        else:
+            table = view(self.schema, "ibug68")
+            if table is None:
+                return None
+            b, n = self.detected.shape[:2]
+            projected = self.landmarks.new_zeros(b, n, 2)
+            fitted = torch.zeros(b, n, dtype=torch.bool, device=self.landmarks.device)
+            projected[:, self.landmark_index] = self.landmarks
+            fitted[:, self.landmark_index] = self.landmark_weights > 0
+            index = torch.tensor(table, dtype=torch.long, device=self.landmarks.device)  # [68, k]
+            rows, detected = projected[:, index].mean(2), self.detected[:, index].mean(2)
+            valid = fitted[:, index].all(2)
+        w = valid.to(rows.dtype)
+        return ((rows - detected).norm(dim=-1) * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def _interocular(self) -> torch.Tensor | None:
         corners = eye_corners(self.schema)

@@ -29,10 +29,12 @@ def expand_identity(t: torch.Tensor, batch: int) -> torch.Tensor:
 class LandmarkRows:
     """The model rows of one landmark schema, gathered once so stage 1 never builds the mesh.
 
-    ``fixed_landmarks [Lf]`` schema indices with a fixed vertex; ``contour_landmarks [C]``
-    schema indices matched dynamically among ``contour_candidates [C,M]`` (padded with the
-    first candidate). The gathered model rows are ``mean [R,3]``, ``shape [K_s,R,3]``,
-    ``expression [K_e,R,3]`` with rows ``0..Lf-1`` the fixed vertices, then the candidates.
+    ``fixed_landmarks [Lf]`` schema indices with a fixed surface point (a vertex, or a
+    barycentric blend of three); ``contour_landmarks [C]`` schema indices matched dynamically
+    among ``contour_candidates [C,M]`` (padded with the first candidate). The gathered model
+    rows are ``mean [R,3]``, ``shape [K_s,R,3]``, ``expression [K_e,R,3]`` with rows
+    ``0..Lf-1`` the fixed points, then the candidates. ``weights [Lf + C]``: the association's
+    per-landmark weights, in the order of :attr:`landmark_index`.
     """
 
     schema: str
@@ -44,25 +46,35 @@ class LandmarkRows:
     shape_var: torch.Tensor
     expression_basis: torch.Tensor
     expression_var: torch.Tensor
+    weights: torch.Tensor
 
     @classmethod
     def gather(cls, model: MorphableModel, schema: str, association: LandmarkAssociation) -> "LandmarkRows":
+        association = association.to(model.device)
         contour = sorted(association.contour.items())
         width = max((len(c) for _, c in contour), default=1)
         cand = [torch.cat([c, c[:1].expand(width - len(c))]) for _, c in contour]
         dev = model.device
         candidates = torch.stack(cand).to(dev) if cand else torch.zeros(0, width, dtype=torch.long, device=dev)
-        rows = torch.cat([association.vertex_index.to(dev), candidates.reshape(-1)])
+        flat = candidates.reshape(-1)
+
+        def rows(values: torch.Tensor) -> torch.Tensor:
+            return torch.cat([association.points(values), values[..., flat, :]], dim=-2)
+
+        n_fixed = association.landmark_index.shape[0]
+        fixed_weight = association.weight if association.weight is not None else model.shape_mean.new_ones(n_fixed)
+        weights = torch.cat([fixed_weight.to(model.dtype), model.shape_mean.new_full((len(contour),), association.contour_weight)])
         return cls(
             schema=schema,
-            fixed_landmarks=association.landmark_index.to(dev),
+            fixed_landmarks=association.landmark_index,
             contour_landmarks=torch.tensor([k for k, _ in contour], dtype=torch.long, device=dev),
             contour_candidates=candidates,
-            mean=model.shape_mean[rows],
-            shape_basis=model.shape_basis[:, rows],
+            mean=rows(model.shape_mean),
+            shape_basis=rows(model.shape_basis),
             shape_var=model.shape_var,
-            expression_basis=model.expression_basis[:, rows],
+            expression_basis=rows(model.expression_basis),
             expression_var=model.expression_var,
+            weights=weights,
         )
 
     @property

@@ -77,7 +77,7 @@ def projected_landmarks(model: MorphableModel, params: SceneParameters, image_si
     with torch.no_grad():
         vertices = scene.vertices(params)
         for schema, assoc in model.landmarks.items():
-            pix = project(model_to_camera(vertices[:, assoc.vertex_index], params.rotation, params.translation), params.focal, pp)
+            pix = project(model_to_camera(assoc.points(vertices), params.rotation, params.translation), params.focal, pp)
             n = max([int(assoc.landmark_index.max()), *assoc.contour.keys()]) + 1
             points = torch.zeros(b, n, 2, dtype=model.dtype)
             conf = torch.zeros(b, n, dtype=model.dtype)

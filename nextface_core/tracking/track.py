@@ -20,9 +20,10 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..dense_landmarks import choose_schema, prepare_model
 from ..camera import axis_angle_to_matrix, matrix_to_axis_angle
 from ..config import Config, resolve_device
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from ..fitting.inputs import make_batch
 from ..landmarks import LandmarkSet, for_video
 from ..model import MorphableModel
@@ -147,14 +148,8 @@ def detect_frames(frames: Frames, config: Config, registry: PluginRegistry, prog
     return _stack_detections(rows, names), names
 
 
-def _choose_schema(landmarks: dict[str, LandmarkSet], model: MorphableModel, frame_count: int) -> LandmarkSet:
-    usable = [s for s in landmarks if s in model.landmarks]
-    if not usable:
-        raise UsageError(
-            f"the landmarks have schemas {sorted(landmarks)} but model '{model.name}' has associations for {sorted(model.landmarks)}",
-            "choose a detector whose schema the model supports (e.g. --landmarks mediapipe for ibug68)",
-        )
-    lms = landmarks[usable[0]]
+def _choose_schema(landmarks: dict[str, LandmarkSet], model: MorphableModel, frame_count: int, dense: bool) -> LandmarkSet:
+    lms = landmarks[choose_schema(list(landmarks), model, dense)]
     if lms.points.shape[0] != frame_count:
         raise InputError(f"the landmarks cover {lms.points.shape[0]} frames but the video has {frame_count}",
                          "give landmarks for every frame (named frame000000, frame000001, ...)")
@@ -208,7 +203,7 @@ def track_frames(
     settings = TrackSettings.from_config(config)
     registry = registry or PluginRegistry()
     device = torch.device(resolve_device(config))
-    model = (model or registry.create("model", config.run.model, config)).to(device)
+    model = prepare_model(model or registry.create("model", config.run.model, config), config).to(device)
     renderer = renderer or registry.create("renderer", config.run.renderer, config)
     t0 = time.perf_counter()
     if landmarks is None:
@@ -216,7 +211,7 @@ def track_frames(
     else:
         names = [frame_name(i) for i in range(next(iter(landmarks.values())).points.shape[0])]
     detect_seconds = time.perf_counter() - t0
-    lms = _choose_schema(landmarks, model, len(names))
+    lms = _choose_schema(landmarks, model, len(names), config.landmarks.dense)
     found = lms.found.tolist()
     if not any(found):
         raise InputError(f"no face found in any of the {len(names)} frames", "check the video, or the --landmarks detector")

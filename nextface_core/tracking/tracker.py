@@ -183,7 +183,7 @@ class Tracker:
         confidence-weighted, plus :meth:`_priors`."""
         idx = self.rows.landmark_index
         objective = LandmarkObjective(
-            targets=targets[:, idx], coefficients=weights[:, idx].clamp_min(0.0), unit=100.0 / self.longer,
+            targets=targets[:, idx], coefficients=(weights[:, idx] * self.rows.weights).clamp_min(0.0), unit=100.0 / self.longer,
             principal_point=self.scene.principal_point, priors=self._priors(smooth),
         )
         return self.solver.solve(params, objective, iterations).params
@@ -213,8 +213,8 @@ class Tracker:
             inputs = replace(inputs, principal_point=inputs.principal_point - offset)
             ctx = LossContext(
                 stage=2, params=p, landmarks=self.scene.project_landmarks(p, self.schema, targets),
-                landmark_targets=targets[:, idx], landmark_weights=weights[:, idx], image_scale=self.longer,
-                render=self.renderer.render(inputs, crop), images=image, valid=valid,
+                landmark_targets=targets[:, idx], landmark_weights=weights[:, idx] * self.rows.weights,
+                image_scale=self.longer, render=self.renderer.render(inputs, crop), images=image, valid=valid,
             )
             reg = sum(prior.cost(getattr(p, prior.block)).sum() for prior in self._priors(smooth))
             loss = photometric_loss(ctx) + s.photometric_landmarks * landmark_loss(ctx) + s.photometric_regularisers * reg
@@ -243,7 +243,7 @@ class Tracker:
         params.focal = self.focal.clone()
         idx = self.rows.landmark_index
         pts = self._identity_rows()
-        params.rotation, params.translation = initial_pose(pts[None], targets[:, idx], weights[:, idx], params.focal,
+        params.rotation, params.translation = initial_pose(pts[None], targets[:, idx], weights[:, idx] * self.rows.weights, params.focal,
                                                            self.scene.principal_point)
         return params
 

@@ -70,7 +70,8 @@ class FitState:
 
     @property
     def landmark_weights(self) -> torch.Tensor:
-        return self.targets.weights[:, self.rows.landmark_index]
+        """The detector's confidences times the association's per-landmark weights ``[B,L]``."""
+        return self.targets.weights[:, self.rows.landmark_index] * self.rows.weights
 
     def image(self, index: int) -> "FitState":
         """The state of image ``index`` fitted alone: a stage whose images are independent

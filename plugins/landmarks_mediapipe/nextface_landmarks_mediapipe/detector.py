@@ -25,34 +25,14 @@ import numpy as np
 import torch
 
 from nextface_core.errors import BackendUnavailableError, InputError
+from nextface_core.landmark_schemas import IBUG68_FROM_MEDIAPIPE
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.logs import NativeStderr, native_stderr
 from nextface_core.options import option
 
 NUM_POINTS = 478
 
-#: MediaPipe face-mesh index(es) of each ibug 68-point landmark (0-based ibug order);
-#: where two are given, the ibug point is their midpoint. Correspondence published by
-#: Peizhi Yan, "Mediapipe_2_Dlib_Landmarks" (github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks,
-#: mediapipe2dlib/mp2dlib.py, 2024); single indices are written twice here.
-IBUG68_FROM_MEDIAPIPE: tuple[tuple[int, int], ...] = (
-    # jaw, 0-16 (subject's right ear → chin → left ear)
-    (127, 127), (234, 234), (93, 93), (132, 58), (58, 172), (136, 136), (150, 150), (176, 176), (152, 152),
-    (400, 400), (379, 379), (365, 365), (397, 288), (361, 361), (323, 323), (454, 454), (356, 356),
-    # right brow 17-21, left brow 22-26
-    (70, 70), (63, 63), (105, 105), (66, 66), (107, 107),
-    (336, 336), (296, 296), (334, 334), (293, 293), (300, 300),
-    # nose bridge 27-30, nostrils 31-35
-    (168, 6), (197, 195), (5, 5), (4, 4), (75, 75), (97, 97), (2, 2), (326, 326), (305, 305),
-    # right eye 36-41, left eye 42-47
-    (33, 33), (160, 160), (158, 158), (133, 133), (153, 153), (144, 144),
-    (362, 362), (385, 385), (387, 387), (263, 263), (373, 373), (380, 380),
-    # outer lips 48-59
-    (61, 61), (39, 39), (37, 37), (0, 0), (267, 267), (269, 269), (291, 291),
-    (321, 321), (314, 314), (17, 17), (84, 84), (91, 91),
-    # inner lips 60-67
-    (78, 78), (82, 82), (13, 13), (312, 312), (308, 308), (317, 317), (14, 14), (87, 87),
-)
+#: the ibug68 view of the 478 points (its published source is named in the core's schema records)
 _IBUG_INDEX = torch.tensor(IBUG68_FROM_MEDIAPIPE, dtype=torch.long)  # [68, 2]
 
 
