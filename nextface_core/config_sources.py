@@ -81,12 +81,17 @@ def env_overrides(env: Mapping[str, str] | None = None) -> dict[str, tuple[Any, 
 
 
 def effective_config(
-    explicit: str | Path | None, options: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    explicit: str | Path | None,
+    options: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    fallback: Mapping[str, Any] | None = None,
 ) -> Config:
     """The config a command runs with: defaults, the discovered file, the environment, then
-    ``{"section.key": value}`` options (None: not given), each value's origin recorded."""
+    ``{"section.key": value}`` options (None: not given), each value's origin recorded.
+    ``fallback``: overrides of the defaults taken when no config file is found (the demo's
+    quicker settings)."""
     path, why = config_file(explicit, env)
-    config = load_config(path)
+    config = load_config(path, overrides=None if path is not None else fallback)
     if path is not None and why != "--config":
         config = Config(config.data, {k: f"{v} (from {why})" for k, v in config.origins.items()})
     for dotted, (value, variable) in sorted(env_overrides(env).items()):

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .camera import axis_angle_to_matrix
-from .config import Config, load_config
+from .config import Config
+from .config_sources import effective_config
 from .fitting import Fitter, save_result
 from .fitting.optim import Progress
 from .params import SceneParameters
@@ -58,8 +59,9 @@ def compare(result, model, truth: SceneParameters) -> dict[str, Any]:
 
 
 def demo_config(config_path: str | Path | None = None) -> Config:
-    """The user's config file, or the defaults with the demo's quicker settings."""
-    return load_config(config_path) if config_path else load_config(overrides=DEMO_OVERRIDES)
+    """The config file a command finds (``--config``, ``$NEXTFACE_CONFIG``, the user config
+    folder), else the defaults with the demo's quicker settings; then ``NEXTFACE_*`` variables."""
+    return effective_config(config_path, fallback=DEMO_OVERRIDES)
 
 
 def run_demo(out: str | Path | None, config_path: str | Path | None = None, size: str = "small",

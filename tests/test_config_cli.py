@@ -62,6 +62,23 @@ def test_discovery_order_and_origins(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ]
 
 
+def test_the_demo_finds_its_config_like_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo read only ``--config``: $NEXTFACE_CONFIG and NEXTFACE_* variables were ignored."""
+    from nextface_core.demo import DEMO_OVERRIDES, demo_config
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no user config file
+    for name in [n for n in os.environ if n.startswith("NEXTFACE_")]:
+        monkeypatch.delenv(name)
+    assert demo_config().stage2.iterations == DEMO_OVERRIDES["stage2.iterations"]  # its quicker settings
+    named = tmp_path / "named.toml"
+    named.write_text("[stage2]\niterations = 3\n")
+    monkeypatch.setenv("NEXTFACE_CONFIG", str(named))
+    monkeypatch.setenv("NEXTFACE_STAGE3_ITERATIONS", "2")
+    cfg = demo_config()
+    assert (cfg.stage2.iterations, cfg.stage3.iterations) == (3, 2)
+    assert cfg.origin("stage2.iterations") == f"file {named} (from NEXTFACE_CONFIG)"
+
+
 def test_environment_variables_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert env_overrides({"NEXTFACE_CACHE_DIR": "/x", "NEXTFACE_PLUGINS": "a", "NEXTFACE_LIGHT_BANDS": "4"}) == {
