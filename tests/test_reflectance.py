@@ -27,19 +27,26 @@ from nextface_core.synthetic.reflectance import evaluate_reflectance, reflectanc
 SIZE = 192
 
 
-@pytest.fixture(scope="module")
-def fitted():
+def _fit_truth(image_size: int, photometric_iterations: int):
+    """The small model's reflectance truth at ``image_size`` px, rendered by the vertex
+    renderer and fitted back: (truth, result, renderer)."""
     torch.manual_seed(0)
-    config = load_config(overrides={"run.device": "cpu", "stage1.iterations": 200, "stage2.iterations": 80,
-                                    "stage3.iterations": 80})
+    config = load_config(overrides={"run.device": "cpu", "stage1.iterations": 200,
+                                    "stage2.iterations": photometric_iterations, "stage3.iterations": photometric_iterations})
     registry = PluginRegistry()
     model = synthetic_model("small")
     renderer = registry.create("renderer", "vertex", config)
-    truth = reflectance_truth(model, texels=config.texture.resolution, image_size=SIZE)
+    truth = reflectance_truth(model, texels=config.texture.resolution, image_size=image_size)
     images, _ = render_truth(truth, renderer)
     result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
         [to_uint8(images[0])], ["truth"], landmarks=truth_landmarks(truth)
     )
+    return truth, result, renderer
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    truth, result, renderer = _fit_truth(SIZE, 80)
     figures = evaluate_reflectance(truth, result.params, result.textures(), result.batch.images, renderer)
     return truth, result, figures
 
@@ -75,17 +82,7 @@ def test_a_map_seen_through_a_coarse_footprint_is_the_truth_at_that_footprint_no
     lattice of dots: texel-scale detail 0.0145 (the truth at that footprint: 0.0015) and an
     error of 0.033 against that resolved truth; with the filter 0.0061 and 0.036 (the weaker
     L1 map terms of the defaults let some shading into the map: 0.026 with the old ones)."""
-    torch.manual_seed(0)
-    config = load_config(overrides={"run.device": "cpu", "stage1.iterations": 200, "stage2.iterations": 60,
-                                    "stage3.iterations": 60})
-    registry = PluginRegistry()
-    model = synthetic_model("small")
-    renderer = registry.create("renderer", "vertex", config)
-    truth = reflectance_truth(model, texels=config.texture.resolution, image_size=64)
-    images, _ = render_truth(truth, renderer)
-    result = Fitter(config, registry=registry, model=model, renderer=renderer).fit(
-        [to_uint8(images[0])], ["truth"], landmarks=truth_landmarks(truth)
-    )
+    truth, result, _ = _fit_truth(64, 60)
     footprint = texel_footprint(result.scene, result.params)
     assert footprint > 4.0, footprint
     seen = visible_texels(result.scene, result.params)[0]
