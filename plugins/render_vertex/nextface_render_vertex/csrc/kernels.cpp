@@ -588,45 +588,46 @@ std::vector<int64_t> chunk_starts(const ShadeArgs& a) {
   return starts;
 }
 
+// every nonzero (image b, monomial row j, SH coefficient k of band l) term of the light map
+template <class T, class F>
+void for_each_light_term(const ShadeArgs& a, F&& term) {
+  const T* conv = static_cast<const T*>(a.conv);
+  const int K = a.bands * a.bands;
+  for (int b = 0; b < a.B; ++b)
+    for (int j = 0; j < a.rows; ++j)
+      for (int k = 0; k < K; ++k) {
+        T cv = conv[j * K + k];
+        if (cv != 0) term(b, j, k, int(std::sqrt(double(k)) + 1e-9), cv);
+      }
+}
+
 // the light on the monomial rows (ShadeArgs::wd, wg), and the adjoint of that map
 template <class T>
 void light_weights(const ShadeArgs& a, std::vector<T>& wd, std::vector<T>& wg) {
   const T* sh = static_cast<const T*>(a.sh);
-  const T* conv = static_cast<const T*>(a.conv);
   const T* lambert = static_cast<const T*>(a.lambert);
   const int K = a.bands * a.bands;
   wd.assign(size_t(a.B) * a.rows * 3, T(0));
   wg.assign(size_t(a.B) * a.bands * a.rows * 3, T(0));
-  for (int b = 0; b < a.B; ++b)
-    for (int j = 0; j < a.rows; ++j)
-      for (int k = 0; k < K; ++k) {
-        T cv = conv[j * K + k];
-        if (cv == 0) continue;
-        int l = int(std::sqrt(double(k)) + 1e-9);
-        for (int c = 0; c < 3; ++c) {
-          T light = sh[(int64_t(b) * K + k) * 3 + c];
-          wd[(int64_t(b) * a.rows + j) * 3 + c] += cv * lambert[l] * light;
-          wg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c] += cv * light;
-        }
-      }
+  for_each_light_term<T>(a, [&](int b, int j, int k, int l, T cv) {
+    for (int c = 0; c < 3; ++c) {
+      T light = sh[(int64_t(b) * K + k) * 3 + c];
+      wd[(int64_t(b) * a.rows + j) * 3 + c] += cv * lambert[l] * light;
+      wg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c] += cv * light;
+    }
+  });
 }
 
 template <class T>
 void light_weights_backward(const ShadeArgs& a, const std::vector<T>& gwd, const std::vector<T>& gwg) {
-  const T* conv = static_cast<const T*>(a.conv);
   const T* lambert = static_cast<const T*>(a.lambert);
   T* gsh = static_cast<T*>(a.grad_sh);
   const int K = a.bands * a.bands;
-  for (int b = 0; b < a.B; ++b)
-    for (int j = 0; j < a.rows; ++j)
-      for (int k = 0; k < K; ++k) {
-        T cv = conv[j * K + k];
-        if (cv == 0) continue;
-        int l = int(std::sqrt(double(k)) + 1e-9);
-        for (int c = 0; c < 3; ++c)
-          gsh[(int64_t(b) * K + k) * 3 + c] += cv * (lambert[l] * gwd[(int64_t(b) * a.rows + j) * 3 + c] +
-                                                      gwg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c]);
-      }
+  for_each_light_term<T>(a, [&](int b, int j, int k, int l, T cv) {
+    for (int c = 0; c < 3; ++c)
+      gsh[(int64_t(b) * K + k) * 3 + c] += cv * (lambert[l] * gwd[(int64_t(b) * a.rows + j) * 3 + c] +
+                                                  gwg[((int64_t(b) * a.bands + l) * a.rows + j) * 3 + c]);
+  });
 }
 
 // the packet's image's light weights
