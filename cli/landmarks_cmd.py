@@ -2,18 +2,22 @@
 
 The written file can be inspected or corrected by hand and fed back with
 ``--landmarks file --landmarks-file FILE`` (to this command or to ``nextface fit``).
+With ``--fit`` the overlays also show the model's landmark points (a ``mediapipe478``
+calibration's surface points where the model has one) as stage 1 of the fit projects them,
+next to the detections.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 import typer
 
+from nextface_core.config import Config
 from nextface_core.errors import InputError, UsageError
 from nextface_core.images import list_images, load_image
 from nextface_core.landmark_files import write_landmarks
@@ -24,6 +28,9 @@ from nextface_core.plugins import PluginRegistry
 from .app import app
 from .options import command_config
 
+if TYPE_CHECKING:
+    from nextface_core.fitting import Fitter
+
 #: images loaded and detected at a time, so a large folder does not fill the memory
 CHUNK = 16
 _SHOWN = 5  # image names listed in a message before "..."
@@ -32,6 +39,30 @@ _SHOWN = 5  # image names listed in a message before "..."
 def _names(paths: list[Path], names_shown: int = _SHOWN) -> str:
     shown = ", ".join(str(p) for p in paths[:names_shown])
     return shown + (f" and {len(paths) - names_shown} more" if len(paths) > names_shown else "")
+
+
+def _save_fit_overlays(fitter: "Fitter", images: list[np.ndarray], names: list[str], sets: dict[str, LandmarkSet],
+                       paths: list[Path]) -> set[str]:
+    """Stage 1 of the fit on the images in which a face was found; each one's photo with the
+    detections and the projected model points (:func:`~nextface_core.fitting.outputs.landmark_overlay`)
+    is saved at its ``paths`` entry. Returns the names of the images drawn."""
+    from nextface_core.fitting.outputs import landmark_overlay, save_png
+
+    keep = torch.stack([s.found for s in sets.values()]).all(0).nonzero()[:, 0].tolist()
+    if not keep:
+        return set()
+    result = fitter.fit([images[i] for i in keep], [names[i] for i in keep],
+                        landmarks={schema: s.select(keep) for schema, s in sets.items()})
+    for j, i in enumerate(keep):
+        save_png(paths[i], landmark_overlay(result, j, images[i]))
+    return {names[i] for i in keep}
+
+
+def _landmark_fitter(config: Config) -> "Fitter":
+    """The fit's stage 1 alone, for ``--fit`` overlays."""
+    from nextface_core.fitting import Fitter
+
+    return Fitter(config.with_overrides({"fit.stages": ["landmarks"]}))
 
 
 def _overlay_path(overlay: Path, folder_input: bool, name: str) -> Path:
@@ -55,6 +86,10 @@ def landmarks(
     skip_no_face: bool = typer.Option(
         False, "--skip-no-face", help="Leave out images without a face instead of stopping (or set config run.skip_no_face)."
     ),
+    fit: bool = typer.Option(
+        False, "--fit", help="Also fit the model's landmarks (stage 1, config run.model) and draw its projected points "
+        "(red; orange on the jaw contour) next to the detections in --overlay."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print what was written (file, schemas, images with and without a face) as JSON."),
 ) -> None:
     """Detect landmarks on an image or a folder and write them to a file the 'file' detector reads."""
@@ -67,6 +102,10 @@ def landmarks(
         raise UsageError(f"--overlay {overlay} must be a .png file", "e.g. --overlay landmarks.png")
     if overlay is not None and folder_input and overlay.suffix:
         raise UsageError(f"--overlay {overlay} must be a folder when INPUT is a folder", "e.g. --overlay overlays/")
+    if fit and overlay is None:
+        raise UsageError("--fit draws the fitted points into the overlay, but no --overlay was given",
+                         "add --overlay landmarks.png (or a folder for a folder INPUT)")
+    fitter = _landmark_fitter(config) if fit else None
     found_detector = PluginRegistry().create("detector", config.run.landmarks, config)
     chunks: list[dict[str, LandmarkSet]] = []
     sizes: dict[str, tuple[int, int]] = {}
@@ -79,8 +118,11 @@ def landmarks(
             chunks.append(result)
             sizes.update({n: (im.shape[1], im.shape[0]) for n, im in zip(names, images)})
             if overlay is not None:
+                targets = [_overlay_path(overlay, folder_input, name) for name in names]
+                fitted = _save_fit_overlays(fitter, images, names, result, targets) if fitter is not None else set()
                 for b, (name, image) in enumerate(zip(names, images)):
-                    save_overlay(_overlay_path(overlay, folder_input, name), image, result, b)
+                    if name not in fitted:
+                        save_overlay(targets[b], image, result, b)
     finally:
         close = getattr(found_detector, "close", None)
         if callable(close):

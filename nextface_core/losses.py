@@ -25,7 +25,8 @@ class LossContext:
     ``landmark_weights [B,L]`` confidences (0 for missing points); ``image_scale [B]`` the
     longer image side, to make pixel errors resolution independent. ``render`` and
     ``images [B,H,W,3]`` (linear) with ``valid [B,H,W,1]`` (1 inside each image, 0 in padding)
-    are set in stages 2 and 3. ``maps``/``maps_initial``: stage-3 textures by name
+    are set in stages 2 and 3, ``face_mask [B,H,W,1]`` (the face region, :mod:`.face_mask`;
+    None: every pixel) with them. ``maps``/``maps_initial``: stage-3 textures by name
     (``diffuse``, ``specular``, ``roughness``, each ``[S,T,T,C]``) and their stage-2 values.
     """
 
@@ -38,6 +39,7 @@ class LossContext:
     render: RenderOutput | None = None
     images: torch.Tensor | None = None
     valid: torch.Tensor | None = None
+    face_mask: torch.Tensor | None = None
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     maps_initial: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -92,9 +94,12 @@ def landmark_loss(ctx: LossContext) -> torch.Tensor:
 
 
 def photometric_loss(ctx: LossContext) -> torch.Tensor:
-    """Mean absolute colour difference over the pixels the face covers (linear RGB)."""
+    """Mean absolute colour difference over the pixels the face covers (linear RGB), inside
+    the face region when the context has one (eyes, mouth and hair left out)."""
     assert ctx.render is not None and ctx.images is not None and ctx.valid is not None
     mask = ctx.render.mask * ctx.valid
+    if ctx.face_mask is not None:
+        mask = mask * ctx.face_mask
     diff = (ctx.render.image - ctx.images).abs() * mask
     return diff.sum() / (3.0 * mask.sum().clamp_min(1.0))
 

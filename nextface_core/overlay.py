@@ -6,7 +6,9 @@ rim (and one size smaller on large images) so the sparse points on top stay read
 Colours and layers come from the schema records (:mod:`nextface_core.landmark_schemas`:
 ``ibug68`` green, ``mediapipe478`` cyan underneath, other schemas magenta); points whose
 confidence is below :data:`LOW_CONFIDENCE` are yellow. An image in which no face was found
-gets a red frame instead of dots. Drawing is vectorised over points (no per-point loop).
+gets a red frame instead of dots. :func:`fit_overlay` draws a fit's projected landmarks
+next to the detections, each pair joined by its residual. Drawing is vectorised over points
+(no per-point loop).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from .errors import UsageError
 from .files import write_bytes
 from .landmarks import LandmarkSet
 
+#: the fit's overlay (:func:`fit_overlay`): detections, projected surface points, projected contour points
+DETECTED_COLOUR = (40, 220, 60)
+PROJECTED_COLOUR = (230, 40, 40)
+CONTOUR_COLOUR = (255, 150, 0)
 LOW_CONFIDENCE = 0.5
 LOW_CONFIDENCE_COLOUR = (255, 230, 0)
 RIM_COLOUR = (0, 0, 0)
@@ -87,6 +93,44 @@ def draw_landmarks(
         _stamp(canvas, centres, np.tile(np.array(RIM_COLOUR, np.uint8), (len(centres), 1)), radius + 1)
     _stamp(canvas, centres, colours, radius)
     return canvas
+
+
+def _segments(canvas: np.ndarray, starts: np.ndarray, ends: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Paint one-pixel lines from ``starts [L,2]`` to ``ends [L,2]`` (pixels, x y), in place."""
+    steps = int(np.ceil(np.abs(ends - starts).max(initial=0.0))) + 1
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    along = np.floor(starts[:, None] + t * (ends - starts)[:, None]).reshape(-1, 2).astype(np.int64)
+    h, w = canvas.shape[:2]
+    inside = (along[:, 0] >= 0) & (along[:, 0] < w) & (along[:, 1] >= 0) & (along[:, 1] < h)
+    canvas[along[inside, 1], along[inside, 0]] = colour
+
+
+def fit_overlay(
+    image: np.ndarray,
+    detected: np.ndarray | torch.Tensor,
+    projected: np.ndarray | torch.Tensor,
+    fitted: np.ndarray | torch.Tensor,
+    contour: np.ndarray | torch.Tensor,
+) -> np.ndarray:
+    """A copy of ``image [H,W,3]`` uint8 with a fit's landmarks: the detections ``detected
+    [L,2]`` (:data:`DETECTED_COLOUR`), the model's points projected by the fit ``projected
+    [L,2]`` drawn on top (:data:`PROJECTED_COLOUR` for surface points, :data:`CONTOUR_COLOUR`
+    where ``contour [L]`` is true: points matched on the jaw contour), and a line from each
+    detection to its projection (the residual). Rows where ``fitted [L]`` is false (weight 0)
+    show the detection only."""
+    det = torch.as_tensor(detected).detach().cpu().double().numpy()
+    proj = torch.as_tensor(projected).detach().cpu().double().numpy()
+    used = torch.as_tensor(fitted).cpu().numpy().astype(bool) & np.isfinite(proj).all(1) & np.isfinite(det).all(1)
+    on_contour = torch.as_tensor(contour).cpu().numpy().astype(bool)
+    dense = len(det) > DENSE
+    radius = point_radius(*image.shape[:2])
+    small = max(1, radius - 1) if dense else radius
+    out = image.copy()
+    _segments(out, det[used], proj[used], PROJECTED_COLOUR)
+    out = draw_landmarks(out, det, DETECTED_COLOUR, radius=small, rim=not dense)
+    colours = np.where(on_contour[used, None], np.array(CONTOUR_COLOUR), np.array(PROJECTED_COLOUR)).astype(np.uint8)
+    _stamp(out, np.floor(proj[used]).astype(np.int64), colours, small)
+    return out
 
 
 def _frame(image: np.ndarray, colour: tuple[int, int, int], width: int) -> np.ndarray:

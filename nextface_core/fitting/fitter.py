@@ -28,7 +28,7 @@ from ..params import SceneParameters
 from ..plugins import PluginRegistry
 from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure
 from ..render import Renderer
-from .inputs import ImageBatch, make_batch
+from .inputs import ImageBatch, face_masks, make_batch
 from .optim import Progress
 from .pose import initial_pose
 from .result import Checkpoint, FitResult, StageReport
@@ -139,6 +139,7 @@ class Fitter:
         """The batch, landmark targets and scene of this fit."""
         cfg = self.config
         batch = make_batch(images, names, cfg.run.max_resolution, self.device, self.model.dtype)
+        batch = replace(batch, face_mask=face_masks(batch, detections))  # reported always, in the loss with fit.face_mask
         targets = self._targets(detections, batch)
         rows = LandmarkRows.gather(self.model, targets.schema, self.model.landmarks[targets.schema])
         scene = FaceScene(self.model, batch.image_size, batch.principal_point, cfg.texture.resolution, {targets.schema: rows})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,6 +12,10 @@ from PIL import Image
 
 from ..color import srgb_to_linear
 from ..errors import InputError
+from ..face_mask import REGIONS, choose_schema, face_mask
+from ..landmarks import LandmarkSet
+
+log = logging.getLogger(__name__)
 
 #: a face fit needs at least this many pixels on the shorter side of a photo
 MIN_SIDE = 64
@@ -36,7 +41,9 @@ class ImageBatch:
 
     ``srgb``: the (resized) photos as uint8 arrays; ``images [B,H,W,3]`` linear RGB;
     ``valid [B,H,W,1]`` 1 inside each photo, 0 in its padding; ``sizes`` (h, w) per photo;
-    ``scales`` resize factor applied to each photo; ``principal_point [B,2]`` each photo's centre.
+    ``scales`` resize factor applied to each photo; ``principal_point [B,2]`` each photo's centre;
+    ``face_mask [B,H,W,1]`` in [0, 1] the pixels the photometric terms count
+    (:mod:`nextface_core.face_mask`; ones where it is unknown or switched off).
     """
 
     names: list[str]
@@ -46,6 +53,11 @@ class ImageBatch:
     sizes: list[tuple[int, int]]
     scales: list[float]
     principal_point: torch.Tensor
+    face_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.face_mask is None:
+            self.face_mask = torch.ones_like(self.valid)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -60,7 +72,7 @@ class ImageBatch:
         """Photo ``index`` alone (a batch of one, still padded to this batch's size)."""
         at = slice(index, index + 1)
         return ImageBatch(self.names[at], self.srgb[at], self.images[at], self.valid[at], self.sizes[at],
-                          self.scales[at], self.principal_point[at])
+                          self.scales[at], self.principal_point[at], self.face_mask[at])
 
 
 def resize_to_limit(image: np.ndarray, max_resolution: int) -> tuple[np.ndarray, float]:
@@ -102,3 +114,22 @@ def make_batch(
         scales=[s for _, s in resized],
         principal_point=pp.to(device),
     )
+
+
+def face_masks(batch: ImageBatch, detections: Mapping[str, LandmarkSet]) -> torch.Tensor:
+    """``[B,H,W,1]`` the face region of each photo of ``batch`` (:func:`~nextface_core.face_mask.face_mask`)
+    from ``detections`` (``{schema: set}`` in original-image pixels), with the densest schema
+    that has known regions; ones for a photo without a face or when no schema has regions."""
+    mask = torch.ones_like(batch.valid)
+    schema = choose_schema(detections)
+    if schema is None:
+        log.warning("no face-region polygons for landmark schema(s) %s: the photometric terms count every covered pixel",
+                    ", ".join(detections))
+        return mask
+    found = detections[schema]
+    for b, (image, scale) in enumerate(zip(batch.srgb, batch.scales)):
+        if bool(found.found[b]):
+            points = found.points[b].double().numpy() * scale
+            h, w = image.shape[:2]
+            mask[b, :h, :w, 0] = torch.from_numpy(face_mask(image, points, REGIONS[schema])).to(mask)
+    return mask

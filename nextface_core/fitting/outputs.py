@@ -5,7 +5,7 @@ Layout (per image ``NAME``, or one ``identity/`` folder for a shared identity)::
     OUT/summary.json
     OUT/NAME/mesh.obj, mesh.mtl, diffuse.png, specular.png, roughness.png, pbr_roughness.png   (identity files)
     OUT/NAME/mesh.glb, camera.json   (the image's mesh with its expression, and its camera)
-    OUT/NAME/envmap.png, envmap.exr, composite.png, landmarks.png, params.npz, params.json
+    OUT/NAME/envmap.png, envmap.exr, composite.png, landmarks.png, mask.png, params.npz, params.json
     OUT/loss_stage{1,2,3}.png
     OUT/report.html, OUT/NAME/report.html   (:mod:`nextface_core.report`)
 
@@ -30,14 +30,14 @@ from ..files import atomic_folder, atomic_path, write_bytes, write_text
 from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world_to_camera
 from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
 from ..obj import obj_text
-from ..overlay import draw_landmarks
+from ..overlay import DETECTED_COLOUR, PROJECTED_COLOUR, fit_overlay
 from ..render import RenderMode
 from ..report import write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
 
-DETECTED = (40, 220, 60)  # green: the detector's landmarks
-FITTED = (230, 40, 40)  # red: the fitted model's projected landmarks
+DETECTED = DETECTED_COLOUR  # green: the detector's landmarks
+FITTED = PROJECTED_COLOUR  # red: the fitted model's projected landmarks
 
 
 def to_uint8(linear: torch.Tensor) -> np.ndarray:
@@ -212,6 +212,7 @@ def save_outputs(result: FitResult, out: str | Path, prefix: str = "") -> dict:
             _write_envmap(folder, envmaps[b])
             save_png(folder / "composite.png", composites[b])
             _write_landmarks(folder, result, b)
+            _write_mask(folder, result, b)
             _save_params(folder, result, b, metrics[b])
     _loss_plots(out, result, prefix)
     return result.summary(metrics)
@@ -223,10 +224,27 @@ def _write_envmap(folder: Path, envmap: torch.Tensor) -> None:
     save_png(folder / "envmap.png", to_uint8(envmap / max(float(envmap.max()), 1e-6)))
 
 
+def landmark_overlay(result: FitResult, b: int, photo: np.ndarray | None = None) -> np.ndarray:
+    """Image ``b`` with its detections (green) and the model's landmark points as the fit
+    projects them (red: fixed surface points, e.g. a ``mediapipe478`` calibration's; orange:
+    jaw-contour points), each joined to its detection (:func:`~nextface_core.overlay.fit_overlay`).
+    Drawn on the fit's resized photo, or on ``photo [H,W,3]`` (the original) when given."""
+    n_fixed = result.scene.landmarks[result.schema].fixed_landmarks.shape[0]
+    contour = torch.arange(result.landmarks.shape[1]) >= n_fixed
+    scale = 1.0 if photo is None else result.batch.scales[b]
+    return fit_overlay(result.batch.srgb[b] if photo is None else photo, result.landmark_targets[b] / scale,
+                       result.landmarks[b] / scale, result.landmark_weights[b] > 0, contour)
+
+
 def _write_landmarks(folder: Path, result: FitResult, b: int) -> None:
-    """The photo with the detected (green) and fitted (red) landmarks."""
-    detected = draw_landmarks(result.batch.srgb[b], result.landmark_targets[b].cpu(), colour=DETECTED)
-    save_png(folder / "landmarks.png", draw_landmarks(detected, result.landmarks[b].cpu(), colour=FITTED, rim=False))
+    save_png(folder / "landmarks.png", landmark_overlay(result, b))
+
+
+def _write_mask(folder: Path, result: FitResult, b: int) -> None:
+    """``mask.png``: the face region the photometric terms count (white 255 in, black 0 out)."""
+    h, w = result.batch.sizes[b]
+    mask = result.batch.face_mask[b, :h, :w, 0].clamp(0, 1).cpu().numpy()
+    save_png(folder / "mask.png", _gray(mask))
 
 
 def _save_params(folder: Path, result: FitResult, b: int, metrics: dict) -> None:

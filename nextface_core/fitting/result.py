@@ -32,6 +32,13 @@ from .scene import FaceScene
 
 CHECKPOINT_FORMAT = "nextface-checkpoint-1"
 
+#: which pixels each PSNR of the metrics counts (written into ``summary.json``)
+METRIC_REGIONS = {
+    "psnr_db": "sRGB PSNR over the pixels the rendered face covers",
+    "psnr_face_db": "sRGB PSNR over the covered pixels inside the face mask (mask.png: the face oval "
+                    "minus eyes, open mouth and non-skin such as hair), whether or not the fit's loss used it",
+}
+
 
 @dataclass
 class StageReport:
@@ -159,8 +166,9 @@ class FitResult:
             return self.renderer.render(inputs, settings)
 
     def metrics(self, render: RenderOutput | None = None) -> list[dict[str, float | None]]:
-        """Per image: mean landmark error (px and % inter-ocular distance), masked PSNR (sRGB),
-        and the statistics of its identity's maps on the visible texels
+        """Per image: mean landmark error (px and % inter-ocular distance), the sRGB PSNR over
+        the pixels the rendered face covers (``psnr_db``) and over those inside the face mask
+        too (``psnr_face_db``, :data:`METRIC_REGIONS`), and the statistics of its identity's maps on the visible texels
         (:func:`~nextface_core.mapstats.map_statistics`)."""
         render = render or self.render()
         diffuse, specular, _ = self.textures()
@@ -171,11 +179,9 @@ class FitResult:
         iod = self._interocular()
         ibug_px = self._ibug68_error()
         mask = render.mask * self.batch.valid
-        se = ((linear_to_srgb(render.image) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
-        mse = se / (3.0 * mask.sum((1, 2, 3)).clamp_min(1.0))
+        psnr, psnr_face = self._psnr(render, mask), self._psnr(render, mask * self.batch.face_mask)
         out = []
         for b in range(self.params.batch_size):
-            psnr = float(10.0 * math.log10(1.0 / max(float(mse[b]), 1e-12))) if float(mask[b].sum()) > 0 else None
             out.append(
                 {
                     "landmark_error_px": float(err_px[b]),
@@ -184,12 +190,22 @@ class FitResult:
                     "ibug68_error_iod_percent": (
                         float(100.0 * ibug_px[b] / iod[b]) if ibug_px is not None and iod is not None else None
                     ),
-                    "psnr_db": psnr,
+                    "psnr_db": psnr[b],
+                    "psnr_face_db": psnr_face[b],
                     "coverage_pixels": float(mask[b].sum()),
+                    "face_pixels": float((mask[b] * self.batch.face_mask[b]).sum()),
                     **maps[b if len(maps) > 1 else 0],
                 }
             )
         return out
+
+    def _psnr(self, render: RenderOutput, mask: torch.Tensor) -> list[float | None]:
+        """Per image, the sRGB PSNR (dB) of the render against the photo over ``mask [B,H,W,1]``
+        (None where the mask is empty)."""
+        se = ((linear_to_srgb(render.image) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
+        area = mask.sum((1, 2, 3))
+        mse = se / (3.0 * area.clamp_min(1e-8))
+        return [10.0 * math.log10(1.0 / max(float(e), 1e-12)) if float(a) > 0 else None for e, a in zip(mse, area)]
 
     def _ibug68_error(self) -> torch.Tensor | None:
         """Mean error ``[B]`` (px) over the ibug-68 points, comparable between schemas: the fit's
@@ -227,6 +243,8 @@ class FitResult:
             "schema": self.schema,
             "shared_identity": self.params.shared_identity,
             "completed_stage": self.completed_stage,
+            "face_mask_in_loss": bool(self.config.fit.face_mask),
+            "psnr_regions": METRIC_REGIONS,
             "peak_memory_mb": self.peak_memory_mb,
             "stages": [
                 {

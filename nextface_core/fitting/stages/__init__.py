@@ -82,7 +82,8 @@ class FitState:
         return replace(self, batch=batch, targets=self.targets.image(index), scene=scene)
 
     def context(self, stage: int, params: SceneParameters, **kw: Any) -> LossContext:
-        """The loss context of one iteration (projected landmarks evaluated here)."""
+        """The loss context of one iteration (projected landmarks evaluated here; the batch's
+        face mask when ``[fit] face_mask`` is on)."""
         lms = self.scene.project_landmarks(params, self.targets.schema, self.targets.points)
         return LossContext(
             stage=stage,
@@ -93,6 +94,7 @@ class FitState:
             image_scale=self.batch.longer_sides,
             images=self.batch.images,
             valid=self.batch.valid,
+            face_mask=self.batch.face_mask if self.config.fit.face_mask else None,
             **kw,
         )
 
