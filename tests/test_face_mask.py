@@ -1,6 +1,7 @@
 """The face-region mask (issue 21, item 3): what it keeps and leaves out on the real astronaut
 photo with MediaPipe's points and with the ibug68 fallback, a painted occluder, the
-photometric loss ignoring what it leaves out, and ``mask.png`` from a CLI fit."""
+photometric loss ignoring what it leaves out, and ``mask.png`` (with the projected points of
+``landmarks.png``, item 4) from a CLI fit."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from nextface_core.face_mask import IBUG68_REGIONS, MEDIAPIPE478_REGIONS, choose
 from nextface_core.fitting.inputs import face_masks, make_batch, resize_to_limit
 from nextface_core.landmarks import LandmarkSet
 from nextface_core.losses import photometric_loss
+from nextface_core.overlay import CONTOUR_COLOUR, PROJECTED_COLOUR
 from nextface_core.testing.kit import synthetic_loss_context
 
 #: MediaPipe face-mesh points: iris centres (subject's right, left), cheeks, forehead centre, brows
@@ -145,3 +147,10 @@ def test_a_cli_fit_writes_mask_png_and_reports_the_face_psnr(tmp_path: Path) -> 
     row = summary["images"][0]
     assert summary["face_mask_in_loss"] is True and set(summary["psnr_regions"]) == {"psnr_db", "psnr_face_db"}
     assert row["psnr_face_db"] is not None and 0 < row["face_pixels"] < row["coverage_pixels"]
+    # item 4: landmarks.png shows the model's points where the fit projected them
+    overlay = np.asarray(Image.open(tmp_path / "out" / face.stem / "landmarks.png"))
+    with np.load(tmp_path / "out" / face.stem / "params.npz") as params:
+        detected = np.any(params["landmarks_detected"] != 0, axis=1)  # the contour rows the photo lacks are (0, 0)
+        projected = np.floor(params["landmarks_projected"][detected]).astype(int)
+    colours = {tuple(overlay[y, x]) for x, y in projected}
+    assert detected.sum() >= 40 and colours <= {PROJECTED_COLOUR, CONTOUR_COLOUR} and PROJECTED_COLOUR in colours, colours
