@@ -130,10 +130,11 @@ def test_photometric_loss_ignores_pixels_outside_the_face_mask() -> None:
 
 
 def test_a_cli_fit_writes_mask_png_and_reports_the_face_psnr(tmp_path: Path) -> None:
-    from nextface_core.synthetic.dataset import write_synthetic_dataset
+    from nextface_core.synthetic.dataset import QUICK_FIT, write_synthetic_dataset
     from nextface_model_basel.testing import write_synthetic_basel
 
-    ds = write_synthetic_dataset(tmp_path / "ds", "basel", write_synthetic_basel, count=1, size=64)
+    ds = write_synthetic_dataset(tmp_path / "ds", "basel", write_synthetic_basel, count=1, size=64,
+                                 fit={**QUICK_FIT, "fit": {"face_mask": True}})  # the mask in the loss, end to end
     face = next(ds.images.glob("*.png"))
     code = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
     done = subprocess.run([sys.executable, "-c", code, "fit", str(face), "-o", str(tmp_path / "out"),
