@@ -124,7 +124,7 @@ def fit_overlay(
     on_contour = torch.as_tensor(contour).cpu().numpy().astype(bool)
     dense = len(det) > DENSE
     radius = point_radius(*image.shape[:2])
-    small = max(1, radius - 1) if dense else radius
+    small = radius - 1 if dense else radius  # dense points: single pixels up to ~600 px, so residuals stay visible
     out = image.copy()
     _segments(out, det[used], proj[used], PROJECTED_COLOUR)
     out = draw_landmarks(out, det, DETECTED_COLOUR, radius=small, rim=not dense)
