@@ -1,10 +1,13 @@
-"""The face-region mask of the photometric terms: the skin the model can explain.
+"""The face-region mask of the photometric terms: every pixel but what the model cannot explain.
 
-Built from a photo's detected landmarks: the face oval, minus the eye interiors and the
-mouth interior (polygons through landmark loops, :class:`FaceRegions`), minus pixels whose
-colour is far from the skin's (hair or a hand crossing the oval: a robust colour test
-against the cheeks-and-nose band between the eyes and the mouth). The kept region's edges
-ramp down over a few pixels; excluded pixels stay exactly 0.
+Built from a photo's detected landmarks: the eye interiors and the mouth interior
+(polygons through landmark loops, :class:`FaceRegions`) and, inside the face oval, pixels
+whose colour is far from the skin's (hair or a hand crossing the face: a robust colour test
+against the cheeks-and-nose band between the eyes and the mouth) are left out. Pixels
+outside the oval stay in: where the rendered face covers background, the photometric term
+must still see it, or the silhouette is free to grow (a mask of the oval alone let stage 2
+spread the head over the background: astronaut PSNR over the covered pixels 29.9 → 16.4 dB).
+The kept region's edges ramp down over a few pixels; excluded pixels stay exactly 0.
 
 Regions are known for ``mediapipe478`` (MediaPipe's own connection tables) and ``ibug68``
 (the iBUG/300-W numbering); :func:`choose_schema` picks the densest set a detector gave.
@@ -107,8 +110,9 @@ def non_skin(image: np.ndarray, inside: np.ndarray, reference: np.ndarray) -> np
 
 
 def face_mask(image: np.ndarray, points: np.ndarray, regions: FaceRegions) -> np.ndarray:
-    """``[H,W]`` float32 in [0, 1]: the face region of ``image [H,W,3]`` uint8 sRGB, from its
-    landmarks ``points [L,2]`` (pixels, x right, y down) with the polygons of ``regions``."""
+    """``[H,W]`` float32 in [0, 1]: 0 on the eyes, the mouth interior and the non-skin blobs
+    inside the face oval of ``image [H,W,3]`` uint8 sRGB, 1 elsewhere; from its landmarks
+    ``points [L,2]`` (pixels, x right, y down) with the polygons of ``regions``."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError(f"face_mask needs an [H,W,3] uint8 image, got {image.dtype} {tuple(image.shape)}",
                          "load images with nextface_core.images.load_image")
@@ -124,7 +128,7 @@ def face_mask(image: np.ndarray, points: np.ndarray, regions: FaceRegions) -> np
         _polygon(size, points, regions.eyes[0]) | _polygon(size, points, regions.eyes[1])
         | _polygon(size, points, regions.mouth), grow)
     occluders = _occluders(image, points, regions, oval & ~holes)
-    keep = oval & ~holes & ~ndimage.binary_dilation(occluders, grow)
+    keep = ~(holes | ndimage.binary_dilation(occluders, grow))
     soft = ndimage.gaussian_filter(keep.astype(np.float32), max(0.5, SOFTNESS * width))
     return np.minimum(keep, np.clip(2.0 * soft, 0.0, 1.0)).astype(np.float32)
 
