@@ -5,8 +5,7 @@ Built from a photo's detected landmarks: the eye interiors and the mouth interio
 whose colour is far from the skin's (hair or a hand crossing the face: a robust colour test
 against the cheeks-and-nose band between the eyes and the mouth) are left out. Pixels
 outside the oval stay in: where the rendered face covers background, the photometric term
-must still see it, or the silhouette is free to grow (a mask of the oval alone let stage 2
-spread the head over the background: astronaut PSNR over the covered pixels 29.9 → 16.4 dB).
+must still see it, or nothing holds the silhouette in.
 The kept region's edges ramp down over a few pixels; excluded pixels stay exactly 0.
 
 Regions are known for ``mediapipe478`` (MediaPipe's own connection tables) and ``ibug68``
