@@ -10,6 +10,7 @@ from the projective integrator ``prb_projective`` (direct lighting only: ``max_d
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,10 +20,20 @@ import torch
 from nextface_core.options import option
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 
-from .backend import import_mitsuba, variant_for
+from .backend import CPU_VARIANT, import_mitsuba, variant_for
 from .bsdf import PLUGIN_NAME, register
 from .convert import ENVMAP_TO_WORLD, SENSOR_TO_WORLD, camera_warp, envmap_data, sensor_settings
 
+log = logging.getLogger(__name__)
+
+#: samples per pixel of the gradients' continuous part (at most the image's): the loss sees the
+#: image at the full count, its gradient costs a quarter of that at the default 16
+GRADIENT_SAMPLES = 4
+#: samples per pixel of ``prb_projective``'s silhouette and shadow-edge terms (at most the image's):
+#: on the astronaut at 256 px, 16 spp, they took 8 s of a 9 s backward pass
+EDGE_SAMPLES = 1
+#: scene id of each camera → its sampler: plain renders use the first, projective ones the second
+SENSORS = {"sensor": "ldsampler", "edge_sensor": "independent"}
 #: ``shadow_gradients`` option → prb_projective settings for indirect (shadow-edge) discontinuities
 SHADOW_GRADIENTS: dict[str, dict[str, Any]] = {
     "unguided": {"guiding": "none"},  # unbiased, noisier; ~4× cheaper than the octree per backward
@@ -116,6 +127,27 @@ def _bsdf(mi: Any, sizes: tuple[tuple[int, int], ...]) -> Any:
     )
 
 
+def _sensor(sampler: str, width: int, height: int) -> dict[str, Any]:
+    """A perspective camera with a ``sampler``; its field of view and principal point are set per render."""
+    import mitsuba as mi
+
+    return {
+        "type": "perspective",
+        "fov_axis": "x",
+        "fov": 45.0,
+        "to_world": mi.ScalarTransform4f(SENSOR_TO_WORLD),
+        "film": {
+            "type": "hdrfilm",
+            "width": width,
+            "height": height,
+            "pixel_format": "rgba",
+            "rfilter": {"type": "box"},  # a sample counts for its own pixel only
+            "sample_border": True,  # gradients for geometry entering/leaving the frame
+        },
+        "sampler": {"type": sampler},
+    }
+
+
 _KEYS = {
     "positions": "face.vertex_positions",
     "normals": "face.vertex_normals",
@@ -125,10 +157,9 @@ _KEYS = {
     "specular": "face.bsdf.specular.data",
     "roughness": "face.bsdf.roughness.data",
     "envmap": "light.data",
-    "fov": "sensor.x_fov",
-    "offset_x": "sensor.principal_point_offset_x",
-    "offset_y": "sensor.principal_point_offset_y",
 }
+#: per camera of :data:`SENSORS`: field of view and principal point
+_CAMERA_KEYS = {"fov": "x_fov", "offset_x": "principal_point_offset_x", "offset_y": "principal_point_offset_y"}
 
 
 class MitsubaRenderer:
@@ -152,24 +183,38 @@ class MitsubaRenderer:
         self.envmap_height = envmap_height
         self._pools: list[_Pool] = []
         self._layout: _Layout | None = None
-        self._integrators: dict[RenderMode, Any] = {}
+        self._integrators: dict[tuple[RenderMode, int, bool], Any] = {}
 
     # -- scene construction ---------------------------------------------------------------
 
     def _start(self, mi: Any, dr: Any, layout: _Layout) -> None:
-        """New layout: fresh integrators, no pools (graphs still holding old pools keep them alive)."""
+        """New layout: no integrators yet, no pools (graphs still holding old pools keep them alive)."""
         register(mi, dr)
-        # direct lighting only (camera → surface → light), the light itself invisible (background 0)
-        direct = {"type": "prb_projective", "max_depth": 2, "hide_emitters": True, **SHADOW_GRADIENTS[self.shadow_gradients]}
-        shaded = mi.load_dict(direct)
-        self._integrators = {
-            RenderMode.FULL: shaded,
-            RenderMode.LIGHTING: shaded,
-            # the albedo AOV of the diffuse lobe, with the path tracer underneath for the alpha channel
-            RenderMode.ALBEDO: mi.load_dict({"type": "aov", "aovs": "albedo:albedo", "integrator": direct}),
-        }
+        self._integrators = {}
         self._pools = []
         self._layout = layout
+
+    def _integrator(self, mi: Any, mode: RenderMode, samples: int, projective: bool) -> Any:
+        """The integrator of one render, made once per (mode, samples, projective).
+
+        Direct lighting only (camera → surface → light), the light invisible (background 0).
+        ``projective``: ``prb_projective`` with ``samples`` per pixel for the image and its
+        continuous derivatives but only :data:`EDGE_SAMPLES` for the silhouette and shadow-edge
+        terms, which cost far more per sample. Otherwise plain ``prb``: nothing moves an edge when
+        the vertices need no gradient, and Mitsuba's scene keeps listing a mesh as a silhouette
+        once its vertices had a gradient, so ``prb_projective`` would sample edges for nothing.
+        """
+        key = (mode, samples, projective)
+        if key not in self._integrators:
+            direct: dict[str, Any] = {"type": "prb", "max_depth": 2, "hide_emitters": True}
+            if projective:
+                edges = min(EDGE_SAMPLES, samples)
+                direct.update(type="prb_projective", sppc=min(GRADIENT_SAMPLES, samples), sppp=edges, sppi=edges,
+                              **SHADOW_GRADIENTS[self.shadow_gradients])
+            if mode == RenderMode.ALBEDO:  # the diffuse lobe's albedo AOV, the path tracer underneath for the alpha
+                direct = {"type": "aov", "aovs": "albedo:albedo", "integrator": direct}
+            self._integrators[key] = mi.load_dict(direct)
+        return self._integrators[key]
 
     def _pool(self, mi: Any, dr: Any, inputs: RenderInputs) -> _Pool:
         """A free pool with at least B scenes: an existing one (kernels and scenes reused) or a new one."""
@@ -186,21 +231,10 @@ class MitsubaRenderer:
             scene = mi.load_dict(
                 {
                     "type": "scene",
-                    "sensor": {
-                        "type": "perspective",
-                        "fov_axis": "x",
-                        "fov": 45.0,
-                        "to_world": mi.ScalarTransform4f(SENSOR_TO_WORLD),
-                        "film": {
-                            "type": "hdrfilm",
-                            "width": width,
-                            "height": height,
-                            "pixel_format": "rgba",
-                            "rfilter": {"type": "box"},  # a sample counts for its own pixel only
-                            "sample_border": True,  # gradients for geometry entering/leaving the frame
-                        },
-                        "sampler": {"type": "ldsampler"},  # low-discrepancy: ~30 % less noise than independent at 4 spp
-                    },
+                    # the same camera twice: low-discrepancy samples (~30 % less noise than independent
+                    # at 4 spp) for plain renders; the projective one needs independent samples because
+                    # ldsampler rounds its EDGE_SAMPLES up to a square (4, with a warning)
+                    **{name: _sensor(sampler, width, height) for name, sampler in SENSORS.items()},
                     "face": mesh,
                     "light": {
                         "type": "envmap",
@@ -210,7 +244,7 @@ class MitsubaRenderer:
                 }
             )
             params = mi.traverse(scene)
-            params.keep(list(_KEYS.values()))
+            params.keep([*_KEYS.values(), *(f"{c}.{k}" for c in SENSORS for k in _CAMERA_KEYS.values())])
             slot = _Slot(scene, params, inputs.faces.new_empty(0), inputs.uv.new_empty(0))
             slot.render = self._wrap(mi, dr, slot)
             slots.append(slot)
@@ -222,7 +256,7 @@ class MitsubaRenderer:
         """The slot's render function: PyTorch tensors in, ``[H,W,C]`` image out, gradients via ``dr.wrap``."""
 
         @dr.wrap(source="torch", target="drjit")
-        def render(positions, normals, diffuse, specular, roughness, envmap, sensor, spp, seed, integrator):
+        def render(positions, normals, diffuse, specular, roughness, envmap, sensor, spp, seed, integrator, projective):
             params = slot.params
             params[_KEYS["positions"]] = positions.array
             params[_KEYS["normals"]] = normals.array
@@ -230,11 +264,16 @@ class MitsubaRenderer:
             params[_KEYS["specular"]] = specular
             params[_KEYS["roughness"]] = roughness
             params[_KEYS["envmap"]] = envmap
-            for key, value in zip(("fov", "offset_x", "offset_y"), sensor):
+            camera = tuple(SENSORS)[int(projective)]
+            for key, value in zip(_CAMERA_KEYS.values(), sensor):
                 # opaque: a literal would be baked into the kernels, recompiling them for every new focal
-                params[_KEYS[key]] = dr.opaque(mi.Float, value)
+                params[f"{camera}.{key}"] = dr.opaque(mi.Float, value)
             params.update()
-            return mi.render(slot.scene, slot.params, spp=spp, seed=seed, integrator=integrator)
+            sensor = next(s for s in slot.scene.sensors() if s.id() == camera)
+            # the image's count; with spp=0 the projective integrator keeps its own (fewer) edge samples
+            sensor.sampler().set_sample_count(spp)
+            return mi.render(slot.scene, params, sensor=sensor, integrator=integrator, seed=seed,
+                             spp=0 if projective else spp, spp_grad=0 if projective else min(GRADIENT_SAMPLES, spp))
 
         return render
 
@@ -263,6 +302,8 @@ class MitsubaRenderer:
         device = inputs.vertices.device
         variant = variant_for(device)
         mi, dr = import_mitsuba(variant)
+        if variant == CPU_VARIANT:
+            _one_torch_thread()
         b = inputs.batch_size
         layout = _Layout(
             variant, inputs.vertices.shape[1], inputs.faces.shape[0], settings.image_size,
@@ -274,7 +315,9 @@ class MitsubaRenderer:
         diffuse, specular, roughness = _material_textures(inputs, settings.mode)
         envmap = envmap_data(inputs.sh.float(), self.envmap_height)
         sensor = sensor_settings(inputs.focal.detach().double(), inputs.principal_point.detach().double(), settings.image_size)
-        integrator = self._integrators[settings.mode]
+        # silhouettes and shadow edges need sampling only where the vertices get a gradient
+        projective = inputs.vertices.requires_grad and torch.is_grad_enabled()
+        integrator = self._integrator(mi, settings.mode, settings.samples, projective)
         rgba = []
         # Mitsuba renders one sensor of one scene per call, so images are a loop of B kernel launches
         for i in range(b):
@@ -291,6 +334,7 @@ class MitsubaRenderer:
                 settings.samples,
                 settings.seed,
                 integrator,
+                projective,
             )
             rgba.append(image)
         out = torch.stack(rgba)
@@ -311,6 +355,18 @@ class MitsubaRenderer:
         self._pools = []
         self._integrators = {}
         self._layout = None
+
+
+def _one_torch_thread() -> None:
+    """Run PyTorch on one thread once Dr.Jit renders on the CPU (a process-wide setting).
+
+    PyTorch's OpenMP workers keep spinning between operations and take the cores from Dr.Jit's
+    thread pool: on the astronaut (256 px, 2 cores) a stage-3 iteration took 2.2 s with PyTorch's
+    default threads and 0.28 s with one; what PyTorch computes around a render is small.
+    """
+    if torch.get_num_threads() > 1:
+        log.info("PyTorch set to 1 thread: its OpenMP workers would compete with Dr.Jit's thread pool")
+        torch.set_num_threads(1)
 
 
 def _same_key(a: tuple, b: tuple) -> bool:

@@ -30,7 +30,7 @@ def setup():
             "run.device": "cpu",
             "run.renderer": "mitsuba",
             "light.bands": 3,
-            "render.samples": 2,
+            "render.samples": 4,  # the smallest count Mitsuba's ldsampler takes without rounding it up
             "render.final_samples": 4,
             "stage1.iterations": 200,
             "stage2.iterations": 12,
