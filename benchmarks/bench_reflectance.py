@@ -12,7 +12,8 @@ albedo–light scale) is described in that module and applied to every figure al
 Figures per case, each followed by ``_ok`` (its target from the issue met): diffuse RMSE,
 specular RMSE and chroma, roughness MAE on the texels visible in the input; correlation of
 the specular and roughness maps with the diffuse detail (leakage); SH cosine; PSNR in the
-input view and in the relit novel view; fit seconds. The Mitsuba fit is the separate
+input view and in the relit novel view (≥ 33 dB with three views), and that novel view of the
+fitted head wearing the true maps (the bound its geometry sets); fit seconds. The Mitsuba fit is the separate
 benchmark ``reflectance_mitsuba`` (it takes minutes). ``quick``: the small model at 128 px,
 truth by the vertex renderer, short stages (a smoke run).
 """
@@ -28,7 +29,8 @@ def fit_case(truth, fit_renderer, truth_renderer, registry, config, images) -> d
     """Fit ``images`` of ``truth`` and return its figures (keys without a case prefix)."""
     from nextface_core.fitting import Fitter
     from nextface_core.fitting.outputs import to_uint8
-    from nextface_core.synthetic.reflectance import TARGETS, evaluate_reflectance, meets, truth_landmarks
+    from nextface_core.synthetic.reflectance import (MULTIVIEW_NOVEL_TARGET, TARGETS, evaluate_reflectance, meets,
+                                                     truth_landmarks)
 
     fitter = Fitter(config, registry=registry, model=truth.model, renderer=fit_renderer)
     start = time.perf_counter()
@@ -42,7 +44,8 @@ def fit_case(truth, fit_renderer, truth_renderer, registry, config, images) -> d
         if isinstance(value, (int, float)):
             out[key] = round(float(value), 4)
             if key in TARGETS:
-                out[f"{key}_ok"] = meets(key, float(value))
+                multiview = len(images) > 1 and key == "psnr_novel_db"
+                out[f"{key}_ok"] = meets(key, float(value), MULTIVIEW_NOVEL_TARGET if multiview else None)
     out["fit_s"] = round(seconds, 1)
     return out
 
