@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,10 @@ def test_address_joins_a_running_ray_cluster(groups, tmp_path: Path) -> None:
     """A one-node cluster started with `ray start --head`; the command joins it with --address."""
     pytest.importorskip("ray")
     port = _free_port()
-    env = {**os.environ, "NEXTFACE_CACHE_DIR": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token"}
+    # token authentication with the cluster's token in the environment of the head and the client
+    # (Ray 2.60's `ray start` no longer makes a missing token itself)
+    env = {**os.environ, "NEXTFACE_CACHE_DIR": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     ray_cli = Path(sys.executable).with_name("ray")
     head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
                              "--include-dashboard=false", "--disable-usage-stats"],
