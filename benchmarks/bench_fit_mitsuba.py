@@ -8,7 +8,9 @@ seconds of each stage, of the whole fit (landmark detection included) and of sav
 outputs (the final renders at ``[render] final_samples``), the total, and the sRGB PSNR over
 the covered pixels. Targets (issue 16): Mitsuba's total ≤ :data:`TARGET_SECONDS` and its PSNR
 within :data:`TARGET_PSNR_GAP_DB` of the vertex renderer's. The load average is reported
-because the figures are wall seconds on a shared machine. ``--quick``: a few iterations.
+because the figures are wall seconds on a shared machine. PyTorch runs on one thread for both
+fits (the Mitsuba plugin sets that when it renders on the CPU; here it is set first, so the order
+of the fits does not matter). ``--quick``: a few iterations.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def run(quick: bool = False) -> dict[str, object]:
                                   "stage2_iterations": config.stage2.iterations,
                                   "stage3_iterations": config.stage3.iterations,
                                   "load_avg_start": round(os.getloadavg()[0], 2)}
-    previous = os.environ.get("NEXTFACE_CACHE_DIR")
+    import torch
+
+    previous, threads = os.environ.get("NEXTFACE_CACHE_DIR"), torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         for renderer in RENDERERS:
             with tempfile.TemporaryDirectory(prefix="nextface-fit-mitsuba-") as folder:
@@ -66,6 +71,7 @@ def run(quick: bool = False) -> dict[str, object]:
                 row = fit_figures(renderer, overrides, Path(folder) / "out")
             figures.update({f"{renderer}_{k}": v for k, v in row.items()})
     finally:
+        torch.set_num_threads(threads)
         if previous is None:
             os.environ.pop("NEXTFACE_CACHE_DIR", None)
         else:

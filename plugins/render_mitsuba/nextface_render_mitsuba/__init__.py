@@ -1,8 +1,8 @@
 """NextFace plugin: Mitsuba 3 differentiable ray tracer (LLVM on CPU, CUDA on GPU).
 
 Registers renderer ``mitsuba``. Options (:class:`~nextface_render_mitsuba.renderer.MitsubaOptions`)
-come from the config table ``[plugins.render_mitsuba]``: ``shadow_gradients`` (``"unguided"``
-default, ``"guided"`` or ``"off"``) and ``envmap_height`` (32). Mitsuba and Dr.Jit are
+come from the config table ``[plugins.render_mitsuba]``: ``shadow_gradients`` (``"off"``
+default, ``"unguided"`` or ``"guided"``) and ``envmap_height`` (32). Mitsuba and Dr.Jit are
 imported only when a renderer is created or checked.
 """
 

@@ -97,9 +97,9 @@ def test_factory_reads_plugin_options(tmp_path) -> None:
         path.write_text(f"[plugins.render_mitsuba]\n{table}\n")
         return registry.create("renderer", "mitsuba", load_config(path))
 
-    renderer = create('shadow_gradients = "off"\nenvmap_height = 16')
-    assert (renderer.name, renderer.shadow_gradients, renderer.envmap_height) == ("mitsuba", "off", 16)
-    assert registry.create("renderer", "mitsuba", load_config(None)).shadow_gradients == "unguided"
+    renderer = create('shadow_gradients = "unguided"\nenvmap_height = 16')
+    assert (renderer.name, renderer.shadow_gradients, renderer.envmap_height) == ("mitsuba", "unguided", 16)
+    assert registry.create("renderer", "mitsuba", load_config(None)).shadow_gradients == "off"
     for bad, fragment in (('integrator = "path"', "unknown key plugins.render_mitsuba.integrator"),
                           ('shadow_gradients = "maybe"', "shadow_gradients = 'maybe' is not allowed"),
                           ('envmap_height = "big"', "envmap_height must be an integer"), ("envmap_height = 2", "envmap_height = 2 is out of range")):
