@@ -123,8 +123,7 @@ def face_masks(batch: ImageBatch, detections: Mapping[str, LandmarkSet]) -> torc
     mask = torch.ones_like(batch.valid)
     schema = choose_schema(detections)
     if schema is None:
-        log.warning("no face-region polygons for landmark schema(s) %s: the photometric terms count every covered pixel",
-                    ", ".join(detections))
+        log.info("no face-region polygons for landmark schema(s) %s: the face mask is every pixel", ", ".join(detections))
         return mask
     found = detections[schema]
     for b, (image, scale) in enumerate(zip(batch.srgb, batch.scales)):

@@ -30,14 +30,11 @@ from ..files import atomic_folder, atomic_path, write_bytes, write_text
 from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world_to_camera
 from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
 from ..obj import obj_text
-from ..overlay import DETECTED_COLOUR, PROJECTED_COLOUR, fit_overlay
+from ..overlay import fit_overlay
 from ..render import RenderMode
 from ..report import write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
-
-DETECTED = DETECTED_COLOUR  # green: the detector's landmarks
-FITTED = PROJECTED_COLOUR  # red: the fitted model's projected landmarks
 
 
 def to_uint8(linear: torch.Tensor) -> np.ndarray:

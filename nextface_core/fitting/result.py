@@ -35,8 +35,8 @@ CHECKPOINT_FORMAT = "nextface-checkpoint-1"
 #: which pixels each PSNR of the metrics counts (written into ``summary.json``)
 METRIC_REGIONS = {
     "psnr_db": "sRGB PSNR over the pixels the rendered face covers",
-    "psnr_face_db": "sRGB PSNR over the covered pixels inside the face mask (mask.png: the face oval "
-                    "minus eyes, open mouth and non-skin such as hair), whether or not the fit's loss used it",
+    "psnr_face_db": "sRGB PSNR over the covered pixels inside the face mask (mask.png: all but the eyes, the "
+                    "open mouth and non-skin such as hair inside the face oval), whether or not the fit's loss used it",
 }
 
 

@@ -35,11 +35,11 @@ from ..camera import axis_angle_to_matrix
 from ..exports import OPENCV_TO_OPENGL, export_mesh, quaternion, unit_scale, world_to_camera
 from ..files import atomic_path, write_bytes, write_text
 from ..fitting.inputs import make_batch
-from ..fitting.outputs import DETECTED, FITTED, to_uint8
+from ..fitting.outputs import to_uint8
 from ..gltf import GltfCamera, MorphAnimation, PbrMaps, glb_bytes, perceptual_roughness, yfov
 from ..obj import obj_text
 from ..report import write_track_report
-from ..overlay import draw_landmarks
+from ..overlay import DETECTED_COLOUR, PROJECTED_COLOUR, draw_landmarks
 from .track import INTERPOLATED, MISSING, STATUS_NAMES, TRACKED, Frames, TrackResult, frame_name
 from .video import video_writer
 
@@ -128,8 +128,8 @@ def _overlay_frame(result: TrackResult, index: int, image: np.ndarray, linear: t
     marks = image
     if status == TRACKED:
         idx = result.landmark_index.cpu()
-        marks = draw_landmarks(image, result.landmarks_detected[index, idx], colour=DETECTED)
-        marks = draw_landmarks(marks, result.landmarks_projected[index].cpu(), colour=FITTED, rim=False)
+        marks = draw_landmarks(image, result.landmarks_detected[index, idx], colour=DETECTED_COLOUR)
+        marks = draw_landmarks(marks, result.landmarks_projected[index].cpu(), colour=PROJECTED_COLOUR, rim=False)
     out = result.render(index)
     blended = out.image[0] * out.mask[0] + linear[0] * (1.0 - out.mask[0])
     panel = np.concatenate([marks, to_uint8(blended)], axis=1)
