@@ -51,6 +51,7 @@ RULES: dict[str, tuple] = {
     "stage2.final_learning_rate": (0.0, 1.0),
     "stage3.final_learning_rate": (0.0, 1.0),
     "stage3.pyramid_levels": (1, 12),
+    "stage3.bake_steps": (0, 100),
     "stage3.specular_resolution": (1, 4096),
     "stage3.roughness_resolution": (1, 4096),
     "stage3.roughness_min": (0.0, 1.0),

@@ -73,7 +73,9 @@ def test_roughness_stays_in_range_and_free_of_diffuse_detail(fitted) -> None:
 def test_diffuse_map_carries_the_detail(fitted) -> None:
     _, result, figures = fitted
     (row,) = result.metrics()
-    assert figures["diffuse_rmse"] <= 0.045, figures
+    # the pyramid no finer than a pixel and the baked residual: 0.0350 (0.0411 with the
+    # pyramid a quarter pixel fine and no baking, where this bound fails)
+    assert figures["diffuse_rmse"] <= 0.038, figures
     assert row["diffuse_over_specular_detail"] >= 3.0, row
     assert figures["psnr_input_db"] >= 34.0, figures
 
@@ -83,7 +85,9 @@ def test_a_map_seen_through_a_coarse_footprint_is_the_truth_at_that_footprint_no
     the footprint filter, ``footprint_filter = false`` here), the diffuse map came out as a
     lattice of dots: texel-scale detail 0.0145 (the truth at that footprint: 0.0015) and an
     error of 0.033 against that resolved truth; with the filter 0.0061 and 0.036 (the weaker
-    L1 map terms of the defaults let some shading into the map: 0.026 with the old ones)."""
+    L1 map terms of the defaults let some shading into the map: 0.026 with the old ones).
+    With the pyramid no finer than a pixel and the detail baked (:mod:`nextface_core.bake`)
+    the texel-scale detail is 0.0042 (0.0057 before, where the bound of 0.005 fails)."""
     truth, result, _ = _fit_truth(64, 60)
     footprint = texel_footprint(result.scene, result.params)
     assert footprint > 4.0, footprint
@@ -93,5 +97,5 @@ def test_a_map_seen_through_a_coarse_footprint_is_the_truth_at_that_footprint_no
     scale = (got[seen] * resolved[seen]).sum() / got[seen].square().sum()  # the albedo–light scale
     rmse = float((got * scale - resolved)[seen].square().mean().sqrt())
     lattice = float((got - blur(got, 1.0))[seen].square().mean().sqrt())  # texel-scale detail
-    assert lattice <= 0.008, lattice
+    assert lattice <= 0.005, lattice
     assert rmse <= 0.040, rmse

@@ -42,8 +42,8 @@ class ImageBatch:
     ``srgb``: the (resized) photos as uint8 arrays; ``images [B,H,W,3]`` linear RGB;
     ``valid [B,H,W,1]`` 1 inside each photo, 0 in its padding; ``sizes`` (h, w) per photo;
     ``scales`` resize factor applied to each photo; ``principal_point [B,2]`` each photo's centre;
-    ``face_mask [B,H,W,1]`` in [0, 1] the pixels the photometric terms count
-    (:mod:`nextface_core.face_mask`; ones where it is unknown or switched off).
+    ``face_mask [B,H,W,1]`` in [0, 1] the face region (:mod:`nextface_core.face_mask`;
+    ones where it is unknown); the photometric terms count it when ``fit.face_mask`` is on.
     """
 
     names: list[str]

@@ -8,7 +8,7 @@ view), and their step sizes and regulariser strengths change with the texture re
 - **diffuse** ``[S,T,T,3]`` = the stage-2 statistical albedo + a pyramid of residuals at
   ``T, T/2, T/4, …`` (``[stage3] pyramid_levels``), each bilinearly upsampled: coarse
   levels move broad regions quickly, fine levels carry detail, whatever ``T`` is. Levels
-  finer than half a pixel of the photo are left out (:func:`~nextface_core.footprint.texel_footprint`),
+  finer than a pixel of the photo are left out (:func:`~nextface_core.footprint.texel_footprint`),
   so the cost and the result do not grow with ``T`` beyond what the photo resolves;
 - **specular** = the stage-2 statistical specular + a residual on a coarse grid of
   ``[stage3] specular_resolution`` texels a side; achromatic (one channel repeated) unless
@@ -28,6 +28,11 @@ the texture over its footprint; so the diffuse residual is blurred by the sigma 
 photo's footprint before it is rendered, and each pixel's error reaches every texel it
 covers. The output is that filtered map: detail finer than a pixel is not in the
 photo, and a sharper map would only alias when rendered again.
+
+**Baking** (``[stage3] bake_steps``, :mod:`nextface_core.bake`). After the Adam iterations,
+each step adds the unlit residual between the photo and the render to the diffuse map,
+interpolated bilinearly between pixel centres: the detail the pyramid leaves out, without
+the dots. The renders use ``render.final_samples`` (a ray tracer's noise would be baked in).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ...bake import refine_diffuse
 from ...footprint import blur, footprint_sigma, texel_footprint
 from ...params import SceneParameters
 from ..optim import run_adam
@@ -77,13 +83,15 @@ class MapParameters:
               specular_resolution: int, roughness_resolution: int, specular_color: bool,
               roughness_range: tuple[float, float], footprint: float = 1.0) -> "MapParameters":
         """Zero residuals on top of the stage-2 maps ``[S,T,T,C]``. ``footprint``: texels per
-        pixel of the photo; the pyramid's finest level has half a pixel's pitch
-        (``T / 2^(floor(log2 footprint) − 1)``), so a larger ``T`` adds no texels that no pixel
-        constrains (the smoothness term fills the texels between pixel samples)."""
+        pixel of the photo; the pyramid's finest level has a pitch of at least one pixel
+        (``T / 2^ceil(log2 footprint)``), so no texel of the residual lies between pixel
+        samples: finer levels come out as a lattice of dots (astronaut, 256 px, 3.7 texels a
+        pixel), and a larger ``T`` adds no work. The detail finer than that is baked after
+        the fit (:mod:`nextface_core.bake`)."""
         s, t = diffuse.shape[:2]
         if not specular_color:
             specular = specular.mean(-1, keepdim=True)
-        skip = max(0, int(math.floor(math.log2(max(footprint, 1.0)))) - 1)
+        skip = max(0, math.ceil(math.log2(max(footprint, 1.0)) - 1e-6))
         sizes = [max(1, t >> k) for k in range(skip, skip + max(1, levels))]
         zeros = diffuse.new_zeros
         lo, hi = roughness_range
@@ -153,6 +161,13 @@ class MapStage:
         report = run_adam(self.loss_stage, s3.iterations, s3.final_learning_rate, opt, loss_of, progress=state.progress)
         with torch.no_grad():
             maps = grids.maps(sigma)
+            if s3.bake_steps:
+                batch = state.batch
+                inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
+                weights = batch.valid * batch.face_mask if cfg.fit.face_mask else batch.valid
+                settings = scene.render_settings(cfg.render.final_samples, cfg.run.seed)
+                maps["diffuse"] = refine_diffuse(state.renderer, inputs, settings, batch.images, weights, scene.texture,
+                                                 s3.bake_steps)
         fitted = replace(frozen, diffuse_map=maps["diffuse"], specular_map=maps["specular"].contiguous(),
                          roughness_map=maps["roughness"])
         return fitted, report

@@ -1,0 +1,133 @@
+"""Texture baking: what the photo says about the diffuse map, texel by texel.
+
+Where a photo pixel spans several texels (a 256 px portrait on a 256² map spans about
+four), a map fitted texel by texel through a renderer is constrained only next to each
+pixel's sample: its finest detail comes out as a lattice of dots that follows the pixel
+grid. Stage 3 therefore fits the diffuse map no finer than a pixel
+(:mod:`nextface_core.fitting.stages.maps`), and then adds the detail the photo still holds
+by baking: every texel is projected into the photo and takes the unlit residual there,
+
+    Δρ_d = (I(x) − R(x)) / (E(n) / π)
+
+(:mod:`nextface_core.shading`), ``I`` the linear photo and ``R`` the render, both sampled
+bilinearly at the texel's projection ``x``, ``E(n)/π`` the irradiance at the texel's normal.
+Bilinear interpolation of pixels fills the texels between pixel centres smoothly. A texel
+counts where it is visible (front-facing, not behind nearer surface in a supersampled
+z-buffer, its pixel covered by the render and inside the photo's weights); its confidence
+falls to zero at grazing angles, where a pixel blends the face with what lies behind it.
+Views of one identity are averaged by confidence. Each step renders once; a few steps
+converge where the confidence is 1 (render ∘ bake is close to the identity on pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from .camera import project
+from .raster import rasterize
+from .render import Renderer, RenderInputs, RenderMode, RenderSettings
+from .shading import shade
+from .texture import TextureMapper
+
+#: confidence ramps from 0 to 1 as the cosine between normal and view goes from the first to the second
+GRAZING_COSINE = (0.2, 0.5)
+#: a texel is hidden where it lies this far (relative to its depth) behind the z-buffer
+DEPTH_TOLERANCE = 0.005
+#: the z-buffer of the visibility test has this many samples per photo pixel along each axis
+ZBUFFER_SUPERSAMPLING = 4
+#: irradiance (a white surface's radiance) below this does not constrain the albedo
+MIN_IRRADIANCE = 0.02
+
+
+@torch.no_grad()
+def refine_diffuse(renderer: Renderer, inputs: RenderInputs, settings: RenderSettings, images: torch.Tensor,
+                   weights: torch.Tensor, mapper: TextureMapper, steps: int) -> torch.Tensor:
+    """``steps`` baking steps on the diffuse map of ``inputs`` (module docstring).
+
+    Args:
+        renderer: renders ``inputs`` with ``settings`` once per step.
+        inputs: the fitted scene of ``B`` images; its diffuse map ``[S,T,T,3]`` (S = 1 when
+            the images share one identity, else B) is the start.
+        images: ``[B,H,W,3]`` linear photos at the fit's size.
+        weights: ``[B,H,W,1]`` in [0, 1], the pixels that may be baked (the photo, the face mask).
+        mapper: the texture tables of ``inputs.uv`` at the maps' resolution ``T``.
+
+    Returns:
+        The refined diffuse map ``[S,T,T,3]`` in [0, 1]; texels no pixel sees are unchanged.
+    """
+    diffuse = inputs.diffuse
+    for _ in range(steps):
+        out = renderer.render(replace(inputs, diffuse=diffuse), settings)
+        covered = (out.mask > 0.5).to(images.dtype)
+        delta, confidence = unlit_residual(inputs, (images - out.image) * covered, weights * covered, mapper,
+                                           diffuse.shape[0])
+        diffuse = (diffuse + confidence * delta).clamp(0.0, 1.0)
+    return diffuse
+
+
+def _at_texels(values: torch.Tensor, mapper: TextureMapper) -> torch.Tensor:
+    """Per-vertex ``values [B,N,C]`` → ``[B,T·T,C]`` at every texel (barycentric blend)."""
+    b, _, c = values.shape
+    t = mapper.resolution
+    return mapper.to_texture(values).reshape(b, t * t, c)
+
+
+def _sample_image(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of ``image [B,H,W,C]`` at ``pixels [B,M,2]`` (x, y; centres at +0.5)
+    → ``[B,M,C]``; zero outside."""
+    h, w = image.shape[1:3]
+    grid = torch.stack([pixels[..., 0] / w, pixels[..., 1] / h], -1) * 2.0 - 1.0
+    out = F.grid_sample(image.permute(0, 3, 1, 2), grid[:, None], mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out[:, :, 0].permute(0, 2, 1)
+
+
+def _visible(position: torch.Tensor, inputs: RenderInputs, pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B,M]`` bool: texels at camera-space ``position [B,M,3]`` (projected to ``pixels``)
+    that no nearer surface hides, from a z-buffer ``ZBUFFER_SUPERSAMPLING`` times finer than
+    the photo (a pixel's z-buffer alone would hide the sides of the nose behind its ridge)."""
+    b = position.shape[0]
+    h, w = size
+    k = ZBUFFER_SUPERSAMPLING
+    frags = rasterize(project(inputs.vertices, inputs.focal, inputs.principal_point) * k, inputs.vertices[..., 2],
+                      inputs.faces, (h * k, w * k))
+    zbuffer = torch.where(frags.face_index >= 0, frags.depth, torch.full_like(frags.depth, float("inf")))
+    col = (pixels[..., 0] * k).floor().long().clamp(0, w * k - 1)
+    row = (pixels[..., 1] * k).floor().long().clamp(0, h * k - 1)
+    nearest = zbuffer.reshape(b, -1).gather(1, row * (w * k) + col)
+    inside = (pixels[..., 0] >= 0) & (pixels[..., 0] < w) & (pixels[..., 1] >= 0) & (pixels[..., 1] < h)
+    return inside & (position[..., 2] <= nearest * (1.0 + DEPTH_TOLERANCE))
+
+
+def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.Tensor, mapper: TextureMapper,
+                   rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel.
+
+    Returns ``delta [S,T,T,3]`` (the residual over the irradiance at each texel, 0 where
+    nothing is seen) and ``confidence [S,T,T,1]`` in [0, 1]; ``S = rows`` (1: the images'
+    confidences are summed and their deltas averaged by them).
+    """
+    b = inputs.batch_size
+    t = mapper.resolution
+    position = _at_texels(inputs.vertices, mapper)  # [B,T²,3] camera space
+    normal = _at_texels(inputs.normals, mapper)
+    pixels = project(position, inputs.focal, inputs.principal_point)
+    view = -position / position.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cosine = (F.normalize(normal, dim=-1) * view).sum(-1)
+    lo, hi = GRAZING_COSINE
+    confidence = ((cosine - lo) / (hi - lo)).clamp(0.0, 1.0) * _visible(position, inputs, pixels, residual.shape[1:3])
+    confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
+    zeros = torch.zeros_like(position)
+    roughness = torch.zeros_like(position[..., :1])
+    irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING)
+    confidence = confidence * (irradiance.min(-1).values > MIN_IRRADIANCE)
+    delta = _sample_image(residual, pixels) / irradiance.clamp_min(MIN_IRRADIANCE)
+    c = confidence[..., None]
+    if rows == 1 and b > 1:
+        total = c.sum(0, keepdim=True)
+        delta = (delta * c).sum(0, keepdim=True) / total.clamp_min(1e-12)
+        c = total.clamp(max=1.0)
+    return (delta * (c > 0)).reshape(rows, t, t, 3), c.reshape(rows, t, t, 1)
