@@ -22,6 +22,7 @@ converge where the confidence is 1 (render ∘ bake is close to the identity on 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -43,29 +44,38 @@ MIN_IRRADIANCE = 0.02
 
 
 @torch.no_grad()
-def refine_diffuse(renderer: Renderer, inputs: RenderInputs, settings: RenderSettings, images: torch.Tensor,
-                   weights: torch.Tensor, mapper: TextureMapper, steps: int) -> torch.Tensor:
+def refine_maps(renderer: Renderer, inputs: RenderInputs, settings: RenderSettings, images: torch.Tensor,
+                weights: torch.Tensor, mapper: TextureMapper, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` baking steps on the diffuse map of ``inputs`` (module docstring).
+
+    Where the photo is darker than the specular term alone (an iris, dark hair: the diffuse
+    albedo would go below 0), the rest of the residual lowers the specular albedo of that
+    texel instead, by the least that explains the photo; everywhere else the specular map
+    is left as it is.
 
     Args:
         renderer: renders ``inputs`` with ``settings`` once per step.
-        inputs: the fitted scene of ``B`` images; its diffuse map ``[S,T,T,3]`` (S = 1 when
-            the images share one identity, else B) is the start.
+        inputs: the fitted scene of ``B`` images; its diffuse ``[S,T,T,3]`` and specular
+            maps (S = 1 when the images share one identity, else B) are the start.
         images: ``[B,H,W,3]`` linear photos at the fit's size.
         weights: ``[B,H,W,1]`` in [0, 1], the pixels that may be baked (the photo, the face mask).
         mapper: the texture tables of ``inputs.uv`` at the maps' resolution ``T``.
 
     Returns:
-        The refined diffuse map ``[S,T,T,3]`` in [0, 1]; texels no pixel sees are unchanged.
+        The refined ``diffuse`` and ``specular`` maps ``[S,T,T,3]`` in [0, 1]; texels no
+        pixel sees are unchanged.
     """
-    diffuse = inputs.diffuse
+    diffuse, specular = inputs.diffuse, inputs.specular.expand_as(inputs.diffuse)
     for _ in range(steps):
-        out = renderer.render(replace(inputs, diffuse=diffuse), settings)
+        out = renderer.render(replace(inputs, diffuse=diffuse, specular=specular), settings)
         covered = (out.mask > 0.5).to(images.dtype)
-        delta, confidence = unlit_residual(inputs, (images - out.image) * covered, weights * covered, mapper,
-                                           diffuse.shape[0])
-        diffuse = (diffuse + confidence * delta).clamp(0.0, 1.0)
-    return diffuse
+        texels = unlit_residual(inputs, (images - out.image) * covered, weights * covered, mapper, diffuse.shape[0])
+        wanted = diffuse + texels.confidence * texels.delta
+        # radiance the diffuse term cannot give up (its albedo at 0), taken from the specular term
+        excess = (wanted.clamp(max=0.0) * texels.irradiance).mean(-1, keepdim=True)
+        specular = (specular + excess / texels.glossy.mean(-1, keepdim=True).clamp_min(MIN_IRRADIANCE)).clamp(0.0, 1.0)
+        diffuse = wanted.clamp(0.0, 1.0)
+    return diffuse, specular
 
 
 def _at_texels(values: torch.Tensor, mapper: TextureMapper) -> torch.Tensor:
@@ -102,14 +112,21 @@ def _visible(position: torch.Tensor, inputs: RenderInputs, pixels: torch.Tensor,
     return inside & (position[..., 2] <= nearest * (1.0 + DEPTH_TOLERANCE))
 
 
-def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.Tensor, mapper: TextureMapper,
-                   rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel.
+class TexelResidual(NamedTuple):
+    """A residual image seen from the texels, each ``[S,T,T,C]``: ``delta`` (C=3) the
+    residual over the irradiance, 0 where nothing is seen; ``confidence`` (C=1) in [0, 1];
+    ``irradiance`` (C=3) ``E(n)/π`` and ``glossy`` (C=3) ``S(R, r)`` (:mod:`nextface_core.shading`)."""
 
-    Returns ``delta [S,T,T,3]`` (the residual over the irradiance at each texel, 0 where
-    nothing is seen) and ``confidence [S,T,T,1]`` in [0, 1]; ``S = rows`` (1: the images'
-    confidences are summed and their deltas averaged by them).
-    """
+    delta: torch.Tensor
+    confidence: torch.Tensor
+    irradiance: torch.Tensor
+    glossy: torch.Tensor
+
+
+def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.Tensor, mapper: TextureMapper,
+                   rows: int) -> TexelResidual:
+    """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel (S = ``rows``;
+    when 1, the images' confidences are summed and the rest averaged by them)."""
     b = inputs.batch_size
     t = mapper.resolution
     position = _at_texels(inputs.vertices, mapper)  # [B,T²,3] camera space
@@ -121,13 +138,15 @@ def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.
     confidence = ((cosine - lo) / (hi - lo)).clamp(0.0, 1.0) * _visible(position, inputs, pixels, residual.shape[1:3])
     confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
     zeros = torch.zeros_like(position)
-    roughness = torch.zeros_like(position[..., :1])
+    roughness = inputs.roughness.reshape(inputs.roughness.shape[0], t * t, 1).expand(b, -1, -1)
     irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING)
+    glossy = shade(normal, position, zeros, torch.ones_like(position), roughness, inputs.sh, RenderMode.FULL)
     confidence = confidence * (irradiance.min(-1).values > MIN_IRRADIANCE)
     delta = _sample_image(residual, pixels) / irradiance.clamp_min(MIN_IRRADIANCE)
     c = confidence[..., None]
     if rows == 1 and b > 1:
         total = c.sum(0, keepdim=True)
-        delta = (delta * c).sum(0, keepdim=True) / total.clamp_min(1e-12)
+        delta, irradiance, glossy = ((x * c).sum(0, keepdim=True) / total.clamp_min(1e-12) for x in (delta, irradiance, glossy))
         c = total.clamp(max=1.0)
-    return (delta * (c > 0)).reshape(rows, t, t, 3), c.reshape(rows, t, t, 1)
+    return TexelResidual((delta * (c > 0)).reshape(rows, t, t, 3), c.reshape(rows, t, t, 1),
+                         irradiance.reshape(rows, t, t, 3), glossy.reshape(rows, t, t, 3))

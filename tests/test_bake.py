@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from nextface_render_vertex.testing import sphere
 
-from nextface_core.bake import refine_diffuse, unlit_residual
+from nextface_core.bake import refine_maps, unlit_residual
 from nextface_core.config import load_config
 from nextface_core.plugins import PluginRegistry
 from nextface_core.render import RenderInputs, RenderSettings
@@ -52,15 +52,39 @@ def test_refinement_recovers_the_map_where_seen_and_leaves_the_rest() -> None:
     start = torch.full_like(truth, 0.5)
     scene = _scene(start)
     mapper = TextureMapper(scene.uv, scene.faces, TEXELS)
-    _, confidence = unlit_residual(scene, photo, torch.ones_like(photo[..., :1]), mapper, 1)
+    confidence = unlit_residual(scene, photo, torch.ones_like(photo[..., :1]), mapper, 1).confidence
     seen, unseen = confidence[0, ..., 0] >= 1.0, (confidence[0, ..., 0] == 0) & mapper.coverage
     assert int(seen.sum()) > 150 and int(unseen.sum()) > 400  # the front of the sphere, and its back
 
-    refined = refine_diffuse(renderer, scene, RenderSettings((SIZE, SIZE)), photo, torch.ones_like(photo[..., :1]), mapper, 4)
+    refined, specular = refine_maps(renderer, scene, RenderSettings((SIZE, SIZE)), photo, torch.ones_like(photo[..., :1]), mapper, 4)
     before = float((start - truth)[0][seen].abs().mean())
     after = float((refined - truth)[0][seen].abs().mean())
     assert after <= before / 8, (before, after)
     assert torch.equal(refined[0][unseen], start[0][unseen])  # nothing seen, nothing changed
+    assert torch.equal(specular, scene.specular)  # the diffuse map explains it all
+
+
+def test_where_the_photo_is_darker_than_the_specular_term_the_specular_map_gives_way() -> None:
+    """A black patch (an iris, say) under a specular albedo of 0.05, fitted from a map whose
+    specular albedo is 0.3: the diffuse map goes to 0 there and the specular map down to the
+    truth; elsewhere the specular map keeps its value (the diffuse map takes the residual)."""
+    renderer = PluginRegistry().create("renderer", "vertex", load_config(overrides={"run.device": "cpu"}))
+    truth = _smooth_random_map(1)
+    patch = torch.zeros(TEXELS, TEXELS, dtype=torch.bool)
+    patch[24:40, 20:28] = True  # around the point facing the camera (v = 1/2, u = 3/8)
+    truth[0][patch] = 0.0
+    photo = renderer.render(_scene(truth), RenderSettings((SIZE, SIZE))).image
+    start = replace(_scene(torch.full_like(truth, 0.5)), specular=torch.full((1, TEXELS, TEXELS, 3), 0.3))
+    mapper = TextureMapper(start.uv, start.faces, TEXELS)
+    diffuse, specular = refine_maps(renderer, start, RenderSettings((SIZE, SIZE)), photo, torch.ones_like(photo[..., :1]), mapper, 6)
+    inner = torch.zeros_like(patch)
+    inner[27:37, 22:26] = True  # away from the patch border, where bilinear lookups blend it
+    assert float(specular[0][inner].mean()) <= 0.1, float(specular[0][inner].mean())
+    assert float(diffuse[0][inner].max()) <= 0.02
+    far = torch.zeros_like(patch)
+    far[24:40, 12:16] = True
+    assert torch.allclose(specular[0][far], torch.tensor(0.3))
+    assert float((specular - specular.mean(-1, keepdim=True)).abs().max()) <= 1e-6  # still grey
 
 
 def test_texels_behind_a_nearer_surface_or_outside_the_weights_get_no_confidence() -> None:
@@ -68,8 +92,7 @@ def test_texels_behind_a_nearer_surface_or_outside_the_weights_get_no_confidence
     mapper = TextureMapper(scene.uv, scene.faces, TEXELS)
     residual = torch.ones(1, SIZE, SIZE, 3)
     weights = torch.ones(1, SIZE, SIZE, 1)
-    _, confidence = unlit_residual(scene, residual, weights, mapper, 1)
-    c = confidence[0, ..., 0]
+    c = unlit_residual(scene, residual, weights, mapper, 1).confidence[0, ..., 0]
     # a sphere faces the camera at v = 1/2 and 3/4 of its u range (the left half of the map for
     # the big one): the big one's centre hides behind the small sphere, a ring around it does not
     # (the small one hides ±0.37 rad of the big one: ±7 texel rows, ±2 texel columns)
@@ -78,7 +101,7 @@ def test_texels_behind_a_nearer_surface_or_outside_the_weights_get_no_confidence
     assert float(c[row - 5 : row + 5, col - 4].min()) == 1.0 and float(c[row - 5 : row + 5, col + 3].min()) == 1.0
     assert float(c[row, col + TEXELS // 2]) == 1.0  # the small sphere's own front
     # pixels with weight 0 (a face mask, say) bake nothing
-    _, masked = unlit_residual(scene, residual, torch.zeros_like(weights), mapper, 1)
+    masked = unlit_residual(scene, residual, torch.zeros_like(weights), mapper, 1).confidence
     assert float(masked.max()) == 0.0
 
 
@@ -88,8 +111,8 @@ def test_views_of_one_identity_are_averaged_by_confidence() -> None:
                   sh=scene.sh.expand(2, -1, -1), focal=scene.focal.expand(2), principal_point=scene.principal_point.expand(2, -1))
     mapper = TextureMapper(scene.uv, scene.faces, TEXELS)
     residual = torch.stack([torch.full((SIZE, SIZE, 3), 0.1), torch.full((SIZE, SIZE, 3), 0.3)])
-    delta, confidence = unlit_residual(two, residual, torch.ones(2, SIZE, SIZE, 1), mapper, 1)
-    one, _ = unlit_residual(scene, torch.full((1, SIZE, SIZE, 3), 0.2), torch.ones(1, SIZE, SIZE, 1), mapper, 1)
+    delta, confidence, _, _ = unlit_residual(two, residual, torch.ones(2, SIZE, SIZE, 1), mapper, 1)
+    one = unlit_residual(scene, torch.full((1, SIZE, SIZE, 3), 0.2), torch.ones(1, SIZE, SIZE, 1), mapper, 1).delta
     seen = confidence[0, ..., 0] >= 1.0
     assert delta.shape == (1, TEXELS, TEXELS, 3)
     assert torch.allclose(delta[0][seen], one[0][seen], atol=1e-5)  # the mean of 0.1 and 0.3, unlit

@@ -32,7 +32,9 @@ photo, and a sharper map would only alias when rendered again.
 **Baking** (``[stage3] bake_steps``, :mod:`nextface_core.bake`). After the Adam iterations,
 each step adds the unlit residual between the photo and the render to the diffuse map,
 interpolated bilinearly between pixel centres: the detail the pyramid leaves out, without
-the dots. The renders use ``render.final_samples`` (a ray tracer's noise would be baked in).
+the dots. Where the diffuse albedo would have to go below 0 (an iris under the coarse
+specular), the specular map of that texel gives way. The renders use
+``render.final_samples`` (a ray tracer's noise would be baked in).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ...bake import refine_diffuse
+from ...bake import refine_maps
 from ...footprint import blur, footprint_sigma, texel_footprint
 from ...params import SceneParameters
 from ..optim import run_adam
@@ -166,8 +168,8 @@ class MapStage:
                 inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
                 weights = batch.valid * batch.face_mask if cfg.fit.face_mask else batch.valid
                 settings = scene.render_settings(cfg.render.final_samples, cfg.run.seed)
-                maps["diffuse"] = refine_diffuse(state.renderer, inputs, settings, batch.images, weights, scene.texture,
-                                                 s3.bake_steps)
+                maps["diffuse"], maps["specular"] = refine_maps(state.renderer, inputs, settings, batch.images, weights,
+                                                                scene.texture, s3.bake_steps)
         fitted = replace(frozen, diffuse_map=maps["diffuse"], specular_map=maps["specular"].contiguous(),
                          roughness_map=maps["roughness"])
         return fitted, report
