@@ -73,8 +73,8 @@ def test_roughness_stays_in_range_and_free_of_diffuse_detail(fitted) -> None:
 def test_diffuse_map_carries_the_detail(fitted) -> None:
     _, result, figures = fitted
     (row,) = result.metrics()
-    # the pyramid no finer than a pixel and the baked residual: 0.0350 (0.0411 with the
-    # pyramid a quarter pixel fine and no baking, where this bound fails)
+    # the pyramid's finest level about a pixel and the baked residual: 0.0351 (0.0411 with
+    # the pyramid a quarter pixel fine and no baking, where this bound fails)
     assert figures["diffuse_rmse"] <= 0.038, figures
     assert row["diffuse_over_specular_detail"] >= 3.0, row
     assert figures["psnr_input_db"] >= 34.0, figures
@@ -86,7 +86,7 @@ def test_a_map_seen_through_a_coarse_footprint_is_the_truth_at_that_footprint_no
     lattice of dots: texel-scale detail 0.0145 (the truth at that footprint: 0.0015) and an
     error of 0.033 against that resolved truth; with the filter 0.0061 and 0.036 (the weaker
     L1 map terms of the defaults let some shading into the map: 0.026 with the old ones).
-    With the pyramid no finer than a pixel and the detail baked (:mod:`nextface_core.bake`)
+    With the pyramid's finest level about a pixel and the detail baked (:mod:`nextface_core.bake`)
     the texel-scale detail is 0.0042 (0.0057 before, where the bound of 0.005 fails)."""
     truth, result, _ = _fit_truth(64, 60)
     footprint = texel_footprint(result.scene, result.params)

@@ -219,7 +219,7 @@ def image_page(root: Path, name: str, summary: dict[str, Any]) -> str:
         f'<h2>Maps and light</h2>{_figure(_png_uri(maps / "diffuse.png"), "diffuse albedo")}'
         f'{_figure(_png_uri(maps / "specular.png"), "specular albedo")}{_figure(_png_uri(maps / "roughness.png"), "roughness")}'
         f'{_figure(_png_uri(folder / "envmap.png"), "environment map (camera.json states its orientation)")}'
-        f'<h2>Landmarks</h2>{_figure(_png_uri(folder / "landmarks.png"), "detected (green) and fitted (red)")}'
+        f'<h2>Landmarks</h2>{_figure(_png_uri(folder / "landmarks.png"), "detected (green), each joined to the model point the fit projects for it (red; jaw-contour points in orange)")}'
         f"<h2>Metrics</h2>{_table(metrics)}<h2>Stages</h2>{_table(stages)}{_loss_figures(root)}"
     )
     return _page(f"NextFace fit: {name}", body, viewer=True)

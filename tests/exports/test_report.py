@@ -49,8 +49,9 @@ def test_fit_pages_are_self_contained(fit_out) -> None:
         images = re.findall(r'<img src="([^"]*)"', page)
         assert len(images) >= 9 and all(src.startswith("data:image/png;base64,") for src in images)
         for caption in ("input", "overlay", "re-render", "diffuse albedo", "specular albedo", "roughness",
-                        "environment map", "detected (green) and fitted (red)", "stage 2 loss"):
+                        "environment map", "detected (green), each joined to the model point", "stage 2 loss"):
             assert f"<figcaption>{caption}" in page, caption
+        assert "jaw-contour points in orange" in page
         assert f"{result.metrics()[result.names.index(name)]['landmark_error_px']:.4g}" in page
         assert "customElements.define" in page  # the viewer is inlined, not fetched
     overview = (out / "report.html").read_text()

@@ -8,7 +8,7 @@ view), and their step sizes and regulariser strengths change with the texture re
 - **diffuse** ``[S,T,T,3]`` = the stage-2 statistical albedo + a pyramid of residuals at
   ``T, T/2, T/4, …`` (``[stage3] pyramid_levels``), each bilinearly upsampled: coarse
   levels move broad regions quickly, fine levels carry detail, whatever ``T`` is. Levels
-  finer than a pixel of the photo are left out (:func:`~nextface_core.footprint.texel_footprint`),
+  finer than about a pixel of the photo are left out (:func:`~nextface_core.footprint.texel_footprint`),
   so the cost and the result do not grow with ``T`` beyond what the photo resolves;
 - **specular** = the stage-2 statistical specular + a residual on a coarse grid of
   ``[stage3] specular_resolution`` texels a side; achromatic (one channel repeated) unless
@@ -85,15 +85,15 @@ class MapParameters:
               specular_resolution: int, roughness_resolution: int, specular_color: bool,
               roughness_range: tuple[float, float], footprint: float = 1.0) -> "MapParameters":
         """Zero residuals on top of the stage-2 maps ``[S,T,T,C]``. ``footprint``: texels per
-        pixel of the photo; the pyramid's finest level has a pitch of at least one pixel
-        (``T / 2^ceil(log2 footprint)``), so no texel of the residual lies between pixel
+        pixel of the photo; the pyramid's finest level has the pitch nearest one pixel
+        (``T / 2^round(log2 footprint)``, 0.7–1.4 pixels), so no texel of the residual lies between pixel
         samples: finer levels come out as a lattice of dots (astronaut, 256 px, 3.7 texels a
         pixel), and a larger ``T`` adds no work. The detail finer than that is baked after
         the fit (:mod:`nextface_core.bake`)."""
         s, t = diffuse.shape[:2]
         if not specular_color:
             specular = specular.mean(-1, keepdim=True)
-        skip = max(0, math.ceil(math.log2(max(footprint, 1.0)) - 1e-6))
+        skip = max(0, round(math.log2(max(footprint, 1.0))))
         sizes = [max(1, t >> k) for k in range(skip, skip + max(1, levels))]
         zeros = diffuse.new_zeros
         lo, hi = roughness_range
