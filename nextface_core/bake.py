@@ -12,7 +12,7 @@ by baking: every texel is projected into the photo and takes the unlit residual 
 (:mod:`nextface_core.shading`), ``I`` the linear photo and ``R`` the render, both sampled
 bilinearly at the texel's projection ``x``, ``E(n)/π`` the irradiance at the texel's normal.
 Bilinear interpolation of pixels fills the texels between pixel centres smoothly. A texel
-counts where it is visible (front-facing, not behind nearer surface in a supersampled
+counts where it is visible (front-facing, not behind nearer surface in the
 z-buffer, its pixel covered by the render and inside the photo's weights); its confidence
 falls to zero at grazing angles, where a pixel blends the face with what lies behind it.
 Views of one identity are averaged by confidence. Each step renders once; a few steps
@@ -37,8 +37,6 @@ from .texture import TextureMapper
 GRAZING_COSINE = (0.2, 0.5)
 #: a texel is hidden where it lies this far (relative to its depth) behind the z-buffer
 DEPTH_TOLERANCE = 0.005
-#: the z-buffer of the visibility test has this many samples per photo pixel along each axis
-ZBUFFER_SUPERSAMPLING = 4
 #: irradiance (a white surface's radiance) below this does not constrain the albedo
 MIN_IRRADIANCE = 0.02
 
@@ -97,17 +95,18 @@ def _sample_image(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
 
 def _visible(position: torch.Tensor, inputs: RenderInputs, pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``[B,M]`` bool: texels at camera-space ``position [B,M,3]`` (projected to ``pixels``)
-    that no nearer surface hides, from a z-buffer ``ZBUFFER_SUPERSAMPLING`` times finer than
-    the photo (a pixel's z-buffer alone would hide the sides of the nose behind its ridge)."""
+    that no nearer surface hides: not behind the farthest surface the z-buffer holds within a
+    pixel of their own (the pixel's own depth alone would hide the sides of the nose behind
+    its ridge, which share its pixels)."""
     b = position.shape[0]
     h, w = size
-    k = ZBUFFER_SUPERSAMPLING
-    frags = rasterize(project(inputs.vertices, inputs.focal, inputs.principal_point) * k, inputs.vertices[..., 2],
-                      inputs.faces, (h * k, w * k))
-    zbuffer = torch.where(frags.face_index >= 0, frags.depth, torch.full_like(frags.depth, float("inf")))
-    col = (pixels[..., 0] * k).floor().long().clamp(0, w * k - 1)
-    row = (pixels[..., 1] * k).floor().long().clamp(0, h * k - 1)
-    nearest = zbuffer.reshape(b, -1).gather(1, row * (w * k) + col)
+    frags = rasterize(project(inputs.vertices, inputs.focal, inputs.principal_point), inputs.vertices[..., 2],
+                      inputs.faces, (h, w))
+    zbuffer = torch.where(frags.face_index >= 0, frags.depth, torch.zeros_like(frags.depth))
+    farthest = F.max_pool2d(zbuffer[:, None], 3, stride=1, padding=1)[:, 0]
+    col = pixels[..., 0].floor().long().clamp(0, w - 1)
+    row = pixels[..., 1].floor().long().clamp(0, h - 1)
+    nearest = farthest.reshape(b, -1).gather(1, row * w + col)
     inside = (pixels[..., 0] >= 0) & (pixels[..., 0] < w) & (pixels[..., 1] >= 0) & (pixels[..., 1] < h)
     return inside & (position[..., 2] <= nearest * (1.0 + DEPTH_TOLERANCE))
 
