@@ -56,6 +56,10 @@ def visible_texels(scene, params, coverage: torch.Tensor | None = None) -> torch
     return seen & mask.to(seen.device)[None]
 
 
+#: the figures :func:`map_statistics` gives per identity
+MAP_STATISTICS = ("specular_chroma", "diffuse_detail", "specular_detail", "diffuse_over_specular_detail")
+
+
 def map_statistics(diffuse: torch.Tensor, specular: torch.Tensor, seen: torch.Tensor) -> list[dict[str, float]]:
     """Per identity ``s``: ``specular_chroma`` (mean |channel − grey| of the specular map),
     ``diffuse_detail`` and ``specular_detail`` (mean squared :func:`high_pass` of each map's

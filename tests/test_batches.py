@@ -15,7 +15,7 @@ import pytest
 
 from nextface_core.synthetic.dataset import write_synthetic_dataset
 from nextface_model_basel.testing import write_synthetic_basel
-from nextface_core.fitting.batches import chunks
+from nextface_core.fitting.batches import _saved_metrics, chunks
 
 CODE = "import sys; from nextface_cli.main import main; sys.argv = ['nextface'] + sys.argv[1:]; main()"
 NAMES = ("face000", "face001", "face002")
@@ -58,6 +58,11 @@ def test_chunked_folder_fit_equals_one_by_one_fits(dataset) -> None:
     assert [row["name"] for row in summary["images"]] == list(NAMES)
     assert [b["names"] for b in summary["batches"]] == [["face000", "face001"], ["face002"]]
     assert (root / "folder" / "batch01_loss_stage2.png").is_file() and (root / "folder" / "batch02_loss_stage2.png").is_file()
+    # a resumed folder fit reports an image fitted before the interruption from its params.json:
+    # every figure of the row, not only the first four (psnr_face_db, ibug68_error_*, the maps'
+    # statistics were missing)
+    for row in summary["images"]:
+        assert _saved_metrics(root / "folder" / row["name"] / "params.json") == {k: v for k, v in row.items() if k != "name"}
     for name in NAMES:
         alone = nextface(["fit", str(ds.images / f"{name}.png"), "-o", str(root / name), "--config", str(config)], root / "cache")
         assert alone.returncode == 0, alone.stderr

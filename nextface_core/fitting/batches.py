@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import write_text
 from .fitter import Fitter, Progress
-from .result import Checkpoint
+from .result import METRIC_KEYS, Checkpoint
 
 #: per image folder: written last by ``save_outputs``, so its presence marks a finished image
 DONE_FILE = "params.json"
@@ -131,5 +131,4 @@ def _totals(batches: list[list[dict]]) -> list[dict]:
 def _saved_metrics(path: Path) -> dict:
     """The metrics an earlier run wrote into an image's ``params.json``."""
     meta = json.loads(path.read_text())
-    keys = ("landmark_error_px", "landmark_error_iod_percent", "psnr_db", "coverage_pixels")
-    return {k: meta.get(k) for k in keys}
+    return {k: meta.get(k) for k in METRIC_KEYS}

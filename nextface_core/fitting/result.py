@@ -22,7 +22,7 @@ from ..color import linear_to_srgb
 from ..errors import InputError
 from ..files import atomic_path
 from ..landmark_schemas import eye_corners, view
-from ..mapstats import map_statistics, visible_texels
+from ..mapstats import MAP_STATISTICS, map_statistics, visible_texels
 from ..params import SceneParameters
 from ..config import Config
 from ..model import MorphableModel
@@ -31,6 +31,10 @@ from .inputs import ImageBatch
 from .scene import FaceScene
 
 CHECKPOINT_FORMAT = "nextface-checkpoint-1"
+
+#: the keys of one image's row of :meth:`FitResult.metrics` (its ``params.json`` holds them too)
+METRIC_KEYS = ("landmark_error_px", "landmark_error_iod_percent", "ibug68_error_px", "ibug68_error_iod_percent",
+               "psnr_db", "psnr_face_db", "coverage_pixels", "face_pixels", *MAP_STATISTICS)
 
 #: which pixels each PSNR of the metrics counts (written into ``summary.json``)
 METRIC_REGIONS = {
