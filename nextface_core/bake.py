@@ -15,8 +15,10 @@ Bilinear interpolation of pixels fills the texels between pixel centres smoothly
 counts where it is visible (front-facing, not behind nearer surface in the
 z-buffer, its pixel covered by the render and inside the photo's weights); its confidence
 falls to zero at grazing angles, where a pixel blends the face with what lies behind it.
-Views of one identity are averaged by confidence. Each step renders once; a few steps
-converge where the confidence is 1 (render ∘ bake is close to the identity on pixels).
+Views of one identity are averaged by confidence. What the texels see (:class:`TexelView`:
+where they project, their confidence, irradiance and glossy light) depends on the fixed
+geometry and light only, so it is computed once; each step then renders once, and a few
+steps converge where the confidence is 1 (render ∘ bake is close to the identity on pixels).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .camera import project
 from .raster import rasterize
 from .render import Renderer, RenderInputs, RenderMode, RenderSettings
 from .shading import shade
-from .texture import TextureMapper
+from .texture import TextureMapper, sample
 
 #: confidence ramps from 0 to 1 as the cosine between normal and view goes from the first to the second
 GRAZING_COSINE = (0.2, 0.5)
@@ -64,16 +66,81 @@ def refine_maps(renderer: Renderer, inputs: RenderInputs, settings: RenderSettin
         pixel sees are unchanged.
     """
     diffuse, specular = inputs.diffuse, inputs.specular.expand_as(inputs.diffuse)
+    view: TexelView | None = None
     for _ in range(steps):
         out = renderer.render(replace(inputs, diffuse=diffuse, specular=specular), settings)
-        covered = (out.mask > 0.5).to(images.dtype)
-        texels = unlit_residual(inputs, (images - out.image) * covered, weights * covered, mapper, diffuse.shape[0])
+        covered = (out.mask > 0.5).to(images.dtype)  # the geometry is fixed: the same every step
+        if view is None:
+            view = TexelView.of(inputs, weights * covered, mapper)
+        texels = view.unlit((images - out.image) * covered, diffuse.shape[0])
         wanted = diffuse + texels.confidence * texels.delta
         # radiance the diffuse term cannot give up (its albedo at 0), taken from the specular term
         excess = (wanted.clamp(max=0.0) * texels.irradiance).mean(-1, keepdim=True)
         specular = (specular + excess / texels.glossy.mean(-1, keepdim=True).clamp_min(MIN_IRRADIANCE)).clamp(0.0, 1.0)
         diffuse = wanted.clamp(0.0, 1.0)
     return diffuse, specular
+
+
+def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.Tensor, mapper: TextureMapper,
+                   rows: int) -> TexelResidual:
+    """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel (S = ``rows``;
+    when 1, the images' confidences are summed and the rest averaged by them)."""
+    return TexelView.of(inputs, weights, mapper).unlit(residual, rows)
+
+
+class TexelResidual(NamedTuple):
+    """A residual image seen from the texels, each ``[S,T,T,C]``: ``delta`` (C=3) the
+    residual over the irradiance, 0 where nothing is seen; ``confidence`` (C=1) in [0, 1];
+    ``irradiance`` (C=3) ``E(n)/π`` and ``glossy`` (C=3) ``S(R, r)`` (:mod:`nextface_core.shading`)."""
+
+    delta: torch.Tensor
+    confidence: torch.Tensor
+    irradiance: torch.Tensor
+    glossy: torch.Tensor
+
+
+class TexelView(NamedTuple):
+    """What every texel of a ``T × T`` map sees in each of ``B`` images, each ``[B,T·T,C]``:
+    ``pixels`` (C=2) its projection; ``confidence`` (C=1) in [0, 1]; ``irradiance`` and
+    ``glossy`` (C=3) its shading (:class:`TexelResidual`)."""
+
+    pixels: torch.Tensor
+    confidence: torch.Tensor
+    irradiance: torch.Tensor
+    glossy: torch.Tensor
+    resolution: int
+
+    @classmethod
+    def of(cls, inputs: RenderInputs, weights: torch.Tensor, mapper: TextureMapper) -> "TexelView":
+        """The view of ``inputs``' texels; ``weights [B,H,W,1]`` in [0, 1] the pixels that count."""
+        b, t = inputs.batch_size, mapper.resolution
+        position = _at_texels(inputs.vertices, mapper)  # [B,T²,3] camera space
+        normal = _at_texels(inputs.normals, mapper)
+        pixels = project(position, inputs.focal, inputs.principal_point)
+        view = -position / position.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        cosine = (F.normalize(normal, dim=-1) * view).sum(-1)
+        lo, hi = GRAZING_COSINE
+        confidence = ((cosine - lo) / (hi - lo)).clamp(0.0, 1.0) * _visible(position, inputs, pixels, weights.shape[1:3])
+        confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
+        zeros = torch.zeros_like(position)
+        roughness = inputs.roughness.reshape(inputs.roughness.shape[0], t * t, 1).expand(b, -1, -1)
+        irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING)
+        glossy = shade(normal, position, zeros, torch.ones_like(position), roughness, inputs.sh, RenderMode.FULL)
+        confidence = confidence * (irradiance.min(-1).values > MIN_IRRADIANCE)
+        return cls(pixels, confidence[..., None], irradiance, glossy, t)
+
+    def unlit(self, residual: torch.Tensor, rows: int) -> TexelResidual:
+        """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel (S =
+        ``rows``; when 1, the images' confidences are summed and the rest averaged by them)."""
+        t = self.resolution
+        delta = _sample_image(residual, self.pixels) / self.irradiance.clamp_min(MIN_IRRADIANCE)
+        c, irradiance, glossy = self.confidence, self.irradiance, self.glossy
+        if rows == 1 and c.shape[0] > 1:
+            total = c.sum(0, keepdim=True)
+            delta, irradiance, glossy = ((x * c).sum(0, keepdim=True) / total.clamp_min(1e-12) for x in (delta, irradiance, glossy))
+            c = total.clamp(max=1.0)
+        return TexelResidual((delta * (c > 0)).reshape(rows, t, t, 3), c.reshape(rows, t, t, 1),
+                             irradiance.reshape(rows, t, t, 3), glossy.reshape(rows, t, t, 3))
 
 
 def _at_texels(values: torch.Tensor, mapper: TextureMapper) -> torch.Tensor:
@@ -85,12 +152,10 @@ def _at_texels(values: torch.Tensor, mapper: TextureMapper) -> torch.Tensor:
 
 def _sample_image(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """Bilinear lookup of ``image [B,H,W,C]`` at ``pixels [B,M,2]`` (x, y; centres at +0.5)
-    → ``[B,M,C]``; zero outside."""
+    → ``[B,M,C]`` (:func:`~nextface_core.texture.sample`; outside the image only where
+    :func:`_visible` already says no)."""
     h, w = image.shape[1:3]
-    grid = torch.stack([pixels[..., 0] / w, pixels[..., 1] / h], -1) * 2.0 - 1.0
-    out = F.grid_sample(image.permute(0, 3, 1, 2), grid[:, None], mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
-    return out[:, :, 0].permute(0, 2, 1)
+    return sample(image, pixels / pixels.new_tensor([w, h]))
 
 
 def _visible(position: torch.Tensor, inputs: RenderInputs, pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -109,43 +174,3 @@ def _visible(position: torch.Tensor, inputs: RenderInputs, pixels: torch.Tensor,
     nearest = farthest.reshape(b, -1).gather(1, row * w + col)
     inside = (pixels[..., 0] >= 0) & (pixels[..., 0] < w) & (pixels[..., 1] >= 0) & (pixels[..., 1] < h)
     return inside & (position[..., 2] <= nearest * (1.0 + DEPTH_TOLERANCE))
-
-
-class TexelResidual(NamedTuple):
-    """A residual image seen from the texels, each ``[S,T,T,C]``: ``delta`` (C=3) the
-    residual over the irradiance, 0 where nothing is seen; ``confidence`` (C=1) in [0, 1];
-    ``irradiance`` (C=3) ``E(n)/π`` and ``glossy`` (C=3) ``S(R, r)`` (:mod:`nextface_core.shading`)."""
-
-    delta: torch.Tensor
-    confidence: torch.Tensor
-    irradiance: torch.Tensor
-    glossy: torch.Tensor
-
-
-def unlit_residual(inputs: RenderInputs, residual: torch.Tensor, weights: torch.Tensor, mapper: TextureMapper,
-                   rows: int) -> TexelResidual:
-    """A linear image residual ``[B,H,W,3]`` as a diffuse-albedo change per texel (S = ``rows``;
-    when 1, the images' confidences are summed and the rest averaged by them)."""
-    b = inputs.batch_size
-    t = mapper.resolution
-    position = _at_texels(inputs.vertices, mapper)  # [B,T²,3] camera space
-    normal = _at_texels(inputs.normals, mapper)
-    pixels = project(position, inputs.focal, inputs.principal_point)
-    view = -position / position.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    cosine = (F.normalize(normal, dim=-1) * view).sum(-1)
-    lo, hi = GRAZING_COSINE
-    confidence = ((cosine - lo) / (hi - lo)).clamp(0.0, 1.0) * _visible(position, inputs, pixels, residual.shape[1:3])
-    confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
-    zeros = torch.zeros_like(position)
-    roughness = inputs.roughness.reshape(inputs.roughness.shape[0], t * t, 1).expand(b, -1, -1)
-    irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING)
-    glossy = shade(normal, position, zeros, torch.ones_like(position), roughness, inputs.sh, RenderMode.FULL)
-    confidence = confidence * (irradiance.min(-1).values > MIN_IRRADIANCE)
-    delta = _sample_image(residual, pixels) / irradiance.clamp_min(MIN_IRRADIANCE)
-    c = confidence[..., None]
-    if rows == 1 and b > 1:
-        total = c.sum(0, keepdim=True)
-        delta, irradiance, glossy = ((x * c).sum(0, keepdim=True) / total.clamp_min(1e-12) for x in (delta, irradiance, glossy))
-        c = total.clamp(max=1.0)
-    return TexelResidual((delta * (c > 0)).reshape(rows, t, t, 3), c.reshape(rows, t, t, 1),
-                         irradiance.reshape(rows, t, t, 3), glossy.reshape(rows, t, t, 3))

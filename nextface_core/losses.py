@@ -8,16 +8,16 @@ terms whose weight is 0 in the current stage. Third-party terms take their weigh
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
-
-import math
 
 import torch
 
 from .params import SceneParameters
 from .render import RenderOutput
-from .sh import radiance
+from .sh import sh_basis
 
 
 @dataclass
@@ -141,13 +141,17 @@ def light_prior(ctx: LossContext) -> torch.Tensor:
 NEGATIVE_LIGHT_DIRECTIONS = 512
 
 
-def _sphere_directions(n: int, like: torch.Tensor) -> torch.Tensor:
-    """``[n,3]`` unit directions spread evenly over the sphere (Fibonacci lattice)."""
-    i = torch.arange(n, dtype=like.dtype, device=like.device) + 0.5
+@functools.lru_cache(maxsize=8)
+def _sphere_basis(bands: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The SH basis ``[n, bands²]`` at ``n`` directions spread evenly over the sphere (a
+    Fibonacci lattice); fixed, so evaluated once, not every iteration."""
+    n = NEGATIVE_LIGHT_DIRECTIONS
+    i = torch.arange(n, dtype=torch.float64) + 0.5
     z = 1.0 - 2.0 * i / n
     phi = i * (math.pi * (3.0 - math.sqrt(5.0)))
     r = (1.0 - z * z).clamp_min(0.0).sqrt()
-    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+    dirs = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+    return sh_basis(dirs, bands).to(dtype=dtype, device=device)
 
 
 def light_negative(ctx: LossContext) -> torch.Tensor:
@@ -156,8 +160,8 @@ def light_negative(ctx: LossContext) -> torch.Tensor:
     the sphere, down to −0.57 against a peak of 1.43): no light emits that, a ray tracer must
     clamp it (so it renders the same scene differently), and the albedo absorbs the error."""
     sh = ctx.params.sh
-    dirs = _sphere_directions(NEGATIVE_LIGHT_DIRECTIONS, sh)
-    negative = radiance(dirs[None].expand(sh.shape[0], -1, -1), sh).clamp(max=0.0)
+    basis = _sphere_basis(int(round(sh.shape[1] ** 0.5)), sh.dtype, sh.device)
+    negative = torch.einsum("nk,bkc->bnc", basis, sh).clamp(max=0.0)  # [B,n,3] radiance below 0
     return (negative.pow(2).mean((1, 2)) / sh[:, 0].pow(2).mean(-1).clamp_min(1e-8)).mean()
 
 

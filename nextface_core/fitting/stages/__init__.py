@@ -81,6 +81,11 @@ class FitState:
                           self.scene.landmarks)
         return replace(self, batch=batch, targets=self.targets.image(index), scene=scene)
 
+    @property
+    def face_mask(self) -> torch.Tensor | None:
+        """The face region ``[B,H,W,1]`` the photometric terms count, when ``[fit] face_mask`` is on."""
+        return self.batch.face_mask if self.config.fit.face_mask else None
+
     def context(self, stage: int, params: SceneParameters, **kw: Any) -> LossContext:
         """The loss context of one iteration (projected landmarks evaluated here; the batch's
         face mask when ``[fit] face_mask`` is on)."""
@@ -94,7 +99,7 @@ class FitState:
             image_scale=self.batch.longer_sides,
             images=self.batch.images,
             valid=self.batch.valid,
-            face_mask=self.batch.face_mask if self.config.fit.face_mask else None,
+            face_mask=self.face_mask,
             **kw,
         )
 

@@ -166,7 +166,7 @@ class MapStage:
             if s3.bake_steps:
                 batch = state.batch
                 inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
-                weights = batch.valid * batch.face_mask if cfg.fit.face_mask else batch.valid
+                weights = batch.valid if state.face_mask is None else batch.valid * state.face_mask
                 settings = scene.render_settings(cfg.render.final_samples, cfg.run.seed)
                 maps["diffuse"], maps["specular"] = refine_maps(state.renderer, inputs, settings, batch.images, weights,
                                                                 scene.texture, s3.bake_steps)
