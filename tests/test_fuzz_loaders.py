@@ -32,25 +32,22 @@ def _png(mode: str, size: tuple[int, int], seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _write(suffix: str, data: bytes) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="nextface-fuzz-"))
-    path = folder / f"input{suffix}"
-    path.write_bytes(data)
-    return path
-
-
-def _loads_or_raises_nextface_error(load, path: Path):
-    try:
-        return load(path)
-    except NextFaceError as exc:
-        assert path.name in exc.message, exc.message  # the one line names the file
-        return None
+def _loads_or_raises_nextface_error(load, suffix: str, data: bytes):
+    """Write ``data`` to a file ending in ``suffix`` (removed afterwards) and load it."""
+    with tempfile.TemporaryDirectory(prefix="nextface-fuzz-") as folder:
+        path = Path(folder) / f"input{suffix}"
+        path.write_bytes(data)
+        try:
+            return load(path)
+        except NextFaceError as exc:
+            assert path.name in exc.message, exc.message  # the one line names the file
+            return None
 
 
 @FUZZ
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from([".png", ".jpg", ".bmp", ".tif", ".gif", ".webp"]))
 def test_load_image_on_random_bytes(data: bytes, suffix: str) -> None:
-    image = _loads_or_raises_nextface_error(load_image, _write(suffix, data))
+    image = _loads_or_raises_nextface_error(load_image, suffix, data)
     if image is not None:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
@@ -68,7 +65,7 @@ def test_load_image_on_truncated_or_damaged_png(mode: str, size: tuple[int, int]
     data = bytearray(_png(mode, size, seed))
     data[flip % len(data)] ^= 0x5A
     data = bytes(data[: max(1, int(len(data) * cut))]) if cut < 1.0 else bytes(data)
-    image = _loads_or_raises_nextface_error(load_image, _write(".png", data))
+    image = _loads_or_raises_nextface_error(load_image, ".png", data)
     if image is not None:
         assert image.shape == (size[1], size[0], 3) and image.dtype == np.uint8
 
@@ -96,7 +93,7 @@ _json_values = st.recursive(
 )
 def test_landmark_json_reader_on_random_documents(value: object) -> None:
     text = json.dumps(value, allow_nan=True)
-    _loads_or_raises_nextface_error(read_landmark_file, _write(".json", text.encode()))
+    _loads_or_raises_nextface_error(read_landmark_file, ".json", text.encode())
 
 
 @FUZZ
@@ -110,7 +107,7 @@ def test_landmark_json_reader_on_random_documents(value: object) -> None:
 )
 def test_landmark_csv_reader_on_random_tables(rows: list[list[str]], junk: bytes) -> None:
     data = "\n".join(",".join(r) for r in rows).encode() + junk
-    _loads_or_raises_nextface_error(read_landmark_file, _write(".csv", data))
+    _loads_or_raises_nextface_error(read_landmark_file, ".csv", data)
 
 
 _toml_keys = st.sampled_from(["run", "stage1", "stage2", "light", "weights", "plugins", "texture", "nope"])
@@ -130,8 +127,7 @@ _toml_values = st.sampled_from(['1', '-1', '0', '3.5', '"cpu"', 'true', '[1, 2]'
     )
 )
 def test_config_loader_on_random_toml(lines: list[str]) -> None:
-    path = _write(".toml", "\n".join(lines).encode("utf-8", "surrogatepass"))
-    config = _loads_or_raises_nextface_error(load_config, path)
+    config = _loads_or_raises_nextface_error(load_config, ".toml", "\n".join(lines).encode("utf-8", "surrogatepass"))
     if config is not None:
         assert config.light.bands in range(1, 10) and config.stage2.iterations >= 0
 
