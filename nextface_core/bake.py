@@ -10,7 +10,8 @@ by baking: every texel is projected into the photo and takes the unlit residual 
     Δρ_d = (I(x) − R(x)) / (E(n) / π)
 
 (:mod:`nextface_core.shading`), ``I`` the linear photo and ``R`` the render, both sampled
-bilinearly at the texel's projection ``x``, ``E(n)/π`` the irradiance at the texel's normal.
+bilinearly at the texel's projection ``x``, ``E(n)/π`` the irradiance at the texel's normal
+less the light its surroundings hide (:mod:`nextface_core.shadows`: every renderer shadows).
 Bilinear interpolation of pixels fills the texels between pixel centres smoothly. A texel
 counts where it is visible (front-facing, not behind nearer surface in the
 z-buffer, its pixel covered by the render and inside the photo's weights); its confidence
@@ -33,6 +34,7 @@ from .camera import project
 from .raster import rasterize
 from .render import Renderer, RenderInputs, RenderMode, RenderSettings
 from .shading import shade
+from .shadows import Visibility
 from .texture import TextureMapper, sample
 
 #: confidence ramps from 0 to 1 as the cosine between normal and view goes from the first to the second
@@ -124,8 +126,11 @@ class TexelView(NamedTuple):
         confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
         zeros = torch.zeros_like(position)
         roughness = inputs.roughness.reshape(inputs.roughness.shape[0], t * t, 1).expand(b, -1, -1)
+        diffuse_seen, specular_seen = Visibility.of(inputs.vertices, inputs.normals, inputs.faces).factors(inputs.sh)
         irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING)
+        irradiance = irradiance * _at_texels(diffuse_seen, mapper)
         glossy = shade(normal, position, zeros, torch.ones_like(position), roughness, inputs.sh, RenderMode.FULL)
+        glossy = glossy * _at_texels(specular_seen, mapper)
         confidence = confidence * (irradiance.min(-1).values > MIN_IRRADIANCE)
         return cls(pixels, confidence[..., None], irradiance, glossy, t)
 

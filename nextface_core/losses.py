@@ -9,7 +9,6 @@ terms whose weight is 0 in the current stage. Third-party terms take their weigh
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -17,7 +16,7 @@ import torch
 
 from .params import SceneParameters
 from .render import RenderOutput
-from .sh import sh_basis
+from .sh import sh_basis, sphere_directions
 
 
 @dataclass
@@ -145,13 +144,7 @@ NEGATIVE_LIGHT_DIRECTIONS = 512
 def _sphere_basis(bands: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The SH basis ``[n, bands²]`` at ``n`` directions spread evenly over the sphere (a
     Fibonacci lattice); fixed, so evaluated once, not every iteration."""
-    n = NEGATIVE_LIGHT_DIRECTIONS
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    z = 1.0 - 2.0 * i / n
-    phi = i * (math.pi * (3.0 - math.sqrt(5.0)))
-    r = (1.0 - z * z).clamp_min(0.0).sqrt()
-    dirs = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
-    return sh_basis(dirs, bands).to(dtype=dtype, device=device)
+    return sh_basis(sphere_directions(NEGATIVE_LIGHT_DIRECTIONS, torch.float64), bands).to(dtype=dtype, device=device)
 
 
 def light_negative(ctx: LossContext) -> torch.Tensor:

@@ -117,7 +117,9 @@ class RenderOutput:
 
 @runtime_checkable
 class Renderer(Protocol):
-    """What a renderer factory returns."""
+    """What a renderer factory returns. A renderer that caches anything between renders (the
+    ``vertex`` renderer keeps the shadows' visibility of the last geometry) also has a
+    ``reset()`` method, which the fit calls first so that its result depends on its inputs alone."""
 
     name: str
 

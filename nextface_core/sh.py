@@ -219,3 +219,12 @@ def dominant_direction(sh: torch.Tensor) -> torch.Tensor:
     c = (sh[:, 1:4] * sh.new_tensor([0.2126, 0.7152, 0.0722])).sum(-1)  # [B,3]: Y1-1 ∝ z, Y10 ∝ −y, Y11 ∝ x
     direction = torch.stack([c[:, 2], -c[:, 1], c[:, 0]], dim=-1)
     return torch.nn.functional.normalize(direction, dim=-1)
+
+
+def sphere_directions(count: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``count`` unit vectors ``[count,3]`` spread evenly over the sphere (Fibonacci lattice)."""
+    i = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / count
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    r = (1.0 - z * z).clamp_min(0.0).sqrt()
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], -1).to(dtype=dtype, device=device)

@@ -23,6 +23,11 @@ Phong exponent that matches a Beckmann/GGX lobe of roughness ``r`` (Walter et al
 Fresnel, masking and the cosine foreshortening are left out on purpose: the lobe's total
 reflectance is ``ρ_s`` whatever the angle, which keeps the model cheap, smooth and easy to
 reproduce exactly in a ray tracer (one SH evaluation in ``n`` and one in ``R`` per point).
+
+Light the face hides from itself (eye sockets, the sides of the nose) is shadowed: a ray
+tracer traces it; a rasteriser takes it out of the two terms with the per-vertex factors of
+:mod:`nextface_core.shadows` (:class:`~nextface_core.shadows.Shadows`). This module computes
+the unshadowed terms.
 """
 
 from __future__ import annotations

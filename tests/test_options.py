@@ -141,7 +141,7 @@ def test_plugins_list_shows_every_first_party_option() -> None:
     rows = {(r["kind"], r["name"]): r for p in json.loads(result.output)["plugins"] for r in p["registered"]}
     vertex = rows[("renderer", "vertex")]
     assert vertex["options_table"] == "plugins.render_vertex"
-    assert [(o["name"], o["default"]) for o in vertex["options"]] == [("nvdiffrast", "auto"), ("kernels", "auto")]
+    assert [(o["name"], o["default"]) for o in vertex["options"]] == [("nvdiffrast", "auto"), ("kernels", "auto"), ("shadows", True)]
     if ("renderer", "mitsuba") in rows:
         assert rows[("renderer", "mitsuba")]["options_table"] == "plugins.render_mitsuba"
         assert {o["name"] for o in rows[("renderer", "mitsuba")]["options"]} == {"shadow_gradients", "envmap_height"}

@@ -112,6 +112,9 @@ class Fitter:
         if len(images) == 0:
             raise InputError("no images to fit", "pass at least one image")
         torch.manual_seed(cfg.run.seed)
+        reset = getattr(self.renderer, "reset", None)
+        if callable(reset):  # a renderer's caches (the vertex renderer's shadows) start afresh
+            reset()
         detections = landmarks if landmarks is not None else self.detect(images, names)
         if cfg.run.skip_no_face:
             images, names, detections = _drop_faceless(images, names, detections)

@@ -17,7 +17,7 @@ rasterisation tie rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from nextface_core.options import option
 from nextface_core.raster import antialias, face_neighbors, interpolate_channels, rasterize, scatter_covered
 from nextface_core.render import RenderInputs, RenderMode, RenderOutput, RenderSettings
 from nextface_core.shading import shade_channels
+from nextface_core.shadows import Shadows
 
 from . import compiled, nvdiffrast_backend
 
@@ -88,7 +89,7 @@ class VertexRenderer:
 
     name = "vertex"
 
-    def __init__(self, use_nvdiffrast: str = "auto", kernels: str = "auto") -> None:
+    def __init__(self, use_nvdiffrast: str = "auto", kernels: str = "auto", shadows: bool = True) -> None:
         if use_nvdiffrast not in NVDIFFRAST_CHOICES:
             raise ValueError(f"use_nvdiffrast must be 'auto', 'never' or 'always', got {use_nvdiffrast!r}")
         if kernels not in KERNELS:
@@ -97,6 +98,13 @@ class VertexRenderer:
         self.kernels = kernels
         self._topology: tuple[Tensor, Tensor] | None = None  # faces, face_neighbors(faces)
         self._nvdiffrast: nvdiffrast_backend.NvdiffrastBackend | None = None
+        self.shadows = Shadows() if shadows else None
+
+    def reset(self) -> None:
+        """Forget what was cached from earlier renders (the shadows' visibility): a fit calls
+        it first, so its result does not depend on what this renderer drew before."""
+        if self.shadows is not None:
+            self.shadows.reset()
 
     def backend_for(self, inputs: RenderInputs) -> str:
         """``"nvdiffrast"``, ``"compiled"`` or ``"torch"``: which back end :meth:`render` uses for these inputs."""
@@ -128,7 +136,16 @@ class VertexRenderer:
 
     def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
         """Render ``inputs`` at ``settings.image_size`` (H, W) in ``settings.mode`` → linear
-        ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]`` (samples and seed unused)."""
+        ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]`` (samples and seed unused).
+        With shadows on, the light a vertex's surroundings hide is taken out of its diffuse and
+        specular maps first (:class:`nextface_core.shadows.Shadows`)."""
+        if self.shadows is not None and settings.mode is not RenderMode.ALBEDO:
+            if settings.mode is RenderMode.LIGHTING:  # a white Lambertian surface, shadowed
+                white = inputs.diffuse.new_ones(1, *inputs.diffuse.shape[1:])
+                inputs = replace(inputs, diffuse=white, specular=torch.zeros_like(white))
+                settings = replace(settings, mode=RenderMode.FULL)
+            with record_function("vertex.shadows"):
+                inputs = self.shadows.apply(inputs)
         backend = self.backend_for(inputs)
         if backend == "nvdiffrast":
             if self._nvdiffrast is None:
@@ -193,8 +210,9 @@ class VertexOptions:
     nvdiffrast: str = option("auto", "nvdiffrast on CUDA inputs when installed (auto), never, or always", choices=NVDIFFRAST_CHOICES)
     kernels: str = option("auto", "the compiled CPU kernels where they apply (auto), always (compiled), or the PyTorch path (torch)",
                           choices=KERNELS)
+    shadows: bool = option(True, "shadow the light the face hides from itself (eye sockets, nose), as ray tracers do")
 
 
 def create(config: Any, options: VertexOptions) -> VertexRenderer:
     """Factory for the registry, with the checked ``[plugins.render_vertex]`` options."""
-    return VertexRenderer(use_nvdiffrast=options.nvdiffrast, kernels=options.kernels)
+    return VertexRenderer(use_nvdiffrast=options.nvdiffrast, kernels=options.kernels, shadows=options.shadows)
