@@ -27,6 +27,7 @@ the ``vertex`` render against Mitsuba's ray-traced one (256 spp) 36.2 dB without
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -45,6 +46,8 @@ MAP_SIZE = 128
 DEPTH_BIAS_PIXELS = 1.5
 #: the largest depth slope (tangent of the angle to the light) the bias allows for
 MAX_SLOPE = 4.0
+#: shadows are computed at the centres of this many texels a side of the uv layout
+SHADOW_TEXELS = 96
 #: a visibility is recomputed when a vertex has moved by this fraction of the mesh's size
 MOVE_TOLERANCE = 0.01
 #: the glossy lobe the specular factor uses: cos^k around the mirror direction
@@ -61,92 +64,127 @@ def _frames(directions: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class Visibility:
-    """What the vertices of a batch see, from :meth:`of`. ``weights [B,D,4·N]``: per image
-    ``b``, direction ``d`` of ``directions [D,3]`` (camera space) and vertex ``n``, the weights
-    of the two quadratures of :meth:`factors`, in four blocks of ``N``: ``max(n·d, 0)``, the
+    """What the points of a batch see, from :meth:`of`. ``weights [B,D,4·M]``: per image
+    ``b``, direction ``d`` of ``directions [D,3]`` (camera space) and point ``m``, the weights
+    of the two quadratures of :meth:`factors`, in four blocks of ``M``: ``max(n·d, 0)``, the
     same where ``d`` is visible, the glossy lobe around the mirror direction, the same where
     visible (direction-major: one matrix product with the light's radiance gives all four).
-    ``vertices [B,N,3]``: the geometry they are for."""
+    ``vertices [B,N,3]``: the geometry they are for, ``extent`` its largest bounding-box diagonal."""
 
     directions: Tensor
     weights: Tensor
     vertices: Tensor
+    extent: float
 
     @classmethod
     @torch.no_grad()
-    def of(cls, vertices: Tensor, normals: Tensor, faces: Tensor, directions: int = DIRECTIONS,
+    def of(cls, points: Tensor, normals: Tensor, vertices: Tensor, faces: Tensor, directions: int = DIRECTIONS,
            size: int = MAP_SIZE) -> "Visibility":
-        """Visibility of camera-space ``vertices [B,N,3]`` with ``normals [B,N,3]`` and ``faces [F,3]``.
+        """Visibility of camera-space surface ``points [B,M,3]`` with ``normals [B,M,3]`` on
+        the mesh ``vertices [B,N,3]``, ``faces [F,3]``.
 
         Each of ``directions`` shadow maps of ``size²`` pixels holds the depth nearest the
         light per pixel, from the vertices and the face centroids splatted into it (a dense
-        face mesh leaves no pixel of its own empty). A vertex is hidden in a direction where
+        face mesh leaves no pixel of its own empty). A point is hidden in a direction where
         the map holds a surface nearer the light by more than :data:`DEPTH_BIAS_PIXELS`
         pixels, scaled by its own depth slope (the surface around it spans that much
         depth within one pixel).
         """
-        vertices = vertices.detach()
+        vertices, points = vertices.detach(), points.detach()
         normals = F.normalize(normals.detach(), dim=-1)
         dirs = sphere_directions(directions, vertices.dtype, vertices.device)
-        a, b = _frames(dirs)
+        frame = torch.cat([*_frames(dirs), dirs])  # [3D,3]: map x, map y, towards the light
         centroids = vertices[:, faces.long()].mean(2)  # [B,F,3]
-        step = torch.arange(directions, device=vertices.device) * size
-        seen = []
-        for verts, normal, cents in zip(vertices, normals, centroids):  # one image's D maps at once
+        first_pixel = (torch.arange(directions, device=vertices.device, dtype=vertices.dtype) * size)[:, None]
+        views = -F.normalize(points, dim=-1)
+        reflected = 2.0 * (normals * views).sum(-1, keepdim=True) * normals - views
+        m = points.shape[1]
+        weights = vertices.new_empty(vertices.shape[0], directions, 4 * m)
+        for b, verts in enumerate(vertices):  # one image's D maps at once
             centre = (verts.amax(0) + verts.amin(0)) / 2.0
             scale = size / (2.02 * float((verts - centre).norm(dim=-1).max()))
 
-            def splat(points: Tensor) -> tuple[Tensor, Tensor]:
-                local = points - centre
-                col = ((local @ a.t()) * scale + size / 2.0).long().clamp(0, size - 1)  # [M,D]
-                row = ((local @ b.t()) * scale + size / 2.0).long().clamp(0, size - 1)
-                return (step + row) * size + col, -(local @ dirs.t())  # map pixel, depth (smaller: nearer the light)
+            def splat(where: Tensor) -> tuple[Tensor, Tensor]:
+                """Map pixel ``[D,K]`` int64 and depth ``[D,K]`` (smaller: nearer the light) of ``where [K,3]``."""
+                x, y, z = (frame @ (where - centre).t()).split(directions)
+                col = x.mul_(scale).add_(size / 2.0).floor_().clamp_(0, size - 1)
+                row = y.mul_(scale).add_(size / 2.0).floor_().clamp_(0, size - 1)
+                return row.add_(first_pixel).mul_(size).add_(col).long(), z.neg_()
 
             shadow = verts.new_full((directions * size * size,), float("inf"))
-            index, depth = splat(verts)
-            for i, d in ((index, depth), splat(cents)):
-                shadow.scatter_reduce_(0, i.reshape(-1), d.reshape(-1), reduce="amin")
-            cosine = (normal @ dirs.t()).clamp(0.05, 1.0)  # [N,D]
-            slope = ((1.0 - cosine * cosine).sqrt() / cosine).clamp(max=MAX_SLOPE)
-            seen.append(depth <= shadow[index] + DEPTH_BIAS_PIXELS * (1.0 + slope) / scale)
-        visible = torch.stack(seen).to(vertices.dtype)  # [B,N,D]
-        views = -F.normalize(vertices, dim=-1)
-        cosine = (normals @ dirs.t()).clamp_min(0.0)
-        reflected = 2.0 * (normals * views).sum(-1, keepdim=True) * normals - views
-        lobe = (reflected @ dirs.t()).clamp_min(0.0) ** LOBE_EXPONENT
-        weights = torch.cat([cosine, cosine * visible, lobe, lobe * visible], 1)  # [B,4N,D]
-        return cls(dirs, weights.transpose(1, 2).contiguous(), vertices)
+            for index, depth in (splat(verts), splat(centroids[b])):
+                shadow.scatter_reduce_(0, index.reshape(-1), depth.reshape(-1), reduce="amin")
+            index, depth = splat(points[b])
+            out = weights[b]  # [D,4M]
+            cosine = torch.mm(dirs, normals[b].t(), out=out[:, :m])
+            facing = cosine.clamp(0.05, 1.0)
+            slope = ((1.0 - facing * facing).sqrt_() / facing).clamp_(max=MAX_SLOPE)
+            visible = (depth <= shadow[index] + DEPTH_BIAS_PIXELS * (1.0 + slope) / scale).to(vertices.dtype)
+            cosine.clamp_(min=0.0)
+            lobe = torch.mm(dirs, reflected[b].t(), out=out[:, 2 * m : 3 * m]).clamp_(min=0.0).pow_(LOBE_EXPONENT)
+            torch.mul(cosine, visible, out=out[:, m : 2 * m])
+            torch.mul(lobe, visible, out=out[:, 3 * m :])
+        extent = float((vertices.amax(1) - vertices.amin(1)).norm(dim=-1).max())
+        return cls(dirs, weights, vertices, extent)
+
+    @classmethod
+    def of_texels(cls, vertices: Tensor, normals: Tensor, faces: Tensor, mapper: TextureMapper) -> "Visibility":
+        """Visibility at the centres of ``mapper``'s texels (``M = T²``, row-major) of the mesh
+        ``vertices [B,N,3]`` with ``normals [B,N,3]`` and ``faces [F,3]``."""
+        b, t = vertices.shape[0], mapper.resolution
+        with torch.no_grad():
+            points = mapper.to_texture(vertices.detach()).reshape(b, t * t, 3)
+            texel_normals = mapper.to_texture(normals.detach()).reshape(b, t * t, 3)
+        return cls.of(points, texel_normals, vertices, faces)
 
     def factors(self, sh: Tensor) -> tuple[Tensor, Tensor]:
-        """Shadowed over unshadowed radiance per vertex under the light ``sh [B,bands²,3]``:
-        ``diffuse [B,N,3]`` and ``specular [B,N,3]`` in [0, 1], differentiable w.r.t. ``sh``."""
+        """Shadowed over unshadowed radiance per point under the light ``sh [B,bands²,3]``:
+        ``diffuse [B,3,M]`` and ``specular [B,3,M]`` (channel-major) in [0, 1], differentiable
+        w.r.t. ``sh``."""
         bands = int(round(sh.shape[1] ** 0.5))
         radiance = sh.transpose(1, 2) @ sh_basis(self.directions, bands).to(sh.dtype).t()  # [B,3,D]
-        cosine, cosine_seen, lobe, lobe_seen = (radiance @ self.weights).chunk(4, dim=2)  # [B,3,N] each
-        out = []
-        for full, seen in ((cosine, cosine_seen), (lobe, lobe_seen)):
-            ratio = torch.where(full > 1e-6, seen / full.clamp_min(1e-6), torch.ones_like(full)).clamp(0.0, 1.0)
-            out.append(ratio.transpose(1, 2))
-        return out[0], out[1]
+        cosine, cosine_seen, lobe, lobe_seen = (radiance @ self.weights).chunk(4, dim=2)  # [B,3,M] each
+        # where no light arrives at all (full ≈ 0) the ratio is meaningless, and the shading 0
+        return (cosine_seen / cosine.clamp_min(1e-6)).clamp(0.0, 1.0), (lobe_seen / lobe.clamp_min(1e-6)).clamp(0.0, 1.0)
 
     def moved(self, vertices: Tensor) -> bool:
         """Whether ``vertices [B,N,3]`` differ from the geometry this is for by more than
-        :data:`MOVE_TOLERANCE` of the mesh's size (or in shape)."""
+        :data:`MOVE_TOLERANCE` of the mesh's size (or in shape), a translation of the whole
+        mesh aside (it moves no shadow under a distant light)."""
         if vertices.shape != self.vertices.shape or vertices.device != self.vertices.device:
             return True
-        extent = float((self.vertices.amax(1) - self.vertices.amin(1)).norm(dim=-1).max())
-        return float((vertices.detach() - self.vertices).abs().amax()) > MOVE_TOLERANCE * extent
+        change = vertices.detach() - self.vertices
+        return float((change - change.mean(1, keepdim=True)).abs().amax()) > MOVE_TOLERANCE * self.extent
+
+
+def factor_maps(visibility: Visibility, sh: Tensor) -> tuple[Tensor, Tensor]:
+    """:meth:`Visibility.factors` of a visibility at texel centres (:meth:`Visibility.of_texels`)
+    as diffuse and specular factor maps ``[B,3,T,T]`` (channel-major)."""
+    b, t = sh.shape[0], math.isqrt(visibility.weights.shape[2] // 4)
+    diffuse, specular = visibility.factors(sh)
+    return diffuse.reshape(b, 3, t, t), specular.reshape(b, 3, t, t)
+
+
+def resized(factors: Tensor, size: tuple[int, int]) -> Tensor:
+    """Factor maps ``[B,3,T,T]`` at ``size`` (H, W), channels last ``[B,H,W,3]`` (bilinear:
+    shadows are smooth at the scale of their texels)."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(factors.shape[2:]) != size:
+        factors = F.interpolate(factors, size=size, mode="bilinear", align_corners=False)
+    return factors.permute(0, 2, 3, 1)
 
 
 class Shadows:
     """Shadowed inputs for a renderer that does not trace rays (the ``vertex`` renderer).
 
+    The shadows are computed at the centres of :data:`SHADOW_TEXELS`² texels of the uv
+    layout (whatever the mesh's vertex count) and multiply the maps bilinearly.
     :meth:`apply` keeps the :class:`Visibility` of the last geometry and recomputes it only
     when a vertex moved by more than :data:`MOVE_TOLERANCE` of the mesh's size (or the mesh
     changed): a fit moves its geometry by small steps, and a shadow moves with the surface
-    that casts it much less than that. Its factor maps are reused while the light is the
-    same (stage 3). :meth:`reset` forgets both, so a new fit does not start from the last
-    one's geometry.
+    that casts it much less than that. Under a light without gradient (stage 3, the final
+    renders) the factor maps are kept too. :meth:`reset` forgets both, so a new fit does not
+    start from the last one's geometry.
     """
 
     def __init__(self) -> None:
@@ -156,39 +194,27 @@ class Shadows:
         """Forget the cached visibility and factor maps."""
         self._visibility: Visibility | None = None
         self._faces: Tensor | None = None
-        self._maps: tuple[Tensor, int, Tensor, Tensor] | None = None  # sh, T, diffuse and specular factor maps
+        self._maps: tuple[Tensor, Tensor, Tensor] | None = None  # light, diffuse and specular factor maps
 
     def visibility(self, inputs: RenderInputs) -> Visibility:
         """The visibility of ``inputs``' geometry (cached, see the class docstring)."""
         same_mesh = self._faces is not None and self._faces.shape == inputs.faces.shape and torch.equal(self._faces, inputs.faces)
         if self._visibility is None or not same_mesh or self._visibility.moved(inputs.vertices):
-            self._visibility = Visibility.of(inputs.vertices, inputs.normals, inputs.faces)
+            mapper = TextureMapper.cached(inputs.uv, inputs.faces, SHADOW_TEXELS)
+            self._visibility = Visibility.of_texels(inputs.vertices, inputs.normals, inputs.faces, mapper)
             self._faces = inputs.faces.clone()
             self._maps = None
         return self._visibility
 
     def apply(self, inputs: RenderInputs) -> RenderInputs:
-        """``inputs`` with diffuse and specular maps ``[B,H,W,3]`` that carry its shadows.
-
-        The factor maps are constants of the light's current value: gradients reach the light
-        through the shading as before, not through how much of it the shadows take (a small
-        second-order term, and it would triple the cost)."""
+        """``inputs`` with diffuse and specular maps ``[B,H,W,3]`` that carry its shadows
+        (differentiable w.r.t. the light: how much a shadow takes depends on where the light is)."""
         visibility = self.visibility(inputs)
-        sh = inputs.sh.detach()
-        t = max(*inputs.diffuse.shape[1:3], *inputs.specular.shape[1:3])
-        cached = self._maps
-        if cached is None or cached[1] != t or not torch.equal(cached[0], sh):
-            mapper = TextureMapper.cached(inputs.uv, inputs.faces, t)
-            with torch.no_grad():
-                diffuse, specular = (mapper.to_texture(f) for f in visibility.factors(sh))
-            cached = self._maps = (sh.clone(), t, diffuse, specular)
-        return replace(inputs, diffuse=inputs.diffuse * _resized(cached[2], inputs.diffuse),
-                       specular=inputs.specular * _resized(cached[3], inputs.specular))
-
-
-def _resized(factors: Tensor, like: Tensor) -> Tensor:
-    """Square factor maps ``[B,T,T,3]`` at the size of the map ``like [S,H,W,C]`` (bilinear)."""
-    size = tuple(like.shape[1:3])
-    if tuple(factors.shape[1:3]) == size:
-        return factors
-    return F.interpolate(factors.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        if inputs.sh.requires_grad:
+            diffuse, specular = factor_maps(visibility, inputs.sh)
+        else:  # a fixed light (stage 3, final renders): the same maps every time
+            if self._maps is None or not torch.equal(self._maps[0], inputs.sh):
+                self._maps = (inputs.sh.clone(), *factor_maps(visibility, inputs.sh))
+            diffuse, specular = self._maps[1:]
+        return replace(inputs, diffuse=inputs.diffuse * resized(diffuse, inputs.diffuse.shape[1:3]),
+                       specular=inputs.specular * resized(specular, inputs.specular.shape[1:3]))

@@ -58,19 +58,19 @@ PLANE = slice(0, 41 * 41)
 
 def test_a_convex_sphere_does_not_shadow_itself() -> None:
     inputs = _scene((0.3, -0.4, -1.0), occluder=False, surface="sphere")
-    diffuse, specular = Visibility.of(inputs.vertices, inputs.normals, inputs.faces).factors(inputs.sh)
+    diffuse, specular = Visibility.of(inputs.vertices, inputs.normals, inputs.vertices, inputs.faces).factors(inputs.sh)
     assert float(diffuse.min()) > 0.97 and float(diffuse.mean()) > 0.999, (float(diffuse.min()), float(diffuse.mean()))
     # the glossy lobe loses what lies below the horizon only where the view grazes the surface
     facing = (inputs.normals[0] * -F.normalize(inputs.vertices[0], dim=-1)).sum(-1) > 0.5
-    assert float(specular[0, facing].min()) > 0.94, float(specular[0, facing].min())
+    assert float(specular[0, :, facing].min()) > 0.94, float(specular[0, :, facing].min())
 
 
 def test_a_sphere_between_the_light_and_a_plane_shadows_it_away_from_the_light() -> None:
     centres = []
     for light_x in (0.0, -0.5):
         inputs = _scene((light_x, 0.0, -1.0))
-        diffuse, _ = Visibility.of(inputs.vertices, inputs.normals, inputs.faces).factors(inputs.sh)
-        factor = diffuse[0, PLANE].mean(-1)
+        diffuse, _ = Visibility.of(inputs.vertices, inputs.normals, inputs.vertices, inputs.faces).factors(inputs.sh)
+        factor = diffuse[0, :, PLANE].mean(0)
         shadowed = factor < 0.5
         assert 10 < int(shadowed.sum()) < 200, int(shadowed.sum())  # a shadow on part of the plane
         assert float(factor.max()) > 0.99  # lit fully beside it
@@ -115,10 +115,15 @@ def test_visibility_is_recomputed_only_when_the_geometry_moved() -> None:
     shadows = Shadows()
     first = shadows.visibility(inputs)
     extent = float((inputs.vertices.amax(1) - inputs.vertices.amin(1)).norm())
-    nudged = replace(inputs, vertices=inputs.vertices + 0.5 * MOVE_TOLERANCE * extent)
-    assert shadows.visibility(nudged) is first
-    moved = replace(inputs, vertices=inputs.vertices + 2.0 * MOVE_TOLERANCE * extent)
-    assert shadows.visibility(moved) is not first
+    centre = inputs.vertices.mean(1, keepdim=True)
+
+    def scaled(by: float) -> RenderInputs:  # every vertex moves by at most `by` · extent
+        factor = 1.0 + by * extent / float((inputs.vertices - centre).norm(dim=-1).max())
+        return replace(inputs, vertices=centre + (inputs.vertices - centre) * factor)
+
+    assert shadows.visibility(scaled(0.5 * MOVE_TOLERANCE)) is first
+    assert shadows.visibility(replace(inputs, vertices=inputs.vertices + 0.1 * extent)) is first  # a translation casts the same shadows
+    assert shadows.visibility(scaled(2.0 * MOVE_TOLERANCE)) is not first
 
 
 def test_baking_divides_by_the_light_that_reaches_a_shadowed_texel() -> None:
@@ -135,9 +140,9 @@ def test_baking_divides_by_the_light_that_reaches_a_shadowed_texel() -> None:
     settings = RenderSettings((SIZE, SIZE))
     photo = renderer.render(replace(inputs, diffuse=truth), settings).image
     mapper = TextureMapper(inputs.uv, inputs.faces, 64)
-    diffuse, _ = Visibility.of(inputs.vertices, inputs.normals, inputs.faces).factors(inputs.sh)
+    diffuse, _ = Visibility.of(inputs.vertices, inputs.normals, inputs.vertices, inputs.faces).factors(inputs.sh)
     seen = unlit_residual(inputs, photo, torch.ones_like(photo[..., :1]), mapper, 1).confidence[0, ..., 0] >= 1.0
-    in_shadow = (mapper.to_texture(diffuse)[0].mean(-1) < 0.5) & seen
+    in_shadow = (mapper.to_texture(diffuse.transpose(1, 2))[0].mean(-1) < 0.5) & seen
     assert int(in_shadow.sum()) > 20
     refined, _ = refine_maps(renderer, inputs, settings, photo, torch.ones_like(photo[..., :1]), mapper, 1)
     before = float((inputs.diffuse - truth)[0][in_shadow].abs().mean())
