@@ -222,7 +222,17 @@ def dominant_direction(sh: torch.Tensor) -> torch.Tensor:
 
 
 def sphere_directions(count: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``count`` unit vectors ``[count,3]`` spread evenly over the sphere (Fibonacci lattice)."""
+    """Directions spread evenly over the sphere (a Fibonacci lattice): quadrature points for
+    integrals over all directions (the shadows' visibility, the light's negative part).
+
+    Args:
+        count: how many, ≥ 1.
+        dtype: of the result.
+        device: of the result.
+
+    Returns:
+        ``[count,3]`` unit vectors, the same for the same count.
+    """
     i = torch.arange(count, dtype=torch.float64) + 0.5
     z = 1.0 - 2.0 * i / count
     phi = i * math.pi * (3.0 - math.sqrt(5.0))
