@@ -15,8 +15,6 @@ made once in a temporary cache (:mod:`bench_landmarks_dense`'s ``setup``).
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,21 +56,14 @@ def run(quick: bool = False) -> dict[str, object]:
     short = {"stage1.iterations": 50, "stage2.iterations": 5, "stage3.iterations": 2} if quick else {}
     weights = (0.05,) if quick else (0.05, STRONG_STAGE2)
     figures: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="nextface-mask-") as cache:
-        previous = os.environ.get("NEXTFACE_CACHE_DIR")
-        os.environ["NEXTFACE_CACHE_DIR"] = cache
-        try:
-            dense.setup(views=16 if quick else 48)
-            image = dense.photos()["astronaut"]
-            for weight in weights:
-                for masked in (False, True):
-                    row = fit_figures(dense.SFM, image, {**short, "fit.face_mask": masked,
-                                                         "weights.landmarks_stage2": weight})
-                    tag = f"{'mask' if masked else 'nomask'}_lm{weight:g}"
-                    figures.update({f"{tag}_{k}": v for k, v in row.items()})
-        finally:
-            if previous is None:
-                os.environ.pop("NEXTFACE_CACHE_DIR", None)
-            else:
-                os.environ["NEXTFACE_CACHE_DIR"] = previous
+    from nextface_core.cache import empty_cache
+
+    with empty_cache():
+        dense.setup(views=16 if quick else 48)
+        image = dense.photos()["astronaut"]
+        for weight in weights:
+            for masked in (False, True):
+                row = fit_figures(dense.SFM, image, {**short, "fit.face_mask": masked, "weights.landmarks_stage2": weight})
+                tag = f"{'mask' if masked else 'nomask'}_lm{weight:g}"
+                figures.update({f"{tag}_{k}": v for k, v in row.items()})
     return figures

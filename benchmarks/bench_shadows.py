@@ -18,7 +18,6 @@ in the same run.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -103,20 +102,12 @@ def run(quick: bool = False) -> dict[str, object]:
         return figures
     if not SFM.is_dir():
         raise FileNotFoundError(f"the real test model folder {SFM} is absent")
-    previous = os.environ.get("NEXTFACE_CACHE_DIR")
-    try:
-        with tempfile.TemporaryDirectory(prefix="nextface-bench-shadows-") as tmp:
-            os.environ["NEXTFACE_CACHE_DIR"] = str(Path(tmp) / "cache")
-            photos = Path(tmp) / "photos"
-            photos.mkdir()
-            variants(photos)
-            for shadows in (False, True):
-                row = fit_variants(photos, shadows)
-                figures.update({f"astronaut6_{'on' if shadows else 'off'}_{k}": v for k, v in row.items()})
-    finally:
-        if previous is None:
-            os.environ.pop("NEXTFACE_CACHE_DIR", None)
-        else:
-            os.environ["NEXTFACE_CACHE_DIR"] = previous
+    from nextface_core.cache import empty_cache
+
+    with empty_cache(), tempfile.TemporaryDirectory(prefix="nextface-bench-shadows-") as photos:
+        variants(Path(photos))
+        for shadows in (False, True):
+            row = fit_variants(Path(photos), shadows)
+            figures.update({f"astronaut6_{'on' if shadows else 'off'}_{k}": v for k, v in row.items()})
     figures["astronaut6_psnr_gain_db"] = round(figures["astronaut6_on_psnr_db"] - figures["astronaut6_off_psnr_db"], 2)
     return figures

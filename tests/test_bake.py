@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from nextface_render_vertex.testing import sphere
+from nextface_render_vertex.testing import side_by_side, sphere
 
 from nextface_core.bake import refine_maps, unlit_residual
 from nextface_core.config import load_config
@@ -21,13 +21,10 @@ TEXELS = 64
 def _scene(diffuse: torch.Tensor, occluder: bool = False) -> RenderInputs:
     """A sphere (uv in the left half of the map) lit mostly from the front, optionally with
     a smaller sphere in front of its centre (uv in the right half)."""
-    verts, normals, uv, faces = sphere(16, 24, 1.0, (0.0, 0.0, 4.0), torch.float32)
-    uv = uv * torch.tensor([0.5, 1.0])
+    meshes = [sphere(16, 24, 1.0, (0.0, 0.0, 4.0), torch.float32)]
     if occluder:
-        v2, n2, uv2, f2 = sphere(12, 16, 0.3, (0.0, 0.0, 2.5), torch.float32)
-        faces = torch.cat([faces, f2 + verts.shape[1]])
-        verts, normals = torch.cat([verts, v2], 1), torch.cat([normals, n2], 1)
-        uv = torch.cat([uv, uv2 * torch.tensor([0.5, 1.0]) + torch.tensor([0.5, 0.0])])
+        meshes.append(sphere(12, 16, 0.3, (0.0, 0.0, 2.5), torch.float32))
+    verts, normals, uv, faces = side_by_side(*meshes, strips=2)
     sh = torch.zeros(1, 9, 3)
     sh[0, 0] = 2.5
     sh[0, 2] = -0.8  # brighter towards the camera

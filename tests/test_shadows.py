@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from nextface_render_vertex import VertexRenderer
-from nextface_render_vertex.testing import sphere
+from nextface_render_vertex.testing import side_by_side, sphere
 
 from nextface_core.render import RenderInputs, RenderMode, RenderSettings
 from nextface_core.shadows import MOVE_TOLERANCE, Shadows, Visibility
@@ -38,13 +38,10 @@ def _scene(light_from: tuple[float, float, float], occluder: bool = True, surfac
     """A plane (or a unit sphere) 4 in front of the camera and (``occluder``) a sphere of
     radius 0.3 in front of it, lit mostly from ``light_from`` (camera space, towards the
     light). Each has its own half of the maps: shadows, like the maps, need uv that do not overlap."""
-    verts, normals, uv, faces = _plane() if surface == "plane" else sphere(24, 48, 1.0, (0.0, 0.0, 4.0), torch.float32)
-    uv = uv * torch.tensor([0.5, 1.0])
+    meshes = [_plane() if surface == "plane" else sphere(24, 48, 1.0, (0.0, 0.0, 4.0), torch.float32)]
     if occluder:
-        v2, n2, uv2, f2 = sphere(12, 16, 0.3, (0.0, 0.0, 3.4), torch.float32)
-        faces = torch.cat([faces, f2 + verts.shape[1]])
-        verts, normals = torch.cat([verts, v2], 1), torch.cat([normals, n2], 1)
-        uv = torch.cat([uv, uv2 * torch.tensor([0.5, 1.0]) + torch.tensor([0.5, 0.0])])
+        meshes.append(sphere(12, 16, 0.3, (0.0, 0.0, 3.4), torch.float32))
+    verts, normals, uv, faces = side_by_side(*meshes, strips=2)
     t = 64
     return RenderInputs(vertices=verts, faces=faces, normals=normals, uv=uv, diffuse=torch.full((1, t, t, 3), 0.6),
                         specular=torch.full((1, t, t, 3), 0.05), roughness=torch.full((1, t, t, 1), 0.4),

@@ -24,6 +24,21 @@ def sphere(rings: int, segments: int, radius: float, centre: tuple[float, float,
     return verts[None], normals[None], uv, faces[area > 1e-12].int()
 
 
+def side_by_side(*meshes: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], strips: int = 0):
+    """Meshes ``(vertices [1,N,3], normals [1,N,3], uv [N,2], faces [F,3])`` joined into one (the
+    same four), mesh ``i`` with its uv squeezed into the ``i``-th of ``strips`` (default: one per
+    mesh) vertical strips of the maps: per-texel maps (and shadows) need uv that do not overlap."""
+    k = strips or len(meshes)
+    verts, normals, uvs, faces, offset = [], [], [], [], 0
+    for i, (v, n, uv, f) in enumerate(meshes):
+        verts.append(v)
+        normals.append(n)
+        uvs.append(uv * uv.new_tensor([1.0 / k, 1.0]) + uv.new_tensor([i / k, 0.0]))
+        faces.append(f.long() + offset)
+        offset += v.shape[1]
+    return torch.cat(verts, 1), torch.cat(normals, 1), torch.cat(uvs), torch.cat(faces).int()
+
+
 def sphere_inputs(
     size: int = 32, batch: int = 1, rings: int = 8, segments: int = 12, dtype=torch.float64, seed: int = 0, **kw
 ) -> tuple[RenderInputs, RenderSettings]:
