@@ -1,4 +1,4 @@
-"""Self-shadowing for renderers that do not trace rays: which directions each vertex sees.
+"""Self-shadowing for renderers that do not trace rays: which directions each surface point sees.
 
 A rasteriser shades every point with the whole sphere of light (:mod:`nextface_core.shading`),
 so the eye sockets, the sides of the nose and the space under it are lit as if nothing stood in
@@ -7,10 +7,10 @@ paints them into the diffuse map as dark albedo, and that darkness stays when th
 view changes.
 
 :class:`Visibility` rasterises the mesh from ``D`` directions spread over the sphere
-(orthographic shadow maps) and records, per vertex and direction, whether a nearer surface
-hides the light coming from there. :meth:`Visibility.factors` then turns it, for a light
-``L``, into per-vertex ratios of shadowed to unshadowed radiance (one quadrature for both, so
-a vertex that sees the whole sky gets exactly 1):
+(orthographic shadow maps) and records, per surface point (the centres of uv texels) and
+direction, whether a nearer surface hides the light coming from there. :meth:`Visibility.factors`
+then turns it, for a light ``L``, into ratios of shadowed to unshadowed radiance per point (one
+quadrature for both, so a point that sees the whole sky gets exactly 1):
 
     diffuse  = Σ_d V(d) max(n·d, 0) L(d) / Σ_d max(n·d, 0) L(d)
     specular = Σ_d V(d) lobe(R·d) L(d)  / Σ_d lobe(R·d) L(d)
@@ -42,7 +42,7 @@ from .texture import TextureMapper
 DIRECTIONS = 96
 #: shadow-map side in pixels
 MAP_SIZE = 128
-#: a surface hides a vertex when it is this many shadow-map pixels nearer the light
+#: a surface hides a point when it is this many shadow-map pixels nearer the light
 DEPTH_BIAS_PIXELS = 1.5
 #: the largest depth slope (tangent of the angle to the light) the bias allows for
 MAX_SLOPE = 4.0
