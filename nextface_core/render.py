@@ -127,3 +127,11 @@ class Renderer(Protocol):
         """Render the batch at ``settings.image_size`` → ``image [B,H,W,3]`` and ``mask [B,H,W,1]``
         of the inputs' dtype and device; differentiable w.r.t. vertices, textures, SH and focal."""
         ...
+
+
+def reset_renderer(renderer: Renderer) -> None:
+    """Call ``renderer.reset()`` where the renderer has one (see :class:`Renderer`): a fit or a
+    track starts from a renderer that remembers nothing of earlier renders."""
+    reset = getattr(renderer, "reset", None)
+    if callable(reset):
+        reset()

@@ -27,7 +27,7 @@ from ..model import MorphableModel
 from ..params import SceneParameters
 from ..plugins import PluginRegistry
 from ..reliability import EXIT_SIGINT, FitStopped, Interrupted, NumericalFailure
-from ..render import Renderer
+from ..render import Renderer, reset_renderer
 from .inputs import ImageBatch, face_masks, make_batch
 from .optim import Progress
 from .pose import initial_pose
@@ -112,9 +112,7 @@ class Fitter:
         if len(images) == 0:
             raise InputError("no images to fit", "pass at least one image")
         torch.manual_seed(cfg.run.seed)
-        reset = getattr(self.renderer, "reset", None)
-        if callable(reset):  # a renderer's caches (the vertex renderer's shadows) start afresh
-            reset()
+        reset_renderer(self.renderer)  # its caches (the vertex renderer's shadows) start afresh
         detections = landmarks if landmarks is not None else self.detect(images, names)
         if cfg.run.skip_no_face:
             images, names, detections = _drop_faceless(images, names, detections)

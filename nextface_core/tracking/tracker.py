@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..losses import LossContext, landmark_loss, photometric_loss
 from ..model import MorphableModel, blend, combine
 from ..params import SceneParameters
-from ..render import Renderer, RenderSettings
+from ..render import Renderer, RenderSettings, reset_renderer
 from ..fitting.optim import STEP_SCALES
 from ..fitting.landmark_solver import LandmarkObjective, LandmarkSolver, Prior
 from ..fitting.pose import initial_pose
@@ -129,6 +129,7 @@ class Tracker:
                  image_size: tuple[int, int], schema: str) -> None:
         identity = identity.check(model)
         self.config, self.model, self.renderer, self.identity = config, model, renderer, identity
+        reset_renderer(renderer)  # its caches (the vertex renderer's shadows) start afresh
         self.settings = TrackSettings.from_config(config)
         self.schema = schema
         dev, dt = model.device, model.dtype
