@@ -34,7 +34,7 @@ from .camera import project
 from .raster import rasterize
 from .render import Renderer, RenderInputs, RenderMode, RenderSettings
 from .shading import shade
-from .shadows import SHADOW_TEXELS, Visibility, factor_maps, resized
+from .shadows import Visibility, factor_maps, resized
 from .texture import TextureMapper, sample
 
 #: confidence ramps from 0 to 1 as the cosine between normal and view goes from the first to the second
@@ -126,8 +126,7 @@ class TexelView(NamedTuple):
         confidence = confidence * _sample_image(weights, pixels)[..., 0].clamp(0.0, 1.0)
         zeros = torch.zeros_like(position)
         roughness = inputs.roughness.reshape(inputs.roughness.shape[0], t * t, 1).expand(b, -1, -1)
-        texels = TextureMapper.cached(inputs.uv, inputs.faces, SHADOW_TEXELS)
-        seen = factor_maps(Visibility.of_texels(inputs.vertices, inputs.normals, inputs.faces, texels), inputs.sh)
+        seen = factor_maps(Visibility.of_inputs(inputs), inputs.sh)
         diffuse_seen, specular_seen = (resized(f, (t, t)).reshape(b, t * t, 3) for f in seen)
         irradiance = shade(normal, position, zeros, zeros, roughness, inputs.sh, RenderMode.LIGHTING) * diffuse_seen
         glossy = shade(normal, position, zeros, torch.ones_like(position), roughness, inputs.sh, RenderMode.FULL) * specular_seen

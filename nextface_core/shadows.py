@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .render import RenderInputs
-from .sh import sh_basis, sphere_directions
+from .sh import radiance, sphere_directions
 from .texture import TextureMapper
 
 #: directions of the shadow maps (Fibonacci sphere)
@@ -128,22 +128,22 @@ class Visibility:
         return cls(dirs, weights, vertices, extent)
 
     @classmethod
-    def of_texels(cls, vertices: Tensor, normals: Tensor, faces: Tensor, mapper: TextureMapper) -> "Visibility":
-        """Visibility at the centres of ``mapper``'s texels (``M = T²``, row-major) of the mesh
-        ``vertices [B,N,3]`` with ``normals [B,N,3]`` and ``faces [F,3]``."""
-        b, t = vertices.shape[0], mapper.resolution
+    def of_inputs(cls, inputs: RenderInputs) -> "Visibility":
+        """Visibility of the mesh of ``inputs`` at the centres of :data:`SHADOW_TEXELS`² texels
+        of its uv layout (``M = T²``, row-major)."""
+        mapper = TextureMapper.cached(inputs.uv, inputs.faces, SHADOW_TEXELS)
+        b, t = inputs.batch_size, mapper.resolution
         with torch.no_grad():
-            points = mapper.to_texture(vertices.detach()).reshape(b, t * t, 3)
-            texel_normals = mapper.to_texture(normals.detach()).reshape(b, t * t, 3)
-        return cls.of(points, texel_normals, vertices, faces)
+            points = mapper.to_texture(inputs.vertices.detach()).reshape(b, t * t, 3)
+            normals = mapper.to_texture(inputs.normals.detach()).reshape(b, t * t, 3)
+        return cls.of(points, normals, inputs.vertices, inputs.faces)
 
     def factors(self, sh: Tensor) -> tuple[Tensor, Tensor]:
         """Shadowed over unshadowed radiance per point under the light ``sh [B,bands²,3]``:
         ``diffuse [B,3,M]`` and ``specular [B,3,M]`` (channel-major) in [0, 1], differentiable
         w.r.t. ``sh``."""
-        bands = int(round(sh.shape[1] ** 0.5))
-        radiance = sh.transpose(1, 2) @ sh_basis(self.directions, bands).to(sh.dtype).t()  # [B,3,D]
-        cosine, cosine_seen, lobe, lobe_seen = (radiance @ self.weights).chunk(4, dim=2)  # [B,3,M] each
+        light = radiance(self.directions.to(sh.dtype).expand(sh.shape[0], -1, -1), sh).transpose(1, 2)  # [B,3,D]
+        cosine, cosine_seen, lobe, lobe_seen = (light @ self.weights).chunk(4, dim=2)  # [B,3,M] each
         # where no light arrives at all (full ≈ 0) the ratio is meaningless, and the shading 0
         return (cosine_seen / cosine.clamp_min(1e-6)).clamp(0.0, 1.0), (lobe_seen / lobe.clamp_min(1e-6)).clamp(0.0, 1.0)
 
@@ -158,7 +158,7 @@ class Visibility:
 
 
 def factor_maps(visibility: Visibility, sh: Tensor) -> tuple[Tensor, Tensor]:
-    """:meth:`Visibility.factors` of a visibility at texel centres (:meth:`Visibility.of_texels`)
+    """:meth:`Visibility.factors` of a visibility at texel centres (:meth:`Visibility.of_inputs`)
     as diffuse and specular factor maps ``[B,3,T,T]`` (channel-major)."""
     b, t = sh.shape[0], math.isqrt(visibility.weights.shape[2] // 4)
     diffuse, specular = visibility.factors(sh)
@@ -200,8 +200,7 @@ class Shadows:
         """The visibility of ``inputs``' geometry (cached, see the class docstring)."""
         same_mesh = self._faces is not None and self._faces.shape == inputs.faces.shape and torch.equal(self._faces, inputs.faces)
         if self._visibility is None or not same_mesh or self._visibility.moved(inputs.vertices):
-            mapper = TextureMapper.cached(inputs.uv, inputs.faces, SHADOW_TEXELS)
-            self._visibility = Visibility.of_texels(inputs.vertices, inputs.normals, inputs.faces, mapper)
+            self._visibility = Visibility.of_inputs(inputs)
             self._faces = inputs.faces.clone()
             self._maps = None
         return self._visibility
