@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .camera import project
 from .raster import rasterize
-from .render import Renderer, RenderInputs, RenderMode, RenderSettings
+from .render import Renderer, RenderInputs, RenderMode, RenderSettings, composite
 from .shading import shade
 from .shadows import Visibility, factor_maps, resized
 from .texture import TextureMapper, sample
@@ -74,7 +74,7 @@ def refine_maps(renderer: Renderer, inputs: RenderInputs, settings: RenderSettin
         covered = (out.mask > 0.5).to(images.dtype)  # the geometry is fixed: the same every step
         if view is None:
             view = TexelView.of(inputs, weights * covered, mapper)
-        texels = view.unlit((images - out.image) * covered, diffuse.shape[0])
+        texels = view.unlit((images - composite(out, images)) * covered, diffuse.shape[0])
         wanted = diffuse + texels.confidence * texels.delta
         # radiance the diffuse term cannot give up (its albedo at 0), taken from the specular term
         excess = (wanted.clamp(max=0.0) * texels.irradiance).mean(-1, keepdim=True)

@@ -49,7 +49,7 @@ from .landmarks import LandmarkDetector
 from .model import MorphableModel
 from .params import SceneParameters
 from .raster import rasterize
-from .render import Renderer
+from .render import Renderer, composite
 
 #: MediaPipe's 10 iris points (468–477) follow the gaze, not the face surface: never calibrated
 FREE_POINTS = tuple(range(468, 478))
@@ -152,7 +152,7 @@ def render_views(model: MorphableModel, renderer: Renderer, texture: torch.Tenso
         inputs = scene.render_inputs(params, texture, black, rough)
         out = renderer.render(inputs, scene.render_settings(1))
         grey = torch.full_like(out.image, 0.18)
-        image = out.image * out.mask + grey * (1.0 - out.mask)
+        image = composite(out, grey)
     return [to_uint8(image[k]) for k in range(b)], inputs.vertices
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from .params import SceneParameters
-from .render import RenderOutput
+from .render import RenderOutput, composite
 from .sh import sh_basis, sphere_directions
 
 
@@ -96,13 +96,14 @@ def landmark_loss(ctx: LossContext) -> torch.Tensor:
 
 
 def photometric_loss(ctx: LossContext) -> torch.Tensor:
-    """Mean absolute colour difference over the pixels the face covers (linear RGB), inside
-    the face region when the context has one (eyes, mouth and hair left out)."""
+    """Mean absolute colour difference between the render in front of the photo
+    (:func:`~nextface_core.render.composite`) and the photo, over the pixels the face covers
+    (linear RGB), inside the face region when the context has one (eyes, mouth and hair left out)."""
     assert ctx.render is not None and ctx.images is not None and ctx.valid is not None
     mask = ctx.render.mask * ctx.valid
     if ctx.face_mask is not None:
         mask = mask * ctx.face_mask
-    diff = (ctx.render.image - ctx.images).abs() * mask
+    diff = (composite(ctx.render, ctx.images) - ctx.images).abs() * mask
     return diff.sum() / (3.0 * mask.sum().clamp_min(1.0))
 
 

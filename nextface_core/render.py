@@ -109,10 +109,22 @@ class RenderSettings:
 
 @dataclass
 class RenderOutput:
-    """``image [B,H,W,3]`` linear RGB and ``mask [B,H,W,1]`` coverage in [0, 1]."""
+    """``image [B,H,W,3]`` linear RGB and ``mask [B,H,W,1]`` coverage in [0, 1].
+
+    The image is **premultiplied by coverage** (the face over black): a silhouette pixel the
+    face half covers holds half its colour, as a ray tracer's pixel average and an antialiased
+    rasteriser both give. Put it in front of anything with :func:`composite`."""
 
     image: torch.Tensor
     mask: torch.Tensor
+
+
+def composite(render: RenderOutput, background: torch.Tensor) -> torch.Tensor:
+    """The render in front of ``background [B,H,W,3]`` → ``[B,H,W,3]``: ``image + (1 − mask) ·
+    background``. Against the photo as background, this is what the photometric loss and the
+    PSNR compare: a silhouette pixel is the face's share of it plus the photo's rest, so the fit
+    is not asked to make a partly covered pixel as bright as the photo with the face alone."""
+    return render.image + (1.0 - render.mask) * background
 
 
 @runtime_checkable

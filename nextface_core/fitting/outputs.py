@@ -31,7 +31,7 @@ from ..exports import camera_record, export_mesh, gltf_camera, unit_scale, world
 from ..gltf import PbrMaps, glb_bytes, perceptual_roughness, png_bytes
 from ..obj import obj_text
 from ..overlay import fit_overlay
-from ..render import RenderMode
+from ..render import RenderMode, composite
 from ..report import write_fit_report
 from ..sh import sh_to_envmap
 from .result import FitResult
@@ -148,8 +148,8 @@ def _composite(result: FitResult) -> list[np.ndarray]:
     full = result.render()
     tiles = [
         result.batch.images,
-        full.image * full.mask + result.batch.images * (1.0 - full.mask),
-        full.image * full.mask,
+        composite(full, result.batch.images),
+        full.image,
         result.render(RenderMode.ALBEDO).image,
         result.render(RenderMode.ALBEDO, (specular, specular, rough)).image,
         result.render(RenderMode.ALBEDO, (rough.expand(*rough.shape[:3], 3), specular, rough)).image,

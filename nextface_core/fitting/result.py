@@ -26,7 +26,7 @@ from ..mapstats import MAP_STATISTICS, map_statistics, visible_texels
 from ..params import SceneParameters
 from ..config import Config
 from ..model import MorphableModel
-from ..render import Renderer, RenderMode, RenderOutput
+from ..render import Renderer, RenderMode, RenderOutput, composite
 from .inputs import ImageBatch
 from .scene import FaceScene
 
@@ -204,9 +204,10 @@ class FitResult:
         return out
 
     def _psnr(self, render: RenderOutput, mask: torch.Tensor) -> list[float | None]:
-        """Per image, the sRGB PSNR (dB) of the render against the photo over ``mask [B,H,W,1]``
-        (None where the mask is empty)."""
-        se = ((linear_to_srgb(render.image) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
+        """Per image, the sRGB PSNR (dB) of the render in front of the photo against the photo
+        over ``mask [B,H,W,1]`` (None where the mask is empty)."""
+        shown = composite(render, self.batch.images)
+        se = ((linear_to_srgb(shown) - linear_to_srgb(self.batch.images)) ** 2 * mask).sum((1, 2, 3))
         area = mask.sum((1, 2, 3))
         mse = se / (3.0 * area.clamp_min(1e-8))
         return [10.0 * math.log10(1.0 / max(float(e), 1e-12)) if float(a) > 0 else None for e, a in zip(mse, area)]

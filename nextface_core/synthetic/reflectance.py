@@ -34,7 +34,7 @@ from ..landmarks import LandmarkSet
 from ..model import MorphableModel, combine
 from ..params import SceneParameters
 from ..mapstats import high_pass, luminance, visible_texels
-from ..render import RenderOutput, Renderer
+from ..render import RenderOutput, Renderer, composite
 from ..sh import sh_basis
 from ..texture import TextureMapper
 from .scene import on_background, projected_landmarks, synthetic_scene
@@ -309,9 +309,9 @@ def evaluate_reflectance(truth: ReflectanceTruth, params: SceneParameters, maps:
         "specular_leakage": _corr(high_pass(luminance(_rgb(spec_full[None]))[0])[seen], detail),
         "roughness_leakage": _corr(high_pass(roughness[0, ..., 0])[seen], detail),
         "light_cosine": _corr_uncentred(sh_fit, sh_true.to(sh_fit.dtype)),
-        "psnr_input_db": _psnr(fitted_in.image, images, mask_in),
-        "psnr_novel_db": _psnr(novel_fit.image, novel_truth, mask_nv),
-        "psnr_novel_true_maps_db": _psnr(novel_geometry.image, novel_truth, mask_geo),
+        "psnr_input_db": _psnr(composite(fitted_in, images), images, mask_in),
+        "psnr_novel_db": _psnr(on_background(novel_fit), novel_truth, mask_nv),
+        "psnr_novel_true_maps_db": _psnr(on_background(novel_geometry), novel_truth, mask_geo),
         "visible_texels": int(seen.sum()),
         "alignment": [round(float(s), 4) for s in scale],
     }

@@ -14,7 +14,7 @@ from ..fitting.scene import FaceScene
 from ..landmarks import LandmarkSet
 from ..model import MorphableModel
 from ..params import SceneParameters
-from ..render import Renderer, RenderOutput
+from ..render import Renderer, RenderOutput, composite
 
 
 def synthetic_scene(model: MorphableModel, image_size: int = 256, seed: int = 0, bands: int = 3) -> SceneParameters:
@@ -63,7 +63,7 @@ def on_background(out: RenderOutput) -> torch.Tensor:
     """The render ``[B,H,W,3]`` over a dark vertical gradient (a photo has no black void)."""
     h = out.image.shape[1]
     background = 0.05 + 0.1 * torch.linspace(0, 1, h, dtype=out.image.dtype, device=out.image.device)[None, :, None, None]
-    return out.image * out.mask + background.expand_as(out.image) * (1.0 - out.mask)
+    return composite(out, background.expand_as(out.image))
 
 
 def projected_landmarks(model: MorphableModel, params: SceneParameters, image_size: int,

@@ -240,6 +240,10 @@ def _image_rows(inputs: RenderInputs, i: int) -> RenderInputs:
 # -- renderer ---------------------------------------------------------------------------
 
 
+#: how much brighter than coverage × the brightest pixel a pixel may be (a ray tracer's noise)
+PREMULTIPLIED_SLACK = 0.05
+
+
 def check_renderer(
     renderer: Renderer,
     *,
@@ -253,6 +257,8 @@ def check_renderer(
     - ``render`` returns a :class:`RenderOutput` with ``image [B,H,W,3]`` and ``mask
       [B,H,W,1]`` of the input dtype, on the input device, finite, mask in [0, 1], the face
       covering part (not all) of each image;
+    - the image is premultiplied by coverage (the face over black, see :class:`RenderOutput`):
+      no pixel is brighter than its coverage times the brightest pixel (5 % slack for noise);
     - every :class:`RenderMode` renders with those shapes;
     - gradients flow, finite and not all zero, to vertices, diffuse texture, SH and focal;
     - batch equals per-image: rendering the two faces together equals rendering each
@@ -282,6 +288,14 @@ def check_renderer(
             f"{tag}: face covers part of each image",
             bool(((cover > 0.05) & (cover < 0.95)).all()),
             f"coverage per image {cover.tolist()} (a synthetic face fills about a third)",
+        )
+        image = out.image.detach()
+        peak = float(image.max())
+        excess = float((image.amax(-1, keepdim=True) - m * peak).max())
+        checks.expect(
+            f"{tag}: image premultiplied by coverage",
+            excess <= 1e-4 + PREMULTIPLIED_SLACK * peak,
+            f"a pixel is {excess:.3g} brighter than its coverage × the brightest pixel allows: return colour × coverage",
         )
         for mode in (RenderMode.ALBEDO, RenderMode.LIGHTING):
             other = renderer.render(inputs, replace(settings, mode=mode))

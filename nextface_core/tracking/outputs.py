@@ -38,6 +38,7 @@ from ..fitting.inputs import make_batch
 from ..fitting.outputs import to_uint8
 from ..gltf import GltfCamera, MorphAnimation, PbrMaps, glb_bytes, perceptual_roughness, yfov
 from ..obj import obj_text
+from ..render import composite
 from ..report import write_track_report
 from ..overlay import DETECTED_COLOUR, PROJECTED_COLOUR, draw_landmarks
 from .track import INTERPOLATED, MISSING, STATUS_NAMES, TRACKED, Frames, TrackResult, frame_name
@@ -131,7 +132,7 @@ def _overlay_frame(result: TrackResult, index: int, image: np.ndarray, linear: t
         marks = draw_landmarks(image, result.landmarks_detected[index, idx], colour=DETECTED_COLOUR)
         marks = draw_landmarks(marks, result.landmarks_projected[index].cpu(), colour=PROJECTED_COLOUR, rim=False)
     out = result.render(index)
-    blended = out.image[0] * out.mask[0] + linear[0] * (1.0 - out.mask[0])
+    blended = composite(out, linear)[0]
     panel = np.concatenate([marks, to_uint8(blended)], axis=1)
     if status in BORDER:
         b = max(2, image.shape[0] // 64)
