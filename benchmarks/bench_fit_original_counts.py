@@ -1,7 +1,7 @@
 """Benchmark ``fit_original_counts``: the fit at the original NextFace's iteration counts.
 
-Stage 2: 400 iterations, stage 3: 100, stage 1 to convergence (Levenberg–Marquardt stops by
-itself; ``stage1.iterations`` is only its cap), on the full-size synthetic face of
+Stage 2: 400 iterations, stage 3: 100, stage 1 to convergence (L-BFGS stops by itself once it
+converges; ``stage1.iterations`` is only its cap), on the full-size synthetic face of
 ``bench_fit`` (256 px). Baseline measured in the same run: the default fit (its quality is
 the bar: landmark error, PSNR and geometry error must be as good or better).
 
