@@ -397,3 +397,24 @@ def test_no_ray_runner_survives_a_killed_worker_process(dataset, config, ray_run
     assert (report.backend, report.done, report.failed) == ("process", 2, 0) and report.retried_tasks >= 1
     rows = _manifest_jsonl(tmp_path / "out")
     assert max(r["attempts"] for r in rows.values()) == 2 and all(r["status"] == DONE for r in rows.values())
+
+
+def test_a_killed_workers_staging_folder_is_removed_by_the_next_task(tmp_path, monkeypatch) -> None:
+    """``kill -9`` leaves a task's staging folder behind (37 piled up in /tmp here from the
+    test above); the next task on the host removes those of dead workers, not live ones."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from nextface_core.dataset import task
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now free: a worker that died
+    stale = tmp_path / f"{task._staging_prefix(child.pid)}abc"
+    live = tmp_path / f"{task._staging_prefix()}def"
+    other = tmp_path / "nextface-task-otherhost-1-ghi"
+    for folder in (stale, live, other):
+        (folder / "result").mkdir(parents=True)
+    assert task.sweep_stale_staging() == [stale]
+    assert not stale.exists() and live.exists() and other.exists()

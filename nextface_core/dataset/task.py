@@ -26,6 +26,9 @@ from ..errors import InputError, NextFaceError
 from .manifest import DONE, FAILED
 
 RECORDS_FILE = "records.json"
+#: staging folders are ``<tmp>/nextface-task-<host>-<pid>-<random>``: a worker that was killed
+#: (a preempted node, ``kill -9``) cannot remove its own, so the next task on the host does
+STAGING_PREFIX = "nextface-task-"
 _FITTERS: dict[str, Any] = {}  # one Fitter per worker process and config: the model loads once
 
 
@@ -85,6 +88,34 @@ def _load(spec: TaskSpec, staging: Path) -> tuple[list[Any], list[tuple[str, str
     return images, kept, errors
 
 
+def _staging_prefix(pid: int | None = None) -> str:
+    return f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_staging() -> list[Path]:
+    """Remove this host's staging folders whose worker process no longer runs → the removed paths."""
+    import shutil
+
+    removed = []
+    mine = f"{STAGING_PREFIX}{socket.gethostname()}-"
+    for path in Path(tempfile.gettempdir()).glob(f"{mine}*"):
+        pid = path.name[len(mine):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def run_task(spec: TaskSpec) -> TaskOutcome:
     """Fit the task's images and write ``OUT/fits/<folder>/``; see the module notes."""
     import torch
@@ -96,7 +127,8 @@ def run_task(spec: TaskSpec) -> TaskOutcome:
     start = time.perf_counter()
     out = Location.of(spec.out)
     outcome = TaskOutcome(spec.task, worker=f"{socket.gethostname()}:{os.getpid()}")
-    with tempfile.TemporaryDirectory(prefix="nextface-task-") as tmp:
+    sweep_stale_staging()
+    with tempfile.TemporaryDirectory(prefix=_staging_prefix()) as tmp:
         staging = Path(tmp)
         images, kept, errors = _load(spec, staging / "inputs")
         for key, message in errors.items():
