@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
 import torch
 
 from nextface_core.losses import photometric_loss
 from nextface_core.render import RenderOutput, composite
-from nextface_core.testing import ContractError, check_renderer
+from nextface_core.testing import check_renderer
 from nextface_core.testing.kit import synthetic_loss_context
-
-import nextface_render_vertex
 
 
 def _silhouette(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,27 +44,6 @@ def test_the_photometric_loss_is_zero_when_the_face_matches_the_photo_at_its_sil
     assert float(photometric_loss(ctx)) < 1e-12  # comparing the image itself with the photo gave 0.053
     darker = replace(ctx, render=RenderOutput(image=0.9 * face * mask, mask=mask))
     assert float(photometric_loss(darker)) > 0.01
-
-
-class _StraightAlphaRenderer:
-    """Broken on purpose: returns the face's colour un-multiplied by its coverage."""
-
-    name = "straight-alpha"
-
-    def __init__(self) -> None:
-        self.inner = nextface_render_vertex.VertexRenderer("never")
-
-    def render(self, inputs, settings):
-        out = self.inner.render(inputs, settings)
-        return RenderOutput(image=out.image / out.mask.clamp_min(1e-3), mask=out.mask)
-
-
-def test_the_renderer_contract_checks_that_the_image_is_premultiplied() -> None:
-    passed = check_renderer(nextface_render_vertex.VertexRenderer("never"))
-    assert "float32: image premultiplied by coverage" in passed
-    with pytest.raises(ContractError) as info:
-        check_renderer(_StraightAlphaRenderer())
-    assert "image premultiplied by coverage" in str(info.value) and "return colour × coverage" in str(info.value)
 
 
 def test_mitsuba_renders_premultiplied_images() -> None:

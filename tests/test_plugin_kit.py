@@ -128,6 +128,27 @@ def test_a_detached_renderer_of_the_wrong_dtype_fails() -> None:
     assert "output requires grad" in text
 
 
+class _StraightAlphaRenderer:
+    """Broken on purpose: returns the face's colour un-multiplied by its coverage."""
+
+    name = "straight-alpha"
+
+    def __init__(self) -> None:
+        self.inner = nextface_render_vertex.VertexRenderer("never")
+
+    def render(self, inputs, settings):
+        out = self.inner.render(inputs, settings)
+        return RenderOutput(image=out.image / out.mask.clamp_min(1e-3), mask=out.mask)
+
+
+def test_the_renderer_contract_checks_that_the_image_is_premultiplied() -> None:
+    passed = check_renderer(nextface_render_vertex.VertexRenderer("never"))
+    assert "float32: image premultiplied by coverage" in passed
+    with pytest.raises(ContractError) as info:
+        check_renderer(_StraightAlphaRenderer())
+    assert "image premultiplied by coverage" in str(info.value) and "return colour × coverage" in str(info.value)
+
+
 def test_synthetic_render_inputs_hold_two_different_faces() -> None:
     inputs, settings = synthetic_render_inputs(batch=2, image_size=32)
     assert settings == RenderSettings((32, 32), samples=4, seed=0)

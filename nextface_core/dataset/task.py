@@ -27,8 +27,10 @@ from .manifest import DONE, FAILED
 
 RECORDS_FILE = "records.json"
 #: staging folders are ``<tmp>/nextface-task-<host>-<pid>-<random>``: a worker that was killed
-#: (a preempted node, ``kill -9``) cannot remove its own, so the next task on the host does
+#: (a preempted node, ``kill -9``) cannot remove its own, so the next worker process on the host
+#: does, once (Ray starts a new worker for the one that died)
 STAGING_PREFIX = "nextface-task-"
+_SWEPT: list[bool] = []  # whether this process has swept
 _FITTERS: dict[str, Any] = {}  # one Fitter per worker process and config: the model loads once
 
 
@@ -127,7 +129,9 @@ def run_task(spec: TaskSpec) -> TaskOutcome:
     start = time.perf_counter()
     out = Location.of(spec.out)
     outcome = TaskOutcome(spec.task, worker=f"{socket.gethostname()}:{os.getpid()}")
-    sweep_stale_staging()
+    if not _SWEPT:
+        _SWEPT.append(True)
+        sweep_stale_staging()
     with tempfile.TemporaryDirectory(prefix=_staging_prefix()) as tmp:
         staging = Path(tmp)
         images, kept, errors = _load(spec, staging / "inputs")
