@@ -1,5 +1,8 @@
 """Stage 2: shape, expression, statistical diffuse/specular albedo, pose and SH light from
-the photometric loss inside the coverage mask, plus landmark and prior terms (Adam)."""
+the photometric loss inside the coverage mask, plus landmark and prior terms (Adam).
+
+The pose is optimised as the rotation and the camera-space position of the face's centre
+(:func:`~nextface_core.fitting.pose.to_pivot`), not the translation of the model's origin."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import torch
 
 from ...params import SceneParameters
 from ..optim import adam, run_adam
+from ..pose import from_pivot, pivot_point, to_pivot
 from ..result import StageReport
 from . import FitState
 
@@ -25,21 +29,30 @@ class PhotometricStage:
         names = ["shape", "expression", "diffuse", "specular", "rotation", "translation", "sh"]
         names += ["focal"] if cfg.camera.optimize_focal else []
         start = replace(params, sh=initial_light(state, params))
-        leaves = {n: getattr(start, n).detach().clone().requires_grad_(True) for n in names}
-        current = replace(start, **leaves)
+        # the pose is optimised as (rotation, position of the face's centre): see to_pivot
+        pivot = pivot_point(state.scene.vertices(start).detach())
+        leaves = {n: getattr(start, n).detach().clone() for n in names}
+        leaves["translation"] = to_pivot(leaves["rotation"], leaves["translation"], pivot)
+        for t in leaves.values():
+            t.requires_grad_(True)
         opt = adam(leaves, cfg.stage2.learning_rate)
+
+        def current() -> SceneParameters:
+            return replace(start, **{**leaves, "translation": from_pivot(leaves["rotation"], leaves["translation"], pivot)})
         roughness = state.scene.constant_roughness(params.shape.shape[0], cfg.texture.initial_roughness)
 
         def loss_of(it: int):
-            diffuse, specular = state.scene.albedo_textures(current)
+            params_now = current()
+            diffuse, specular = state.scene.albedo_textures(params_now)
             # a new seed per iteration: a ray tracer's noise must not be the same every step
-            inputs = state.scene.render_inputs(current, diffuse, specular, roughness)
+            inputs = state.scene.render_inputs(params_now, diffuse, specular, roughness)
             render = state.renderer.render(inputs, state.scene.render_settings(cfg.render.samples, cfg.run.seed + it))
-            return state.total(state.context(self.loss_stage, current, render=render))
+            return state.total(state.context(self.loss_stage, params_now, render=render))
 
         report = run_adam(self.loss_stage, cfg.stage2.iterations, cfg.stage2.final_learning_rate, opt, loss_of,
                           progress=state.progress)
-        return current.detached(), report
+        with torch.no_grad():
+            return current().detached(), report
 
 
 def initial_light(state: FitState, params: SceneParameters) -> torch.Tensor:
