@@ -137,6 +137,20 @@ def light_prior(ctx: LossContext) -> torch.Tensor:
     return (energy / sh[:, 0].pow(2).sum(-1).clamp_min(1e-8)).mean()
 
 
+def light_chroma(ctx: LossContext) -> torch.Tensor:
+    """Energy of the colour of the light's bands ``l ≥ 1`` that differs from its ambient
+    term's colour, relative to the ambient term. The bands that shade the nose and cheeks
+    (1–2) in a colour of their own make the diffuse map take the opposite colour there
+    (magenta and green blotches on real photos); one light colour for all directions is the
+    common case, and a coloured light still fits where the photo insists."""
+    sh = ctx.params.sh
+    ambient = sh[:, :1]  # [B,1,3]
+    unit = ambient / ambient.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    higher = sh[:, 1:]
+    off = higher - (higher * unit).sum(-1, keepdim=True) * unit  # the part not along the ambient colour
+    return (off.pow(2).sum((1, 2)) / ambient.pow(2).sum((1, 2)).clamp_min(1e-8)).mean()
+
+
 #: directions on which :func:`light_negative` looks for negative radiance (a Fibonacci sphere)
 NEGATIVE_LIGHT_DIRECTIONS = 512
 
@@ -204,6 +218,7 @@ def standard_terms() -> list[WeightedTerm]:
         WeightedTerm("albedo_prior", albedo_prior, "albedo_prior", (2,)),
         WeightedTerm("light_prior", light_prior, "light_prior", (2,)),
         WeightedTerm("light_negative", light_negative, "light_negative", (2,)),
+        WeightedTerm("light_chroma", light_chroma, "light_chroma", (2,)),
     ]
     for map_name in ("diffuse", "specular", "roughness"):
         terms += [
