@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-_FLIP = (1.0, -1.0, -1.0)
+#: model space (Basel: y up, +z out of the face) → the camera's axes (OpenCV: y down, +z into the scene)
+AXES_FLIP = (1.0, -1.0, -1.0)
 
 
 def axis_angle_to_matrix(rotation: torch.Tensor) -> torch.Tensor:
@@ -86,7 +87,7 @@ def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation:
     Returns:
         ``[B,N,3]`` camera-space points ``R(rotation) @ (FLIP * v) + translation``; differentiable.
     """
-    flip = vertices.new_tensor(_FLIP)
+    flip = vertices.new_tensor(AXES_FLIP)
     r = axis_angle_to_matrix(rotation)
     return (vertices * flip) @ r.transpose(1, 2) + translation[:, None, :]
 
@@ -102,7 +103,7 @@ def rotate_normals(normals: torch.Tensor, rotation: torch.Tensor) -> torch.Tenso
         ``[B,N,3]`` camera-space directions (lengths kept).
     """
     r = axis_angle_to_matrix(rotation)
-    return (normals * normals.new_tensor(_FLIP)) @ r.transpose(1, 2)
+    return (normals * normals.new_tensor(AXES_FLIP)) @ r.transpose(1, 2)
 
 
 def project(points: torch.Tensor, focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:

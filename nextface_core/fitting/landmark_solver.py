@@ -31,11 +31,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..camera import axis_angle_to_matrix, matrix_to_axis_angle
+from ..camera import AXES_FLIP, axis_angle_to_matrix, matrix_to_axis_angle
 from ..params import SceneParameters
 from .scene import LandmarkRows
 
-_FLIP = (1.0, -1.0, -1.0)
 #: damping (× the diagonal of the normal equations) at the start, and its bounds
 DAMPING = (1e-3, 1e-9, 1e9)
 #: a step that lowers the cost by less than this fraction of it ends the solve
@@ -107,7 +106,7 @@ class LandmarkSolver:
 
     def __init__(self, rows: LandmarkRows, identity: torch.Tensor | None = None) -> None:
         dt = torch.float64
-        flip = torch.tensor(_FLIP, dtype=dt, device=rows.mean.device)
+        flip = torch.tensor(AXES_FLIP, dtype=dt, device=rows.mean.device)
         self.rows = rows
         self.dtype = rows.mean.dtype
         self.n_fixed = rows.fixed_landmarks.shape[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..camera import _FLIP, axis_angle_to_matrix, matrix_to_axis_angle
+from ..camera import AXES_FLIP, axis_angle_to_matrix, matrix_to_axis_angle
 
 
 def initial_pose(
@@ -35,7 +35,7 @@ def initial_pose(
     model_points, pixels, weights, focal, principal_point = (
         t.double() for t in (model_points, pixels, weights, focal, principal_point)
     )
-    x = model_points * model_points.new_tensor([1.0, -1.0, -1.0])  # to the camera's axes
+    x = model_points * model_points.new_tensor(AXES_FLIP)  # to the camera's axes
     u = (pixels - principal_point[:, None]) / focal[:, None, None]
     w = weights[..., None]
     wsum = w.sum(1, keepdim=True).clamp_min(1e-8)
@@ -57,7 +57,7 @@ def initial_pose(
 def pivot_point(vertices: torch.Tensor) -> torch.Tensor:
     """The centre of the face ``vertices [B,N,3]`` (model space) in the camera's axes ``[B,3]``:
     the point a pivoted pose turns about (:func:`to_pivot`)."""
-    return vertices.mean(1) * vertices.new_tensor(_FLIP)
+    return vertices.mean(1) * vertices.new_tensor(AXES_FLIP)
 
 
 def to_pivot(rotation: torch.Tensor, translation: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
