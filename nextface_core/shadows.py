@@ -15,10 +15,13 @@ quadrature for both, so a point that sees the whole sky gets exactly 1):
     diffuse  = Σ_d V(d) max(n·d, 0) L(d) / Σ_d max(n·d, 0) L(d)
     specular = Σ_d V(d) lobe(R·d) L(d)  / Σ_d lobe(R·d) L(d)
 
-:class:`Shadows` multiplies a scene's diffuse and specular maps by them (interpolated to
-the texels), which shades like shadowed light in any renderer that samples those maps, with no
-change to its kernels; like the per-texel maps themselves, this needs uv coordinates that do
-not overlap. Visibility is a function of the geometry only (no gradient).
+:class:`Shadows` lays them out as a small factor texture in the uv layout, which a renderer
+samples beside its maps and multiplies into the diffuse and specular values it looked up
+(the ``vertex`` renderer's kernels do); like the per-texel maps themselves, this needs uv
+coordinates that do not overlap. The texture is :data:`SHADOW_TEXELS` a side whatever the
+maps' resolution, so shadows cost the same with 256² or 2048² maps (multiplying the maps
+themselves cost 7× the render at 2048², benchmark ``render_vertex``). Visibility is a
+function of the geometry only (no gradient).
 
 Measured on the reflectance truth (full-size synthetic face, true geometry and maps, 256 px):
 the ``vertex`` render against Mitsuba's ray-traced one (256 spp) 36.2 dB without shadows,
@@ -28,7 +31,7 @@ the ``vertex`` render against Mitsuba's ray-traced one (256 spp) 36.2 dB without
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -175,15 +178,15 @@ def resized(factors: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class Shadows:
-    """Shadowed inputs for a renderer that does not trace rays (the ``vertex`` renderer).
+    """Shadow factors for a renderer that does not trace rays (the ``vertex`` renderer).
 
     The shadows are computed at the centres of :data:`SHADOW_TEXELS`² texels of the uv
-    layout (whatever the mesh's vertex count) and multiply the maps bilinearly.
-    :meth:`apply` keeps the :class:`Visibility` of the last geometry and recomputes it only
+    layout (whatever the mesh's vertex count or the maps' resolution).
+    :meth:`factor_texture` keeps the :class:`Visibility` of the last geometry and recomputes it only
     when a vertex moved by more than :data:`MOVE_TOLERANCE` of the mesh's size (or the mesh
     changed): a fit moves its geometry by small steps, and a shadow moves with the surface
     that casts it much less than that. Under a light without gradient (stage 3, the final
-    renders) the factor maps are kept too. :meth:`reset` forgets both, so a new fit does not
+    renders) the factor texture is kept too. :meth:`reset` forgets both, so a new fit does not
     start from the last one's geometry.
     """
 
@@ -191,10 +194,10 @@ class Shadows:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the cached visibility and factor maps."""
+        """Forget the cached visibility and factor texture."""
         self._visibility: Visibility | None = None
         self._faces: Tensor | None = None
-        self._maps: tuple[Tensor, Tensor, Tensor] | None = None  # light, diffuse and specular factor maps
+        self._texture: tuple[Tensor, Tensor] | None = None  # light, factor texture
 
     def visibility(self, inputs: RenderInputs) -> Visibility:
         """The visibility of ``inputs``' geometry (cached, see the class docstring)."""
@@ -202,18 +205,22 @@ class Shadows:
         if self._visibility is None or not same_mesh or self._visibility.moved(inputs.vertices):
             self._visibility = Visibility.of_inputs(inputs)
             self._faces = inputs.faces.clone()
-            self._maps = None
+            self._texture = None
         return self._visibility
 
-    def apply(self, inputs: RenderInputs) -> RenderInputs:
-        """``inputs`` with diffuse and specular maps ``[B,H,W,3]`` that carry its shadows
-        (differentiable w.r.t. the light: how much a shadow takes depends on where the light is)."""
+    def factor_texture(self, inputs: RenderInputs) -> Tensor:
+        """The shadows of ``inputs`` as a texture ``[B,T_s,T_s,6]`` in its uv layout: the
+        factors of the diffuse rgb, then of the specular rgb values a renderer samples from
+        the maps (bilinearly, like the maps). Differentiable w.r.t. the light: how much a
+        shadow takes depends on where the light is."""
         visibility = self.visibility(inputs)
-        if inputs.sh.requires_grad:
-            diffuse, specular = factor_maps(visibility, inputs.sh)
-        else:  # a fixed light (stage 3, final renders): the same maps every time
-            if self._maps is None or not torch.equal(self._maps[0], inputs.sh):
-                self._maps = (inputs.sh.clone(), *factor_maps(visibility, inputs.sh))
-            diffuse, specular = self._maps[1:]
-        return replace(inputs, diffuse=inputs.diffuse * resized(diffuse, inputs.diffuse.shape[1:3]),
-                       specular=inputs.specular * resized(specular, inputs.specular.shape[1:3]))
+        if not inputs.sh.requires_grad:  # a fixed light (stage 3, final renders): the same texture every time
+            if self._texture is None or not torch.equal(self._texture[0], inputs.sh):
+                self._texture = (inputs.sh.clone(), _channels_last(factor_maps(visibility, inputs.sh)))
+            return self._texture[1]
+        return _channels_last(factor_maps(visibility, inputs.sh))
+
+
+def _channels_last(maps: tuple[Tensor, Tensor]) -> Tensor:
+    """Diffuse and specular factor maps ``[B,3,T,T]`` each → one texture ``[B,T,T,6]``."""
+    return torch.cat(maps, 1).permute(0, 2, 3, 1).contiguous()

@@ -6,9 +6,10 @@ Three kernels, each with an analytic backward, called through ctypes on CPU tens
 1. :func:`zbuffer` — visibility: the face index per pixel centre and each face's screen
    orientation, bit-identical to :func:`nextface_core.raster.rasterize`'s (no gradient);
 2. :class:`_ShadePixels` — per covered pixel: perspective-correct barycentrics,
-   interpolation of position / normal / uv, bilinear lookups of the three maps and the
-   SH shading of :mod:`nextface_core.shading`, all in one pass over the pixels; its
-   backward returns gradients for screen positions, depths, vertices, normals, maps and
+   interpolation of position / normal / uv, bilinear lookups of the three maps (and of
+   the shadow factors that multiply the diffuse and specular values) and the SH shading
+   of :mod:`nextface_core.shading`, all in one pass over the pixels; its backward returns
+   gradients for screen positions, depths, vertices, normals, maps, shadow factors and
    the SH light (evaluated on the monomial basis of :mod:`nextface_core.shading`);
 3. :class:`_Antialias` — the silhouette blending of :func:`nextface_core.raster.antialias`.
 
@@ -36,7 +37,7 @@ from nextface_core.shading import _bands_of, _block_size, _monomial_tables
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int
-_ABI = 3
+_ABI = 4
 
 
 class _Texture(ctypes.Structure):
@@ -46,7 +47,7 @@ class _Texture(ctypes.Structure):
 class _ShadeArgs(ctypes.Structure):
     _fields_ = [(n, _I) for n in ("B", "N", "H", "W", "F", "mode", "bands", "covered_count", "threads")] + [
         ("covered", _P), ("face_index", _P), ("faces", _P), ("pixels", _P), ("depth", _P), ("positions", _P),
-        ("normals", _P), ("uv", _P), ("tex", _Texture * 3), ("rows", _I), ("diffuse_rows", _I * 2),
+        ("normals", _P), ("uv", _P), ("tex", _Texture * 3), ("shadow", _Texture), ("rows", _I), ("diffuse_rows", _I * 2),
         ("band_rows", _I * 9), ("band_start", _I * 9), ("gen", _P), ("deriv", _P), ("deriv_power", _P),
         ("sh", _P), ("conv", _P), ("lambert", _P), ("image", _P), ("depth_image", _P), ("grad_image", _P),
         ("grad_pixels", _P), ("grad_depth", _P), ("grad_positions", _P), ("grad_normals", _P), ("grad_sh", _P),
@@ -209,14 +210,19 @@ def _shade_args(static: dict[str, Any], tensors: dict[str, Tensor | None]) -> _S
     a.gen, a.deriv, a.deriv_power = (_ptr(tables[k]) for k in ("gen", "deriv", "power"))
     for k, (tex, grad) in enumerate(zip(tensors["textures"], tensors.get("grad_textures") or (None,) * 3)):
         a.tex[k] = _Texture(_ptr(tex), _ptr(grad), *tex.shape)
+    shadow = tensors.get("shadow")
+    if shadow is not None:
+        a.shadow = _Texture(_ptr(shadow), _ptr(tensors.get("grad_shadow")), *shadow.shape)
     return a
 
 
 class _ShadePixels(torch.autograd.Function):
-    """Covered pixels → shaded image ``[B,H,W,4]`` (rgb, coverage 1) and depth image (no gradient)."""
+    """Covered pixels → shaded image ``[B,H,W,4]`` (rgb, coverage 1) and depth image (no gradient).
+    ``shadow``: factor texture ``[B or 1,T_s,T_s,6]`` multiplying the sampled diffuse and
+    specular values, or None."""
 
     @staticmethod
-    def forward(ctx, pixels, depth, positions, normals, diffuse, specular, roughness, sh, static):  # type: ignore[override]
+    def forward(ctx, pixels, depth, positions, normals, diffuse, specular, roughness, sh, shadow, static):  # type: ignore[override]
         b, h, w = static["B"], static["H"], static["W"]
         image = pixels.new_zeros(b, h, w, 4)
         depth_image = pixels.new_zeros(b, h, w)
@@ -225,10 +231,10 @@ class _ShadePixels(torch.autograd.Function):
         size = (lib.nf_surface_bytes_f64 if pixels.dtype == torch.float64 else lib.nf_surface_bytes_f32)()
         surfaces = torch.empty(static["covered_count"] * size, dtype=torch.uint8) if any(ctx.needs_input_grad) else None
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=(diffuse, specular, roughness), sh=sh, image=image, depth_image=depth_image,
-                       surfaces=surfaces)
+                       textures=(diffuse, specular, roughness), sh=sh, shadow=shadow, image=image,
+                       depth_image=depth_image, surfaces=surfaces)
         _fn("nf_shade_forward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
-        ctx.save_for_backward(pixels, depth, positions, normals, diffuse, specular, roughness, sh)
+        ctx.save_for_backward(pixels, depth, positions, normals, diffuse, specular, roughness, sh, shadow)
         ctx.surfaces = surfaces
         ctx.static = static
         ctx.mark_non_differentiable(depth_image)
@@ -236,7 +242,7 @@ class _ShadePixels(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_image, _grad_depth):  # type: ignore[override]
-        pixels, depth, positions, normals, diffuse, specular, roughness, sh = ctx.saved_tensors
+        pixels, depth, positions, normals, diffuse, specular, roughness, sh, shadow = ctx.saved_tensors
         static = ctx.static
         textures = (diffuse, specular, roughness)
         grads = {
@@ -245,12 +251,13 @@ class _ShadePixels(torch.autograd.Function):
             "grad_sh": torch.zeros_like(sh),
         }
         grad_textures = tuple(torch.zeros_like(t) if ctx.needs_input_grad[4 + k] else None for k, t in enumerate(textures))
+        grad_shadow = torch.zeros_like(shadow) if shadow is not None and ctx.needs_input_grad[8] else None
         tensors = dict(static["tensors"], pixels=pixels, depth=depth, positions=positions, normals=normals,
-                       textures=textures, sh=sh, grad_image=grad_image.contiguous(), surfaces=ctx.surfaces,
-                       grad_textures=grad_textures, **grads)
+                       textures=textures, sh=sh, shadow=shadow, grad_image=grad_image.contiguous(), surfaces=ctx.surfaces,
+                       grad_textures=grad_textures, grad_shadow=grad_shadow, **grads)
         _fn("nf_shade_backward", pixels.dtype)(ctypes.byref(_shade_args(static, tensors)))
         return (grads["grad_pixels"], grads["grad_depth"], grads["grad_positions"], grads["grad_normals"],
-                *grad_textures, grads["grad_sh"], None)
+                *grad_textures, grads["grad_sh"], grad_shadow, None)
 
 
 class _Antialias(torch.autograd.Function):
@@ -305,8 +312,10 @@ def silhouette_bits(orientation: Tensor, neighbors: Tensor) -> Tensor:
     return bits
 
 
-def render(inputs: RenderInputs, settings: RenderSettings, neighbors: Tensor) -> RenderOutput:
-    """The whole ``vertex`` render on the compiled kernels (``neighbors`` from :func:`nextface_core.raster.face_neighbors`)."""
+def render(inputs: RenderInputs, settings: RenderSettings, neighbors: Tensor, shadow: Tensor | None = None) -> RenderOutput:
+    """The whole ``vertex`` render on the compiled kernels (``neighbors`` from
+    :func:`nextface_core.raster.face_neighbors`; ``shadow`` the factor texture ``[B or 1,T_s,T_s,6]``
+    of :meth:`nextface_core.shadows.Shadows.factor_texture`, or None)."""
     dtype = inputs.vertices.dtype
     height, width = settings.image_size
     batch, n_verts = inputs.vertices.shape[:2]
@@ -329,7 +338,8 @@ def render(inputs: RenderInputs, settings: RenderSettings, neighbors: Tensor) ->
                         "uv": inputs.uv.to(dtype).contiguous(), **_light_tables(bands, dtype)},
         }
         image, depth_image = _ShadePixels.apply(
-            pixels, depth, vertices.contiguous(), inputs.normals.to(dtype).contiguous(), *textures, inputs.sh.to(dtype).contiguous(), static
+            pixels, depth, vertices.contiguous(), inputs.normals.to(dtype).contiguous(), *textures, inputs.sh.to(dtype).contiguous(),
+            None if shadow is None else shadow.to(dtype).contiguous(), static,
         )
     with record_function("vertex.antialias"):
         aa_static = {"B": batch, "N": n_verts, "H": height, "W": width, "F": faces.shape[0], "face_index": face_index,

@@ -88,8 +88,9 @@ class NvdiffrastBackend:
             self._topology = (tri, self._dr.antialias_construct_topology_hash(tri))
         return self._context, tri, self._topology[1]
 
-    def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
-        """:meth:`VertexRenderer.render <nextface_render_vertex.VertexRenderer.render>` on nvdiffrast (CUDA inputs)."""
+    def render(self, inputs: RenderInputs, settings: RenderSettings, shadow: Tensor | None = None) -> RenderOutput:
+        """:meth:`VertexRenderer.render_shadowed <nextface_render_vertex.VertexRenderer.render_shadowed>`
+        on nvdiffrast (CUDA inputs)."""
         dr = self._dr
         context, tri, topology = self._setup(inputs.faces)
         batch = inputs.batch_size
@@ -111,6 +112,9 @@ class NvdiffrastBackend:
         diffuse = texture(inputs.diffuse) if mode is not RenderMode.LIGHTING else position
         if mode is RenderMode.FULL:
             specular, roughness = texture(inputs.specular), texture(inputs.roughness)
+            if shadow is not None:
+                factors = texture(shadow)
+                diffuse, specular = diffuse * factors[..., :3], specular * factors[..., 3:]
         else:
             specular, roughness = position, position[..., :1]
         # background pixels get a harmless normal and position; they are masked out below

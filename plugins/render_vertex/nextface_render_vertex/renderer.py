@@ -137,23 +137,29 @@ class VertexRenderer:
     def render(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
         """Render ``inputs`` at ``settings.image_size`` (H, W) in ``settings.mode`` → linear
         ``image [B,H,W,3]`` and anti-aliased ``mask [B,H,W,1]`` (samples and seed unused).
-        With shadows on, the light a vertex's surroundings hide is taken out of its diffuse and
-        specular maps first (:class:`nextface_core.shadows.Shadows`)."""
+        With shadows on, the light a point's surroundings hide is taken out of the diffuse and
+        specular values looked up there (:meth:`nextface_core.shadows.Shadows.factor_texture`)."""
+        shadow = None
         if self.shadows is not None and settings.mode is not RenderMode.ALBEDO:
             if settings.mode is RenderMode.LIGHTING:  # a white Lambertian surface, shadowed
-                white = inputs.diffuse.new_ones(1, *inputs.diffuse.shape[1:])
+                white = inputs.diffuse.new_ones(1, 1, 1, 3)
                 inputs = replace(inputs, diffuse=white, specular=torch.zeros_like(white))
                 settings = replace(settings, mode=RenderMode.FULL)
             with record_function("vertex.shadows"):
-                inputs = self.shadows.apply(inputs)
+                shadow = self.shadows.factor_texture(inputs)
+        return self.render_shadowed(inputs, settings, shadow)
+
+    def render_shadowed(self, inputs: RenderInputs, settings: RenderSettings, shadow: Tensor | None) -> RenderOutput:
+        """:meth:`render` under a given factor texture ``shadow [B or 1,T_s,T_s,6]`` (diffuse
+        rgb, specular rgb factors) or none, on the back end :meth:`backend_for` picks."""
         backend = self.backend_for(inputs)
         if backend == "nvdiffrast":
             if self._nvdiffrast is None:
                 self._nvdiffrast = nvdiffrast_backend.NvdiffrastBackend()
-            return self._nvdiffrast.render(inputs, settings)
+            return self._nvdiffrast.render(inputs, settings, shadow)
         if backend == "compiled":
-            return compiled.render(inputs, settings, self._neighbors(inputs.faces))
-        return self._render_torch(inputs, settings)
+            return compiled.render(inputs, settings, self._neighbors(inputs.faces), shadow)
+        return self._render_torch(inputs, settings, shadow)
 
     def _neighbors(self, faces: Tensor) -> Tensor:
         cached = self._topology
@@ -168,7 +174,7 @@ class VertexRenderer:
             self._topology = cached
         return cached[1]
 
-    def _render_torch(self, inputs: RenderInputs, settings: RenderSettings) -> RenderOutput:
+    def _render_torch(self, inputs: RenderInputs, settings: RenderSettings, shadow: Tensor | None) -> RenderOutput:
         height, width = settings.image_size
         batch = inputs.batch_size
         vertices = inputs.vertices
@@ -190,7 +196,10 @@ class VertexRenderer:
             elif mode is RenderMode.ALBEDO:
                 (diffuse,) = sample_textures([inputs.diffuse], uv_px, batch_index)
             else:
-                diffuse, specular, roughness = sample_textures([inputs.diffuse, inputs.specular, inputs.roughness], uv_px, batch_index)
+                maps = [inputs.diffuse, inputs.specular, inputs.roughness] + ([] if shadow is None else [shadow])
+                diffuse, specular, roughness, *factors = sample_textures(maps, uv_px, batch_index)
+                if factors:
+                    diffuse, specular = diffuse * factors[0][:3], specular * factors[0][3:]
         with record_function("vertex.shade"):
             if mode is RenderMode.ALBEDO:
                 color = diffuse

@@ -118,6 +118,48 @@ def test_renders_and_gradients_agree_with_the_torch_path(case, dtype, mode, band
         assert float((got - want).abs().max()) <= 1e-4 * max(scale, 1.0), (name, float((got - want).abs().max()), scale)
 
 
+def _shadow_texture(batch: int, dtype: torch.dtype, seed: int = 4) -> torch.Tensor:
+    """Shadow factors in [0.2, 1] on a 6² grid (coarser than the maps, as the real 96² one is)."""
+    return 0.2 + 0.8 * torch.rand(batch, 6, 6, 6, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize(("dtype", "batch"), [(torch.float64, 1), (torch.float32, 1), (torch.float64, 2)])
+def test_shadow_factor_textures_agree_with_the_torch_path_and_finite_differences(dtype, batch) -> None:
+    # the factors multiply the sampled diffuse and specular values; their texture gets a gradient
+    inputs, settings = _inputs(size=40, batch=batch, rings=10, segments=16, dtype=dtype)
+    fields = _fields(inputs)
+    weights = torch.rand(batch, 40, 40, 4, generator=torch.Generator().manual_seed(9), dtype=dtype)
+    shadow = _shadow_texture(batch, dtype)
+
+    def loss(renderer: VertexRenderer, leaves: dict, factors: torch.Tensor) -> torch.Tensor:
+        out = renderer.render_shadowed(RenderInputs(**{**fields, **leaves}), settings, factors)
+        return (out.image * weights[..., :3]).sum() + (out.mask * weights[..., 3:]).sum()
+
+    results = []
+    for kernels in ("compiled", "torch"):
+        renderer = VertexRenderer(use_nvdiffrast="never", kernels=kernels, shadows=False)
+        leaves, factors = _leaves(fields), shadow.clone().requires_grad_()
+        value = loss(renderer, leaves, factors)
+        grads = torch.autograd.grad(value, [factors, *leaves.values()])
+        results.append((value.detach(), grads))
+    (fast, fast_grads), (ref, ref_grads) = results
+    assert float((fast - ref).abs()) <= 1e-4 * max(float(ref.abs()), 1.0)
+    for got, want in zip(fast_grads, ref_grads):
+        assert float((got - want).abs().max()) <= 1e-4 * max(float(want.abs().max()), 1.0)
+    with torch.no_grad():
+        unshadowed = loss(VertexRenderer(use_nvdiffrast="never", kernels="compiled", shadows=False), fields, None)
+    assert float((fast - unshadowed).abs()) > 0.05 * float(unshadowed.abs())  # the factors darken the render
+    if dtype == torch.float64:
+        direction = torch.randn(shadow.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+        compiled_renderer = VertexRenderer(use_nvdiffrast="never", kernels="compiled", shadows=False)
+        with torch.no_grad():
+            fd = (loss(compiled_renderer, fields, shadow + 1e-5 * direction)
+                  - loss(compiled_renderer, fields, shadow - 1e-5 * direction)) / 2e-5
+        analytic = float((fast_grads[0] * direction).sum())
+        assert analytic == pytest.approx(float(fd), rel=1e-4)
+        assert abs(analytic) > 1e-2
+
+
 @pytest.mark.parametrize("name", ["vertices", "normals", "diffuse", "specular", "roughness", "sh", "focal"])
 def test_compiled_gradients_match_finite_differences(name: str) -> None:
     inputs, settings = _inputs(size=32)

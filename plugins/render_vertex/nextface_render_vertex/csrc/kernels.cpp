@@ -164,6 +164,7 @@ struct ShadeArgs {
   const void* normals;         // [B·N,3]
   const void* uv;              // [N,2]
   Texture tex[3];              // diffuse, specular, roughness
+  Texture shadow;              // [tb, th, tw, 6] shadow factors (diffuse rgb, specular rgb), or data null: none
   // light on the monomial basis: rows are monomials (even block, then odd block)
   int rows;                    // monomials in use (<= 81)
   int diffuse_rows[2];         // rows used by the irradiance, per block: [0, e) and [K_e, K_e + o)
@@ -289,9 +290,12 @@ struct Surface {
   int64_t rows[3];
   Bary<T> bary;
   T position[3], normal[3], uv[2];
-  T material[7];  // diffuse rgb, specular rgb, roughness
+  T material[7];  // diffuse rgb, specular rgb, roughness (times the shadow factors, when there are shadows)
   Lookup<T> look[3];
-  T dmat_dx[7], dmat_dy[7];
+  T dmat_dx[7], dmat_dy[7];  // of the sampled maps, before the shadow factors
+  // with shadows: the maps' values before the factors, the factors, and their derivatives
+  T unshadowed[6], factor[6], dfac_dx[6], dfac_dy[6];
+  Lookup<T> look_shadow;
 };
 
 // barycentrics of covered pixel `flat`; rows[i]: b·N + vertex of corner i; returns the image
@@ -339,6 +343,14 @@ void load_surface(const ShadeArgs& a, int32_t flat, Surface<T>& s) {
       s.look[k].sample(t, s.material + offset, s.dmat_dx + offset, s.dmat_dy + offset);
     }
     offset += t.channels;
+  }
+  if (a.shadow.data && used == 3) {
+    s.look_shadow.locate(a.shadow, s.image, s.uv[0], s.uv[1]);
+    s.look_shadow.sample(a.shadow, s.factor, s.dfac_dx, s.dfac_dy);
+    for (int c = 0; c < 6; ++c) {
+      s.unshadowed[c] = s.material[c];
+      s.material[c] *= s.factor[c];
+    }
   }
 }
 
@@ -685,6 +697,8 @@ void shade_backward(const ShadeArgs& args) {
   std::vector<T> partial(chunks * light, T(0));
   std::vector<T> corner(M * 27);         // per pixel and corner: gx, gy, gz, gposition[3], gnormal[3]
   std::vector<T> texel(M * 7);           // per pixel: gradient of the 7 sampled material values
+  const bool shadowed = a.shadow.data && a.mode == kFull;
+  std::vector<T> texel_shadow(shadowed ? M * 6 : 0);  // per pixel: gradient of the 6 shadow factors
   const T* gimage = static_cast<const T*>(a.grad_image);
   using V = typename Packet<T>::V;
   parallel_for(chunks, a.threads, [&](int64_t chunk) {
@@ -707,6 +721,16 @@ void shade_backward(const ShadeArgs& args) {
         // texture lookups → uv
         T guv[2] = {0, 0};
         int offset = 0;
+        if (shadowed) {  // material = unshadowed · factor
+          for (int c = 0; c < 6; ++c) {
+            T g = gmat[c][p];
+            gmat[c][p] = g * q.factor[c];
+            T gf = g * q.unshadowed[c];
+            texel_shadow[m * 6 + c] = gf;
+            guv[0] += gf * q.dfac_dx[c] * q.look_shadow.sx;
+            guv[1] += gf * q.dfac_dy[c] * q.look_shadow.sy;
+          }
+        }
         for (int t = 0; t < 3; ++t) {
           int used = a.mode == kFull ? 3 : (a.mode == kAlbedo ? 1 : 0);
           for (int c = 0; c < a.tex[t].channels; ++c) {
@@ -786,15 +810,21 @@ void shade_backward(const ShadeArgs& args) {
     const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
     for (int64_t m = 0; m < M; ++m) saved[m].look[t].scatter(a.tex[t], texel.data() + m * 7 + offset);
   };
+  auto reduce_shadow = [&] {
+    if (!shadowed || !a.shadow.grad) return;
+    const Surface<T>* saved = static_cast<const Surface<T>*>(a.surfaces);
+    for (int64_t m = 0; m < M; ++m) saved[m].look_shadow.scatter(a.shadow, texel_shadow.data() + m * 6);
+  };
   // independent outputs: one thread each when threads are allowed (the result is the same)
   if (a.threads > 1) {
-    std::thread t1(reduce_texture, 0), t2([&] { reduce_texture(1); reduce_texture(2); });
+    std::thread t1([&] { reduce_texture(0); reduce_shadow(); }), t2([&] { reduce_texture(1); reduce_texture(2); });
     reduce_vertices();
     reduce_light();
     t1.join();
     t2.join();
   } else {
     for (int t = 0; t < 3; ++t) reduce_texture(t);
+    reduce_shadow();
     reduce_vertices();
     reduce_light();
   }
@@ -962,7 +992,7 @@ void antialias_backward(const AntialiasArgs& a) {
 
 extern "C" {
 
-int nf_abi_version() { return 3; }
+int nf_abi_version() { return 4; }
 
 void nf_zbuffer_f32(const float* pixels, const float* depth, const int32_t* faces, int B, int N, int F, int H, int W,
                     int threads, int32_t* face_out, float* orient) {
