@@ -30,6 +30,8 @@ class LossContext:
     are set in stages 2 and 3, ``face_mask [B,H,W,1]`` (the face region, :mod:`.face_mask`;
     None: every pixel) with them. ``maps``/``maps_initial``: stage-3 textures by name
     (``diffuse``, ``specular``, ``roughness``, each ``[S,T,T,C]``) and their stage-2 values.
+    ``progress``: how far the stage is, 0 at its first iteration and 1 at its last (for
+    weights that change over a stage, :meth:`WeightedTerm.weight_at`).
     """
 
     stage: int
@@ -44,11 +46,14 @@ class LossContext:
     face_mask: torch.Tensor | None = None
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     maps_initial: dict[str, torch.Tensor] = field(default_factory=dict)
+    progress: float = 0.0
 
 
 @runtime_checkable
 class LossTerm(Protocol):
-    """A named loss; ``weight(config, stage)`` is 0 where the term is inactive."""
+    """A named loss; ``weight(config, stage)`` is 0 where the term is inactive. A term whose
+    weight changes over a stage also has ``weight_at(config, stage, progress)`` (the fit calls
+    it where it exists; ``progress`` as in :class:`LossContext`)."""
 
     name: str
 
@@ -61,7 +66,9 @@ class LossTerm(Protocol):
 class WeightedTerm:
     """A loss from a function, weighted by ``[weights] <key>`` in the listed stages.
 
-    ``key`` may contain ``{stage}`` (e.g. ``landmarks_stage{stage}``).
+    ``key`` may contain ``{stage}`` (e.g. ``landmarks_stage{stage}``). Where the config also
+    has ``[weights] <key>_final`` for the stage, the weight moves linearly from ``<key>`` at
+    the stage's first iteration to that at its last (:meth:`weight_at`).
     """
 
     name: str
@@ -73,6 +80,12 @@ class WeightedTerm:
         if stage not in self.stages:
             return 0.0
         return float(getattr(config.weights, self.key.format(stage=stage)))
+
+    def weight_at(self, config: Any, stage: int, progress: float) -> float:
+        """The weight ``progress`` (0…1) of the way through ``stage``."""
+        start = self.weight(config, stage)
+        final = getattr(config.weights, self.key.format(stage=stage) + "_final", None)
+        return start if final is None else start + (float(final) - start) * progress
 
     def __call__(self, ctx: LossContext) -> torch.Tensor:
         return self.fn(ctx)

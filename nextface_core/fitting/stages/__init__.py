@@ -110,6 +110,9 @@ class FitState:
             w = term.weight(self.config, ctx.stage)
             if w == 0.0:
                 continue
+            weight_at = getattr(term, "weight_at", None)
+            if callable(weight_at):
+                w = weight_at(self.config, ctx.stage, ctx.progress)
             value = w * term(ctx)
             parts[term.name] = value.detach()
             total = value if total is None else total + value

@@ -47,7 +47,8 @@ class PhotometricStage:
             # a new seed per iteration: a ray tracer's noise must not be the same every step
             inputs = state.scene.render_inputs(params_now, diffuse, specular, roughness)
             render = state.renderer.render(inputs, state.scene.render_settings(cfg.render.samples, cfg.run.seed + it))
-            return state.total(state.context(self.loss_stage, params_now, render=render))
+            progress = it / max(cfg.stage2.iterations - 1, 1)
+            return state.total(state.context(self.loss_stage, params_now, render=render, progress=progress))
 
         report = run_adam(self.loss_stage, cfg.stage2.iterations, cfg.stage2.final_learning_rate, opt, loss_of,
                           progress=state.progress)
