@@ -308,6 +308,8 @@ def _fitter(data: dict[str, Path], probe: NanProbe, stage2: int):
             register("nan_probe", lambda config: probe, description="test term injecting NaN")
 
     config = load_config(data["config"], {"stage2.iterations": stage2, "stage3.iterations": 0})
+    # a constant landmark weight, so that the stage's losses compare from its first iteration to its last
+    config = config.with_overrides({"weights.landmarks_stage2_final": config.weights.landmarks_stage2})
     renderer = PluginRegistry().create("renderer", "vertex", config)
     return Fitter(config, registry=fresh_registry(("nan_probe", Plugin())), model=synthetic_model("small"), renderer=renderer)
 
