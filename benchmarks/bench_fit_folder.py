@@ -124,7 +124,7 @@ def run(quick: bool = False) -> dict[str, object]:
             figures[f"shared_identity_{views}_views_peak_rss_mb"] = round(shared[views], 1)
         figures["shared_identity_mb_per_view"] = round((shared[6] - shared[2]) / 4.0, 1)
         if not quick:
-            from nextface_core.testing.synthetic import write_synthetic_basel
+            from nextface_model_basel.testing import write_synthetic_basel
 
             write_synthetic_basel(root / "full_model", size="full")
             (root / "full.toml").write_text(SHORT.format(resolution=512, batch=1, model=root / "full_model"))
