@@ -49,6 +49,7 @@ RULES: dict[str, tuple] = {
     "stage2.learning_rate": (0.0, None),
     "stage3.learning_rate": (0.0, None),
     "stage2.final_learning_rate": (0.0, 1.0),
+    "stage2.specular_scale": ("choices", "views", "free", "fixed"),
     "stage3.final_learning_rate": (0.0, 1.0),
     "stage3.pyramid_levels": (1, 12),
     "stage3.bake_steps": (0, 100),

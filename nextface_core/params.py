@@ -11,14 +11,25 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+#: the identity's tensors (S rows); every other tensor has one row per image
+IDENTITY_FIELDS = ("shape", "diffuse", "specular", "specular_log_scale", "diffuse_map", "specular_map", "roughness_map")
+
 
 @dataclass
 class SceneParameters:
     """``shape [S,K_s]``, ``diffuse [S,K_a]``, ``specular [S,K_a]`` (coefficients in standard
     deviations); ``expression [B,K_e]``; ``rotation [B,3]`` axis-angle radians;
     ``translation [B,3]`` camera space (model units); ``focal [B]`` pixels;
-    ``sh [B,bands²,3]`` light; stage-3 maps ``diffuse_map [S,T,T,3]``,
-    ``specular_map [S,T,T,3]``, ``roughness_map [S,T,T,1]`` (None before stage 3).
+    ``sh [B,bands²,3]`` light; ``specular_log_scale [S,1]`` the log of a factor on the
+    statistical specular albedo (0 when not given: the model's own level); stage-3 maps
+    ``diffuse_map [S,T,T,3]``, ``specular_map [S,T,T,3]``, ``roughness_map [S,T,T,1]``
+    (None before stage 3).
+
+    The specular scale exists because a uniform change of the specular level is far outside
+    the span of a statistical specular model (on the synthetic model, 0.8 × its mean needs
+    coefficients of ±10–25 standard deviations), yet it is what the light trades against: with
+    the level held at the model's, the fitted light takes up the difference (reflectance benchmark,
+    module :mod:`nextface_core.synthetic.reflectance`).
     """
 
     shape: torch.Tensor
@@ -29,6 +40,7 @@ class SceneParameters:
     translation: torch.Tensor
     focal: torch.Tensor
     sh: torch.Tensor
+    specular_log_scale: torch.Tensor | None = None
     diffuse_map: torch.Tensor | None = None
     specular_map: torch.Tensor | None = None
     roughness_map: torch.Tensor | None = None
@@ -37,7 +49,9 @@ class SceneParameters:
         b, s = self.batch_size, self.shape.shape[0]
         if s not in (1, b):
             raise ValueError(f"identity tensors have {s} rows; expected 1 (shared) or {b}")
-        for name in ("diffuse", "specular"):
+        if self.specular_log_scale is None:
+            self.specular_log_scale = self.shape.new_zeros(s, 1)
+        for name in IDENTITY_FIELDS[1:4]:
             if getattr(self, name).shape[0] != s:
                 raise ValueError(f"SceneParameters.{name} has {getattr(self, name).shape[0]} rows, expected {s}")
         for name in ("rotation", "translation", "focal", "sh"):
@@ -90,6 +104,10 @@ class SceneParameters:
     def tensors(self) -> dict[str, torch.Tensor]:
         """The non-None tensors by name (for optimisers, saving and checkpoints)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def with_first_identity(self) -> "SceneParameters":
+        """All images, sharing image 0's identity (its identity rows, S = 1)."""
+        return replace(self, **{n: getattr(self, n)[:1] for n in IDENTITY_FIELDS if getattr(self, n) is not None})
 
     def image(self, index: int) -> "SceneParameters":
         """Image ``index`` alone (a batch of one); its own identity rows, so not for a shared identity."""

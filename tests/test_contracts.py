@@ -95,7 +95,9 @@ def test_neutral_scene_is_frontal_at_distance_with_ambient_light() -> None:
     # the constant light gives irradiance ambient · π for every normal
     normals = torch.nn.functional.normalize(torch.randn(3, 4, 3), dim=-1)
     assert torch.allclose(irradiance(normals, p.sh), torch.full((3, 4, 3), 0.5 * math.pi), atol=1e-5)
-    assert set(p.tensors()) == {"shape", "expression", "diffuse", "specular", "rotation", "translation", "focal", "sh"}
+    assert set(p.tensors()) == {"shape", "expression", "diffuse", "specular", "specular_log_scale", "rotation", "translation",
+                                "focal", "sh"}
+    assert torch.equal(p.specular_log_scale, torch.zeros(1, 1))  # the model's own specular level
 
 
 def test_scene_rejects_mismatched_rows() -> None:

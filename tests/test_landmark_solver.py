@@ -36,8 +36,7 @@ def _problem(model, truth: SceneParameters, shared: bool = False):
     b = truth.batch_size
     pp = torch.full((b, 2), SIZE / 2.0, dtype=model.dtype)
     scene = FaceScene(model, (SIZE, SIZE), pp, 256, {"ibug68": rows})
-    truth = truth if not shared else SceneParameters(**{**truth.tensors(), "shape": truth.shape[:1],
-                                                           "diffuse": truth.diffuse[:1], "specular": truth.specular[:1]})
+    truth = truth.with_first_identity() if shared else truth
     # targets in schema order: project the rows (contour rows: first candidate) at the truth
     targets = scene.project_landmarks(truth, "ibug68")
     weights = torch.ones(b, targets.shape[1], dtype=model.dtype)

@@ -252,6 +252,7 @@ def _save_params(folder: Path, result: FitResult, b: int, metrics: dict) -> None
         "expression": p.expression[b],
         "diffuse": p.diffuse[s],
         "specular": p.specular[s],
+        "specular_log_scale": p.specular_log_scale[s],
         "rotation": p.rotation[b],
         "translation": p.translation[b],
         "focal": p.focal[b],

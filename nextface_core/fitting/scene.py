@@ -149,10 +149,12 @@ class FaceScene:
         return torch.full((rows, t, t, 1), value, dtype=self.model.dtype, device=self.model.device)
 
     def albedo_textures(self, params: SceneParameters) -> tuple[torch.Tensor, torch.Tensor]:
-        """Statistical diffuse and specular albedo baked to textures ``[S,T,T,3]``."""
+        """Statistical diffuse and specular albedo baked to textures ``[S,T,T,3]`` (the specular
+        times ``exp(params.specular_log_scale)``)."""
         m = self.model
         diffuse = combine(m.diffuse_mean, m.diffuse_basis, m.diffuse_var, params.diffuse).clamp(0.0, 1.0)
-        specular = combine(m.specular_mean, m.specular_basis, m.specular_var, params.specular).clamp(0.0, 1.0)
+        specular = combine(m.specular_mean, m.specular_basis, m.specular_var, params.specular)
+        specular = (specular * params.specular_log_scale.exp()[:, :, None]).clamp(0.0, 1.0)
         return self.texture.to_texture(diffuse), self.texture.to_texture(specular)
 
     def render_inputs(

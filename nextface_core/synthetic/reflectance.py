@@ -177,10 +177,7 @@ def _turned(params: SceneParameters, row: int, yaw: float) -> SceneParameters:
     c, s = math.cos(yaw), math.sin(yaw)
     turn = r.new_tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])[None]
     return replace(
-        params,
-        shape=params.shape[:1],
-        diffuse=params.diffuse[:1],
-        specular=params.specular[:1],
+        params.with_first_identity(),
         expression=params.expression[row : row + 1],
         rotation=matrix_to_axis_angle(r @ turn),
         translation=params.translation[row : row + 1],
@@ -199,10 +196,7 @@ def relative_novel(fitted: SceneParameters, truth: ReflectanceTruth) -> ScenePar
     turn = r_in.transpose(-1, -2) @ r_nv  # model-space turn
     r_fit = axis_angle_to_matrix(fitted.rotation[:1])
     return replace(
-        fitted,
-        shape=fitted.shape[:1],
-        diffuse=fitted.diffuse[:1],
-        specular=fitted.specular[:1],
+        fitted.with_first_identity(),
         expression=fitted.expression[:1],
         rotation=matrix_to_axis_angle(r_fit @ turn),
         translation=fitted.translation[:1],
@@ -245,7 +239,7 @@ def _truth_visible(truth: ReflectanceTruth) -> torch.Tensor:
     p = truth.params
     pp = torch.full((p.batch_size, 2), truth.image_size / 2.0, dtype=truth.model.dtype, device=truth.model.device)
     scene = FaceScene(truth.model, (truth.image_size,) * 2, pp, truth.diffuse.shape[1])
-    return visible_texels(scene, replace(p, shape=p.shape[:1], diffuse=p.diffuse[:1], specular=p.specular[:1]))[0]
+    return visible_texels(scene, p.with_first_identity())[0]
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float:

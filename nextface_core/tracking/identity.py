@@ -26,7 +26,8 @@ from ..params import SceneParameters
 @dataclass
 class Identity:
     """``shape [1,K_s]``, ``diffuse``/``specular [1,K_a]`` coefficients, ``focal_ratio``
-    (focal / longer image side), ``sh [1,bands²,3]`` the light to start from, ``source``."""
+    (focal / longer image side), ``sh [1,bands²,3]`` the light to start from, ``source``,
+    ``specular_log_scale [1,1]`` (:class:`~nextface_core.params.SceneParameters`)."""
 
     shape: torch.Tensor
     diffuse: torch.Tensor
@@ -34,12 +35,17 @@ class Identity:
     focal_ratio: float
     sh: torch.Tensor
     source: str
+    specular_log_scale: torch.Tensor | None = None
     expression_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.specular_log_scale is None:
+            self.specular_log_scale = self.shape.new_zeros(1, 1)
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Identity":
         move = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
         return Identity(move(self.shape), move(self.diffuse), move(self.specular), self.focal_ratio, move(self.sh), self.source,
-                        self.expression_size)
+                        move(self.specular_log_scale), self.expression_size)
 
     def parameters(self, batch: int, sh: torch.Tensor) -> SceneParameters:
         """Neutral per-frame parameters (frontal, no expression) around this identity; ``focal``
@@ -48,7 +54,7 @@ class Identity:
         dev, dt = self.shape.device, self.shape.dtype
         return SceneParameters(
             shape=self.shape, expression=torch.zeros(batch, k_e, device=dev, dtype=dt),
-            diffuse=self.diffuse, specular=self.specular,
+            diffuse=self.diffuse, specular=self.specular, specular_log_scale=self.specular_log_scale,
             rotation=torch.zeros(batch, 3, device=dev, dtype=dt), translation=torch.zeros(batch, 3, device=dev, dtype=dt),
             focal=torch.ones(batch, device=dev, dtype=dt), sh=sh.expand(batch, -1, -1).clone(),
         )
@@ -71,7 +77,8 @@ class Identity:
         ratio averaged over its images (``longer_sides [B]`` pixels), their mean light."""
         ratio = float((params.focal / longer_sides).mean())
         return cls(params.shape[:1].detach().clone(), params.diffuse[:1].detach().clone(),
-                   params.specular[:1].detach().clone(), ratio, params.sh.mean(0, keepdim=True).detach().clone(), source)
+                   params.specular[:1].detach().clone(), ratio, params.sh.mean(0, keepdim=True).detach().clone(), source,
+                   params.specular_log_scale[:1].detach().clone())
 
     @classmethod
     def load(cls, path: str | Path) -> "Identity":
@@ -98,8 +105,9 @@ class Identity:
             raise InputError(f"identity {folder}/params.npz lacks {', '.join(missing) or 'image_size in params.json'}", fix)
         longer = float(max(meta["image_size"]))
         tensor = lambda k: torch.from_numpy(np.asarray(arrays[k], dtype=np.float32))[None]  # noqa: E731
+        log_scale = tensor("specular_log_scale") if "specular_log_scale" in arrays else None  # absent from older results: the model's level
         return cls(tensor("shape"), tensor("diffuse"), tensor("specular"), float(arrays["focal"]) / longer,
-                   tensor("sh"), str(folder))
+                   tensor("sh"), str(folder), log_scale)
 
 
 def keyframe_indices(found: Sequence[bool], count: int) -> list[int]:

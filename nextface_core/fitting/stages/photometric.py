@@ -1,6 +1,13 @@
 """Stage 2: shape, expression, statistical diffuse/specular albedo, pose and SH light from
 the photometric loss inside the coverage mask, plus landmark and prior terms (Adam).
 
+The specular albedo's overall level (``specular_log_scale``, see
+:class:`~nextface_core.params.SceneParameters`) is free where ``[stage2] specular_scale`` says:
+by default in a shared-identity fit of several views. Held at the model's level, the light takes
+up the difference and stage 3 cannot undo it (reflectance benchmark, truth 0.79 × the synthetic
+model's level, 3 views: the specular map came out 0.19 where the truth is 0.155). One view does
+not pin the level down: the same photo, cropped, shrunk or turned, gave 0.75–2.26 ×.
+
 The pose is optimised as the rotation and the camera-space position of the face's centre
 (:func:`~nextface_core.fitting.pose.to_pivot`), not the translation of the model's origin."""
 
@@ -27,6 +34,7 @@ class PhotometricStage:
     def run(self, state: FitState, params: SceneParameters) -> tuple[SceneParameters, StageReport]:
         cfg = state.config
         names = ["shape", "expression", "diffuse", "specular", "rotation", "translation", "sh"]
+        names += ["specular_log_scale"] if free_specular_scale(cfg.stage2.specular_scale, params) else []
         names += ["focal"] if cfg.camera.optimize_focal else []
         start = replace(params, sh=initial_light(state, params))
         # the pose is optimised as (rotation, position of the face's centre): see to_pivot
@@ -54,6 +62,11 @@ class PhotometricStage:
                           progress=state.progress)
         with torch.no_grad():
             return current().detached(), report
+
+
+def free_specular_scale(mode: str, params: SceneParameters) -> bool:
+    """Whether stage 2 optimises the specular level (``[stage2] specular_scale``)."""
+    return mode == "free" or (mode == "views" and params.shared_identity)
 
 
 def initial_light(state: FitState, params: SceneParameters) -> torch.Tensor:
