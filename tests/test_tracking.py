@@ -201,6 +201,10 @@ def test_identity_folders_are_checked(tmp_path: Path, model) -> None:
     (folder / "params.json").write_text('{"image_size": [150, 200]}')
     identity = Identity.load(tmp_path)
     assert identity.focal_ratio == pytest.approx(1.5)
+    assert float(identity.specular_log_scale) == 0.0  # a result written before the specular level: the model's
+    np.savez(folder / "params.npz", **arrays, specular_log_scale=np.array([-0.25]))
+    assert float(Identity.load(tmp_path).specular_log_scale) == pytest.approx(-0.25)
+    assert float(Identity.load(tmp_path).parameters(2, identity.sh).specular_log_scale) == pytest.approx(-0.25)
     with pytest.raises(InputError, match=f"has {model.n_shape + 1} shape coefficients"):
         identity.check(model)
     (folder / "params.npz").write_bytes(b"not a zip")
