@@ -85,7 +85,9 @@ class WeightedTerm:
         """The weight ``progress`` (0…1) of the way through ``stage``."""
         start = self.weight(config, stage)
         final = getattr(config.weights, self.key.format(stage=stage) + "_final", None)
-        return start if final is None else start + (float(final) - start) * progress
+        if stage not in self.stages or final is None:
+            return start
+        return start + (float(final) - start) * progress
 
     def __call__(self, ctx: LossContext) -> torch.Tensor:
         return self.fn(ctx)

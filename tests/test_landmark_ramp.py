@@ -43,3 +43,14 @@ def test_the_fit_weighs_each_iteration_by_how_far_the_stage_is() -> None:
         total, parts = FitState.total(state, replace(ctx, progress=progress))
         assert float(total.detach()) == pytest.approx(weight * raw, rel=1e-9)
         assert float(parts["landmarks"]) == pytest.approx(weight * raw, rel=1e-9)
+
+
+def test_a_weight_that_starts_at_zero_still_rises() -> None:
+    """The fit skipped a term whose *starting* weight was 0, so a ramp from 0 never began."""
+    config = load_config(overrides={"weights.landmarks_stage2": 0.0, "weights.landmarks_stage2_final": 0.5})
+    state = SimpleNamespace(config=config, losses=(_landmarks(),))
+    ctx = synthetic_loss_context(2)
+    raw = float(landmark_loss(ctx).detach())
+    total, parts = FitState.total(state, replace(ctx, progress=1.0))
+    assert float(parts["landmarks"]) == pytest.approx(0.5 * raw, rel=1e-9)
+    assert _landmarks().weight_at(config, 3, 1.0) == 0.0  # outside its stages the term stays off

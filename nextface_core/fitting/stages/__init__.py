@@ -107,12 +107,10 @@ class FitState:
         """The weighted sum of the terms active in ``ctx.stage``, and each weighted term (detached)."""
         total, parts = None, {}
         for term in self.losses:
-            w = term.weight(self.config, ctx.stage)
+            weight_at = getattr(term, "weight_at", None)  # third-party terms may have only weight()
+            w = weight_at(self.config, ctx.stage, ctx.progress) if callable(weight_at) else term.weight(self.config, ctx.stage)
             if w == 0.0:
                 continue
-            weight_at = getattr(term, "weight_at", None)
-            if callable(weight_at):
-                w = weight_at(self.config, ctx.stage, ctx.progress)
             value = w * term(ctx)
             parts[term.name] = value.detach()
             total = value if total is None else total + value

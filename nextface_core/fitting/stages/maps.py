@@ -158,7 +158,8 @@ class MapStage:
             maps = grids.maps(sigma)
             inputs = replace(base, diffuse=maps["diffuse"], specular=maps["specular"], roughness=maps["roughness"])
             settings = scene.render_settings(cfg.render.samples, cfg.run.seed + it)
-            return state.total(replace(ctx, maps=maps, render=state.renderer.render(inputs, settings)))
+            progress = it / max(s3.iterations - 1, 1)
+            return state.total(replace(ctx, maps=maps, render=state.renderer.render(inputs, settings), progress=progress))
 
         report = run_adam(self.loss_stage, s3.iterations, s3.final_learning_rate, opt, loss_of, progress=state.progress)
         with torch.no_grad():
